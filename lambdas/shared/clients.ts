@@ -1,0 +1,63 @@
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SNSClient } from '@aws-sdk/client-sns';
+import { SSMClient } from '@aws-sdk/client-ssm';
+
+/**
+ * The one place AWS SDK clients are built. Domain code never constructs a client: it takes one as a
+ * parameter, and handlers get theirs from here.
+ *
+ * Plugins (tracing, a simulated account) are kept on `globalThis` under a registered symbol rather than
+ * in this module, because every Lambda bundle carries its own copy of this file and a plugin must reach
+ * all of them in one process.
+ */
+
+export interface PluggableClient {
+  readonly middlewareStack: { add: (...args: never[]) => unknown };
+}
+export type ClientPlugin = (client: PluggableClient, service: ServiceName) => void;
+export type ServiceName = 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events';
+
+const PLUGINS = Symbol.for('understudy.aws-client-plugins');
+type PluginHost = { [PLUGINS]?: ClientPlugin[] };
+
+const plugins = (): ClientPlugin[] => {
+  const host = globalThis as PluginHost;
+  host[PLUGINS] ??= [];
+  return host[PLUGINS];
+};
+
+/** Registers a plugin applied to every client built afterwards (idempotent per function object). */
+export const addClientPlugin = (plugin: ClientPlugin): void => {
+  const list = plugins();
+  if (!list.includes(plugin)) list.push(plugin);
+};
+
+const build = <C extends PluggableClient>(service: ServiceName, make: () => C): C => {
+  const client = make();
+  for (const plugin of plugins()) plugin(client, service);
+  return client;
+};
+
+// The SDK's adaptive mode backs off under throttling (RequestLimitExceeded, ThrottlingException)
+// instead of failing the step on the first burst.
+const common = { maxAttempts: 5, retryMode: 'adaptive' } as const;
+
+export const createClients = () => ({
+  ec2: build('ec2', () => new EC2Client(common)),
+  ssm: build('ssm', () => new SSMClient(common)),
+  s3: build('s3', () => new S3Client(common)),
+  sns: build('sns', () => new SNSClient(common)),
+  sfn: build('sfn', () => new SFNClient(common)),
+  events: build('events', () => new EventBridgeClient(common)),
+});
+export type Clients = ReturnType<typeof createClients>;
+
+let shared: Clients | undefined;
+/** Clients for this process, built on first use (after any plugin registration). */
+export const clients = (): Clients => {
+  shared ??= createClients();
+  return shared;
+};

@@ -1,0 +1,161 @@
+import { z } from 'zod';
+
+/**
+ * `understudy.config.json`: read by the CDK app at synth time and, per target, by the workflow at run
+ * time (the stack stores each target's block in an SSM parameter). Every value that can reach a shell
+ * command, a tag or an S3 key is held to a strict pattern here, so it is refused before anything runs.
+ */
+
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const URL_PATH = /^\/[A-Za-z0-9._~\-/]*$/;
+const EMAIL = /^[A-Za-z0-9._%+-]{1,64}@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const TARGET_NAME = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+const SSM_PARAMETER_NAME = /^\/[A-Za-z0-9_.\-/]{1,1010}$/;
+
+export const TargetNameSchema = z
+  .string()
+  .regex(TARGET_NAME, 'use 1-32 lowercase letters, digits or dashes, starting and ending with a letter or digit');
+
+export const ImageIdSchema = z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'use an AMI id such as ami-0123456789abcdef0');
+
+export const ImageSourceSchema = z
+  .object({
+    imageId: ImageIdSchema.optional(),
+    ssmParameter: z
+      .string()
+      .regex(SSM_PARAMETER_NAME, 'use a parameter name starting with "/", e.g. /golden/web/ami')
+      .optional(),
+  })
+  .strict()
+  .refine((s) => (s.imageId === undefined) !== (s.ssmParameter === undefined), {
+    message: 'set exactly one of imageId or ssmParameter',
+  });
+
+export const ReadinessSchema = z
+  .object({
+    /** Upper bound from launch to the agent's final event. */
+    timeoutSeconds: z.number().int().min(60).max(86_400).default(900),
+    /** Longest silence allowed from the agent; it sends progress every 30 s once started. */
+    heartbeatSeconds: z.number().int().min(60).max(86_400).default(300),
+    /** cloud-init exit 2 means "recoverable errors"; whether that is good enough is the target's call. */
+    onRecoverableErrors: z.enum(['fail', 'accept']).default('fail'),
+  })
+  .strict()
+  .refine((r) => r.heartbeatSeconds < r.timeoutSeconds, {
+    message: 'heartbeatSeconds must be less than timeoutSeconds',
+    path: ['heartbeatSeconds'],
+  });
+
+export const TlsSchema = z
+  .object({
+    /**
+     * `http-01`: certbot after the switch (the manual procedure's order). `none`: plain HTTP service.
+     * `restore` and `dns-01` (certificate ready before the switch) arrive with the golden-image work.
+     */
+    mode: z.enum(['http-01', 'none'], {
+      error: 'use "http-01" or "none" ("restore" and "dns-01" are not available in this version)',
+    }),
+    email: z.string().regex(EMAIL, 'use a plain e-mail address for the ACME account').optional(),
+  })
+  .strict()
+  .refine((t) => t.mode !== 'http-01' || t.email !== undefined, {
+    message: 'http-01 needs an email for the ACME account',
+    path: ['email'],
+  });
+
+export const HealthSchema = z
+  .object({
+    path: z.string().regex(URL_PATH, 'use an absolute path of plain characters, e.g. /healthz').default('/'),
+    expectStatus: z.number().int().min(100).max(599).default(200),
+    /** Substring the body must contain. */
+    bodyContains: z.string().min(1).max(256).optional(),
+    consecutiveSuccesses: z.number().int().min(1).max(50).default(3),
+    intervalSeconds: z.number().int().min(1).max(60).default(5),
+    deadlineSeconds: z.number().int().min(10).max(3600).default(300),
+    requestTimeoutSeconds: z.number().int().min(1).max(60).default(5),
+    bakeSeconds: z.number().int().min(0).max(86_400).default(300),
+    bakeFailureThreshold: z.number().int().min(1).max(100).default(3),
+    certificateMinDaysLeft: z.number().int().min(0).max(365).default(14),
+  })
+  .strict();
+
+export const RollbackSchema = z
+  .object({
+    /** How long the old box stays stopped (not terminated) after a successful replacement. */
+    windowHours: z.number().min(0).max(24 * 90).default(24),
+    /** What happens to a candidate that failed. */
+    failedCandidate: z.enum(['stop', 'terminate']).default('stop'),
+  })
+  .strict();
+
+export const TargetSchema = z
+  .object({
+    name: TargetNameSchema,
+    /** The Elastic IP that fronts the service. */
+    allocationId: z.string().regex(/^eipalloc-[0-9a-f]{8,17}$/, 'use an allocation id such as eipalloc-0123abcd'),
+    domain: z.string().regex(HOSTNAME, 'use a lowercase DNS name such as www.example.com'),
+    image: ImageSourceSchema,
+    /** Extra EBS volumes or instance store: refused unless the new box may start with fresh ones. */
+    dataVolumes: z.enum(['refuse', 'fresh']).default('refuse'),
+    readiness: ReadinessSchema.default({ timeoutSeconds: 900, heartbeatSeconds: 300, onRecoverableErrors: 'fail' }),
+    tls: TlsSchema,
+    health: HealthSchema.default(HealthSchema.parse({})),
+    rollback: RollbackSchema.default({ windowHours: 24, failedCandidate: 'stop' }),
+  })
+  .strict();
+
+export const NotificationsSchema = z
+  .object({
+    emails: z.array(z.string().regex(EMAIL, 'use a plain e-mail address')).max(20).default([]),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    $schema: z.string().optional(),
+    notifications: NotificationsSchema.default({ emails: [] }),
+    targets: z.array(TargetSchema).min(1, 'declare at least one target'),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.targets.forEach((t, i) => {
+      if (seen.has(t.name)) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `duplicate target name "${t.name}"` });
+      }
+      seen.add(t.name);
+    });
+  });
+
+export type TargetConfig = z.infer<typeof TargetSchema>;
+export type UnderstudyConfig = z.infer<typeof ConfigSchema>;
+
+/** One line per problem, each naming the field path and the fix, e.g. `targets[0].domain: use a lowercase DNS name`. */
+export const formatIssues = (error: z.ZodError, root = ''): string[] =>
+  error.issues.map((issue) => {
+    const path = issue.path.reduce<string>(
+      (acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)),
+      root,
+    );
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove ${issue.keys.length > 1 ? 'them' : 'it'}`
+        : issue.message;
+    return `${path || '(root)'}: ${message}`;
+  });
+
+export class ConfigError extends Error {
+  constructor(
+    readonly problems: string[],
+    source: string,
+  ) {
+    super(`${source} is invalid:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const parseConfig = (raw: unknown, source = 'understudy.config.json'): UnderstudyConfig => {
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(formatIssues(result.error), source);
+  return result.data;
+};

@@ -1,0 +1,24 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import type { z } from 'zod';
+import { formatIssues } from './config';
+import { ErrorNames, UnderstudyError } from './errors';
+import { logger } from './logger';
+
+/**
+ * Wraps a step's domain function as a Lambda handler: parses the event at the boundary (the error names
+ * the field), injects the Lambda context into the logger and resets correlation keys between invocations.
+ * Handlers stay one line: `export const handler = step(Schema, (input) => domain(clients(), input));`
+ */
+export const step = <S extends z.ZodType, R>(
+  schema: S,
+  run: (input: z.infer<S>, context: Context) => Promise<R>,
+) =>
+  middy(async (event: unknown, context: Context): Promise<R> => {
+    const parsed = schema.safeParse(event);
+    if (!parsed.success) {
+      throw new UnderstudyError(ErrorNames.InvalidInput, formatIssues(parsed.error, 'event').join('; '));
+    }
+    return run(parsed.data, context);
+  }).use(injectLambdaContext(logger, { resetKeys: true }));
