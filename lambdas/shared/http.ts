@@ -1,0 +1,116 @@
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import tls from 'node:tls';
+
+/**
+ * One HTTP(S) request against the service as a client on the internet sees it: to the Elastic IP, with
+ * the domain as Host header and TLS SNI, checking status, body and the served certificate.
+ *
+ * Connection hooks live on `globalThis` (like client plugins) so a simulated account can route the
+ * EIP's address to a local proxy; in AWS no hook is registered and sockets go where they say.
+ * Trust anchors can be added the same way (a private CA for a test account), on top of Node's defaults.
+ */
+
+export type ConnectHook = (host: string, port: number) => { host: string; port: number } | undefined;
+const HOOKS = Symbol.for('understudy.net-connect-hooks');
+const TRUST = Symbol.for('understudy.tls-extra-ca');
+type Host = { [HOOKS]?: ConnectHook[]; [TRUST]?: string[] };
+
+export const addConnectHook = (hook: ConnectHook): void => {
+  const host = globalThis as Host;
+  host[HOOKS] ??= [];
+  if (!host[HOOKS].includes(hook)) host[HOOKS].push(hook);
+};
+export const removeConnectHook = (hook: ConnectHook): void => {
+  const host = globalThis as Host;
+  host[HOOKS] = (host[HOOKS] ?? []).filter((h) => h !== hook);
+};
+export const addTrustedCa = (pem: string): void => {
+  const host = globalThis as Host;
+  host[TRUST] ??= [];
+  if (!host[TRUST].includes(pem)) host[TRUST].push(pem);
+};
+
+const route = (host: string, port: number): { host: string; port: number } => {
+  for (const hook of (globalThis as Host)[HOOKS] ?? []) {
+    const target = hook(host, port);
+    if (target) return target;
+  }
+  return { host, port };
+};
+
+export interface ProbeRequest {
+  /** Address to connect to (the EIP's public IP). */
+  readonly address: string;
+  readonly scheme: 'http' | 'https';
+  /** Sent as Host header and TLS SNI; the certificate must be valid for it. */
+  readonly domain: string;
+  readonly path: string;
+  readonly timeoutMs: number;
+}
+
+export interface ProbeResponse {
+  readonly ok: boolean;
+  readonly status?: number;
+  readonly body?: string;
+  /** Days until the served certificate expires (https only). */
+  readonly certificateDaysLeft?: number;
+  readonly error?: string;
+}
+
+const MAX_BODY = 64 * 1024;
+
+/** Sends one GET; never throws: transport failures come back as `{ ok: false, error }`. */
+export const httpGet = (request: ProbeRequest): Promise<ProbeResponse> =>
+  new Promise((resolve) => {
+    const port = request.scheme === 'https' ? 443 : 80;
+    const target = route(request.address, port);
+    const extraCa = (globalThis as Host)[TRUST] ?? [];
+    let settled = false;
+    const done = (response: ProbeResponse) => {
+      if (settled) return;
+      settled = true;
+      resolve(response);
+    };
+    const options: https.RequestOptions = {
+      method: 'GET',
+      path: request.path,
+      headers: { Host: request.domain, 'User-Agent': 'understudy-probe', Connection: 'close' },
+      agent: false,
+      timeout: request.timeoutMs,
+      createConnection: () =>
+        request.scheme === 'https'
+          ? tls.connect({
+              host: target.host,
+              port: target.port,
+              servername: request.domain,
+              ...(extraCa.length > 0 ? { ca: [...tls.rootCertificates, ...extraCa] } : {}),
+            })
+          : net.connect({ host: target.host, port: target.port }),
+    };
+    const req = (request.scheme === 'https' ? https : http).request(options, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (body.length < MAX_BODY) body += chunk;
+      });
+      res.on('end', () => {
+        const socket = res.socket as TLSSocket;
+        const cert = request.scheme === 'https' ? socket.getPeerCertificate?.() : undefined;
+        const certificateDaysLeft =
+          cert?.valid_to !== undefined ? (Date.parse(cert.valid_to) - Date.now()) / 86_400_000 : undefined;
+        done({
+          ok: true,
+          ...(res.statusCode !== undefined ? { status: res.statusCode } : {}),
+          body,
+          ...(certificateDaysLeft !== undefined ? { certificateDaysLeft } : {}),
+        });
+      });
+      res.on('error', (error) => done({ ok: false, error: error.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${request.timeoutMs} ms`)));
+    req.on('error', (error) => done({ ok: false, error: error.message }));
+    req.end();
+  });
