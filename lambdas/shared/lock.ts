@@ -1,0 +1,156 @@
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { ErrorNames, UnderstudyError } from './errors';
+import type { Lock } from './schemas';
+
+/**
+ * The per-target lock: one S3 object created with If-None-Match, so two runs can never both hold it.
+ * It carries a lease (longer than any execution can live); a lease that ran out belongs to a run that
+ * died, so it may be taken over (compare-and-swap on its ETag) and the takeover is reported.
+ * Renewals and the release check the owner and swap on the ETag, so a run never touches a lock it lost.
+ */
+
+const LockBodySchema = z.object({
+  owner: z.string(),
+  executionName: z.string(),
+  target: z.string(),
+  acquiredAt: z.string(),
+  expiresAt: z.string(),
+});
+export type LockBody = z.infer<typeof LockBodySchema>;
+
+export interface LockRequest {
+  readonly bucket: string;
+  readonly key: string;
+  readonly owner: string;
+  readonly executionName: string;
+  readonly target: string;
+  readonly leaseSeconds: number;
+}
+
+const statusOf = (error: unknown): number | undefined =>
+  (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+const isPreconditionFailed = (error: unknown) =>
+  (error as Error)?.name === 'PreconditionFailed' || statusOf(error) === 412;
+const isConflict = (error: unknown) =>
+  (error as Error)?.name === 'ConditionalRequestConflict' || statusOf(error) === 409;
+const isMissing = (error: unknown) => (error as Error)?.name === 'NoSuchKey' || statusOf(error) === 404;
+
+const transient = (what: string, cause: unknown) =>
+  new UnderstudyError(ErrorNames.Transient, `${what}: concurrent write on the lock object, retrying`, { cause });
+
+const bodyFor = (request: LockRequest, acquiredAt: string): string =>
+  JSON.stringify({
+    owner: request.owner,
+    executionName: request.executionName,
+    target: request.target,
+    acquiredAt,
+    expiresAt: new Date(Date.now() + request.leaseSeconds * 1000).toISOString(),
+  } satisfies LockBody);
+
+/** Reads the lock, or undefined when nobody holds it. */
+export const readLock = async (
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<{ body: LockBody; etag: string } | undefined> => {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const text = (await out.Body?.transformToString()) ?? '';
+    const parsed = LockBodySchema.safeParse(JSON.parse(text));
+    if (!parsed.success || out.ETag === undefined) {
+      throw new UnderstudyError(ErrorNames.LockHeld, `lock s3://${bucket}/${key} is unreadable; inspect and delete it by hand`);
+    }
+    return { body: parsed.data, etag: out.ETag };
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+};
+
+const put = (s3: S3Client, request: LockRequest, body: string, condition: { IfNoneMatch: '*' } | { IfMatch: string }) =>
+  s3.send(
+    new PutObjectCommand({
+      Bucket: request.bucket,
+      Key: request.key,
+      Body: body,
+      ContentType: 'application/json',
+      ...condition,
+    }),
+  );
+
+/** Takes the lock (or confirms this execution already holds it: a retried preflight). */
+export const acquireLock = async (s3: S3Client, request: LockRequest): Promise<Lock> => {
+  const lock: Lock = { bucket: request.bucket, key: request.key, owner: request.owner, leaseSeconds: request.leaseSeconds };
+  const now = new Date().toISOString();
+  try {
+    await put(s3, request, bodyFor(request, now), { IfNoneMatch: '*' });
+    return lock;
+  } catch (error) {
+    if (isConflict(error)) throw transient('acquire', error);
+    if (!isPreconditionFailed(error)) throw error;
+  }
+  const current = await readLock(s3, request.bucket, request.key);
+  if (current === undefined) throw transient('acquire', new Error('lock vanished between write and read'));
+  if (current.body.owner === request.owner) {
+    await renewLock(s3, lock);
+    return lock;
+  }
+  if (Date.parse(current.body.expiresAt) > Date.now()) {
+    throw new UnderstudyError(
+      ErrorNames.LockHeld,
+      `target ${request.target} is locked by execution ${current.body.executionName} (${current.body.owner}) until ${current.body.expiresAt}; wait for it to finish or stop it`,
+    );
+  }
+  try {
+    await put(s3, request, bodyFor(request, now), { IfMatch: current.etag });
+  } catch (error) {
+    if (isPreconditionFailed(error) || isConflict(error)) {
+      throw new UnderstudyError(ErrorNames.LockHeld, `target ${request.target}: another run took the expired lock first`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  return { ...lock, tookOverFrom: current.body.owner };
+};
+
+/** Extends the lease; fails with LockLost if another execution now owns the lock. */
+export const renewLock = async (s3: S3Client, lock: Lock): Promise<void> => {
+  const current = await readLock(s3, lock.bucket, lock.key);
+  if (current === undefined || current.body.owner !== lock.owner) {
+    throw new UnderstudyError(
+      ErrorNames.LockLost,
+      `lock s3://${lock.bucket}/${lock.key} is no longer held by this execution${current ? ` (held by ${current.body.executionName})` : ''}`,
+    );
+  }
+  const request: LockRequest = {
+    bucket: lock.bucket,
+    key: lock.key,
+    owner: lock.owner,
+    executionName: current.body.executionName,
+    target: current.body.target,
+    leaseSeconds: lock.leaseSeconds,
+  };
+  try {
+    await put(s3, request, bodyFor(request, current.body.acquiredAt), { IfMatch: current.etag });
+  } catch (error) {
+    if (isPreconditionFailed(error) || isConflict(error)) throw transient('renew', error);
+    throw error;
+  }
+};
+
+/** Deletes the lock only if this execution holds it; returns what it found. */
+export const releaseLock = async (s3: S3Client, lock: Lock): Promise<'released' | 'absent' | 'not-ours'> => {
+  const current = await readLock(s3, lock.bucket, lock.key);
+  if (current === undefined) return 'absent';
+  if (current.body.owner !== lock.owner) return 'not-ours';
+  try {
+    await s3.send(new DeleteObjectCommand({ Bucket: lock.bucket, Key: lock.key, IfMatch: current.etag }));
+  } catch (error) {
+    if (isMissing(error)) return 'absent';
+    if (isPreconditionFailed(error) || isConflict(error)) throw transient('release', error);
+    throw error;
+  }
+  return 'released';
+};

@@ -1,0 +1,42 @@
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+
+/**
+ * Notifications on the Understudy topic. Exactly one `outcome` message per run (published by Finish);
+ * everything else is `progress` or `warning`. `kind`, `event` and `target` travel as message attributes
+ * so subscribers can filter without parsing the body.
+ */
+export type NotificationKind = 'outcome' | 'progress' | 'warning';
+export type Outcome = 'replaced' | 'rolled-back' | 'failed' | 'manual-action-needed' | 'no-op' | 'dry-run';
+
+export interface Notification {
+  readonly kind: NotificationKind;
+  /** Short machine name of what happened: `started`, `switched`, `rolled-back`, ... */
+  readonly event: string;
+  readonly target: string;
+  readonly execution: string;
+  /** One line a human reads first. */
+  readonly summary: string;
+  readonly details?: Record<string, unknown>;
+}
+
+const SUBJECT_LIMIT = 100;
+
+export const publish = async (sns: SNSClient, topicArn: string, note: Notification): Promise<void> => {
+  const subject = `[understudy] ${note.target}: ${note.event}`.slice(0, SUBJECT_LIMIT);
+  await sns.send(
+    new PublishCommand({
+      TopicArn: topicArn,
+      Subject: subject,
+      Message: JSON.stringify(
+        { kind: note.kind, event: note.event, target: note.target, execution: note.execution, summary: note.summary, ...note.details },
+        null,
+        2,
+      ),
+      MessageAttributes: {
+        kind: { DataType: 'String', StringValue: note.kind },
+        event: { DataType: 'String', StringValue: note.event },
+        target: { DataType: 'String', StringValue: note.target },
+      },
+    }),
+  );
+};

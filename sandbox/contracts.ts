@@ -1,0 +1,176 @@
+/**
+ * Contracts between the sandbox's parts: the runtime (virtual clock, real sockets, shell) and the
+ * simulated AWS services, and between the sandbox and the workflow harness / demo that drive it.
+ * Types only: implementations live next to this file.
+ */
+
+// ---------------------------------------------------------------------------------------------------
+// Runtime: sandbox/clock.ts
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * One injected clock for timers and Date. It advances (jumping to the next due timer) only when no
+ * sandbox work is in flight: SDK commands being modelled, HTTP requests being served, shell scripts
+ * running. So a real socket round trip never "takes" virtual time it did not have.
+ */
+export interface VirtualClock {
+  /** Virtual epoch milliseconds; `Date.now()` returns the same while the clock is installed. */
+  now(): number;
+  /** Virtual milliseconds since the clock was installed. */
+  elapsed(): number;
+  /** Marks `work` as in flight until it settles; returns it. */
+  track<T>(work: Promise<T>): Promise<T>;
+  /** Marks something in flight (a socket, a child process) until the returned release is called. */
+  hold(label: string): () => void;
+  /** Resolves after `ms` virtual milliseconds. */
+  sleep(ms: number): Promise<void>;
+  /** Restores the real timers and Date. */
+  uninstall(): void;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Runtime: sandbox/net.ts and sandbox/tls.ts
+// ---------------------------------------------------------------------------------------------------
+
+export interface AppRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly host: string | undefined;
+  readonly tls: boolean;
+}
+export interface AppResponse {
+  readonly status: number;
+  readonly body: string;
+}
+/** Decides each answer of a simulated box's web app; may look at the clock to fail "after a while". */
+export type AppResponder = (request: AppRequest) => AppResponse;
+
+/** A simulated box's web server: real HTTP (and HTTPS once a certificate is installed) on loopback. */
+export interface InstanceServerHandle {
+  readonly httpPort: number;
+  readonly httpsPort: number;
+  setResponder(responder: AppResponder | undefined): void;
+  /** Serve this certificate for `domain` over HTTPS (PEM strings). */
+  installCertificate(domain: string, certPem: string, keyPem: string): void;
+  close(): Promise<void>;
+}
+
+/** The Elastic IP: a TCP proxy for ports 80 and 443 whose backend flips on AssociateAddress. */
+export interface AddressProxyHandle {
+  readonly publicIp: string;
+  readonly httpPort: number;
+  readonly httpsPort: number;
+  pointAt(server: InstanceServerHandle | undefined): void;
+  close(): Promise<void>;
+}
+
+/** A certificate authority made at run time; instances serve leaf certificates it issues. */
+export interface SandboxCa {
+  readonly certPem: string;
+  issue(domain: string, validDays?: number): Promise<{ certPem: string; keyPem: string }>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Runtime: sandbox/shell.ts (SSM Run Command executes the exact script it was sent)
+// ---------------------------------------------------------------------------------------------------
+
+export interface ShellRun {
+  /** Per-instance root directory (holds etc/, var/, the stand-in bin/). */
+  readonly instanceDir: string;
+  /** AWS-RunShellScript `commands`, joined with newlines, run by bash. */
+  readonly commands: readonly string[];
+  /** Extra environment (e.g. whether the EIP points at this box, where the CA lives). */
+  readonly env: Readonly<Record<string, string>>;
+}
+export interface ShellResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Virtual duration the script declared through its stand-ins (certbot ~20 s, ...). */
+  readonly virtualMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Simulated AWS: sandbox/index.ts (Sandbox) and sandbox/aws/*
+// ---------------------------------------------------------------------------------------------------
+
+/** How a simulated AMI behaves when booted. */
+export interface ImageBehaviour {
+  /** cloud-init's outcome: exit 0, exit 1 (errors), exit 2 (recoverable errors), or never finishing. */
+  readonly cloudInit: 'done' | 'error' | 'recoverable' | 'hang';
+  /** Virtual ms from `running` to cloud-init's end (default 60 000). */
+  readonly bootMs?: number;
+  /** The web app once cloud-init is done. */
+  readonly app: 'healthy' | 'broken' | { readonly healthyForMs: number };
+  /** Does the image ship the readiness agent (default true)? */
+  readonly agent?: boolean;
+}
+
+export interface CallRecord {
+  readonly seq: number;
+  /** Virtual ms since the sandbox started. */
+  readonly at: number;
+  readonly service: 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events';
+  /** SDK command name without the `Command` suffix, e.g. `RunInstances`. */
+  readonly action: string;
+  readonly input: unknown;
+  /** True for calls that change the account (everything but Describe/Get/List/Head and DryRun). */
+  readonly mutating: boolean;
+  /** Error name when the call failed. */
+  readonly error?: string;
+}
+
+export interface FaultRule {
+  readonly service: CallRecord['service'];
+  readonly action: string;
+  /** Which matching calls fail: the nth (1-based) only, or every one. */
+  readonly nth?: number;
+  /** What happens: an AWS error by name (ThrottlingException, InternalError...), or hang forever. */
+  readonly fault: { readonly error: string; readonly message?: string; readonly httpStatus?: number } | 'hang';
+}
+
+export interface PublishedMessage {
+  readonly at: number;
+  readonly topicArn: string;
+  readonly subject?: string;
+  readonly message: string;
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
+/** Seeds a ready-to-replace service: a VPC, subnet, AMIs, a running box with its app, an EIP on it. */
+export interface SeedTargetOptions {
+  readonly name: string;
+  readonly domain: string;
+  /** Subnet egress: `nat` (private subnet with a NAT route), `igw` (public), `none`. Default `nat`. */
+  readonly egress?: 'nat' | 'igw' | 'none';
+  readonly oldImage?: ImageBehaviour;
+  readonly instanceType?: string;
+  /** Extra EBS volume on the old box (preflight must refuse it unless dataVolumes is fresh). */
+  readonly dataVolume?: boolean;
+}
+export interface SeededTarget {
+  readonly allocationId: string;
+  readonly publicIp: string;
+  readonly oldInstanceId: string;
+  readonly oldImageId: string;
+  readonly subnetId: string;
+}
+
+/** What a workflow harness needs from the sandbox; implemented by sandbox/index.ts. */
+export interface SandboxApi {
+  readonly clock: VirtualClock;
+  readonly region: string;
+  readonly accountId: string;
+  readonly calls: readonly CallRecord[];
+  readonly messages: readonly PublishedMessage[];
+  seedTarget(options: SeedTargetOptions): Promise<SeededTarget>;
+  registerImage(behaviour: ImageBehaviour, options?: { architecture?: 'x86_64' | 'arm64'; name?: string }): string;
+  /** Route the account's Step Functions callbacks: tokens minted by the harness resolve/reject here. */
+  registerTaskToken(token: string): Promise<unknown>;
+  /** EventBridge rules on the Understudy bus: events matching `pattern` go to `target`. */
+  addRule(busName: string, pattern: Record<string, unknown>, target: (event: unknown) => Promise<unknown>): void;
+  injectFault(rule: FaultRule): void;
+  /** Where the EIP points now (instance id) per DescribeAddresses. */
+  eipInstance(allocationId: string): string | undefined;
+  stop(): Promise<void>;
+}
