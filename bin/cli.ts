@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { ConfigError, parseConfig } from '../lambdas/shared/config';
+
+/**
+ * `npx understudy ...`: the operator's entry point. Commands that need the simulated account load
+ * the sandbox lazily, so nothing of it is imported for real-account commands.
+ */
+
+const program = new Command()
+  .name('understudy')
+  .description('Replace the EC2 server behind an Elastic IP with a fresh one from a prebuilt AMI.')
+  .showHelpAfterError();
+
+program
+  .command('demo')
+  .description('run the replacement workflow on the built-in sandbox account (offline) and print the outcome of each scenario')
+  .addOption(new Option('--json', 'print the machine-readable result (design contract) instead of the summary'))
+  .addOption(new Option('--scenario <name...>', 'run only these scenarios'))
+  .action(async (options: { json?: boolean; scenario?: string[] }) => {
+    const { runDemo } = await import('../sandbox/run-demo');
+    const code = await runDemo({ json: options.json === true, only: options.scenario });
+    process.exitCode = code;
+  });
+
+const config = program.command('config').description('work with understudy.config.json');
+config
+  .command('validate')
+  .description('validate a config file; every problem is printed with the field and the fix')
+  .argument('[file]', 'config file', 'understudy.config.json')
+  .action((file: string) => {
+    const path = resolve(file);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (error) {
+      console.error(`${file}: cannot read it as JSON: ${(error as Error).message}`);
+      process.exitCode = 2;
+      return;
+    }
+    try {
+      const parsed = parseConfig(raw, file);
+      console.log(`${file} is valid: ${parsed.targets.length} target(s): ${parsed.targets.map((t) => t.name).join(', ')}`);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      console.error(error.message);
+      process.exitCode = 1;
+    }
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exitCode = 1;
+});

@@ -1,0 +1,220 @@
+import { PutParameterCommand } from '@aws-sdk/client-ssm';
+import { clients } from '../lambdas/shared/clients';
+import type { TargetConfig } from '../lambdas/shared/config';
+import { parameterNames } from '../lambdas/shared/constants';
+import { httpGet } from '../lambdas/shared/http';
+import type { ImageBehaviour, SandboxApi } from './contracts';
+import { type HandlerSet, LocalWorkflow, sourceHandlers, type TimelineEntry, type WorkflowRun } from './workflow';
+
+/**
+ * The demo's scenarios on the sandbox account, and the JSON contract they print (design §5).
+ * Timings are realistic (boot ~60 s, certbot ~20 s) and compressed by the virtual clock.
+ */
+
+export const SANDBOX_ENV = {
+  PARAMETER_PREFIX: '/understudy/sandbox',
+  RUNS_BUCKET: 'understudy-sandbox-runs',
+  TOPIC_ARN: 'arn:aws:sns:eu-west-1:111122223333:understudy-sandbox',
+  EVENT_BUS_NAME: 'understudy-sandbox',
+} as const;
+
+/** Handlers read their environment once, so it is set before they are first imported. */
+export const applySandboxEnv = (): void => {
+  Object.assign(process.env, SANDBOX_ENV);
+  process.env.AWS_REGION ??= 'eu-west-1';
+  process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
+};
+
+export type Outcome = 'replaced' | 'rolled-back' | 'failed' | 'no-op';
+
+export interface ScenarioResult {
+  name: string;
+  outcome: Outcome;
+  oldInstanceId: string | null;
+  newInstanceId: string | null;
+  elasticIpInstanceId: string | null;
+  failedProbes: number | null;
+  downtimeMs: number | null;
+  stateTransitions: number;
+  tfstateSerialBefore: number | null;
+  tfstateSerialAfter: number | null;
+  wallMs: number;
+  timeline: TimelineEntry[];
+}
+
+export interface Scenario {
+  readonly name: string;
+  readonly description: string;
+  readonly newImage: ImageBehaviour;
+  readonly tls?: TargetConfig['tls'];
+}
+
+export const SCENARIOS: readonly Scenario[] = [
+  { name: 'happy', description: 'a good image: replaced', newImage: { cloudInit: 'done', app: 'healthy' } },
+  {
+    name: 'bad-ami',
+    description: 'cloud-init fails on the new box: rolled back before the switch',
+    newImage: { cloudInit: 'error', app: 'broken' },
+  },
+  {
+    name: 'bad-app',
+    description: 'healthy at first, failing during the bake period: EIP back on the old box',
+    newImage: { cloudInit: 'done', app: { healthyForMs: 40_000 } },
+  },
+];
+
+/**
+ * A client on the internet polling the EIP every 50 ms (virtual) from Launch to the end of the run:
+ * failed requests, and the longest span without a good answer.
+ */
+export class DowntimeClient {
+  private running = false;
+  private failed = 0;
+  private lastGood: number | undefined;
+  private longestGap = 0;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly target: TargetConfig,
+    private readonly publicIp: string,
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.lastGood = Date.now();
+    this.loop = (async () => {
+      while (this.running) {
+        const response = await httpGet({
+          address: this.publicIp,
+          scheme: this.target.tls.mode === 'none' ? 'http' : 'https',
+          domain: this.target.domain,
+          path: this.target.health.path,
+          timeoutMs: 2_000,
+        });
+        const now = Date.now();
+        if (response.ok && response.status === this.target.health.expectStatus) {
+          this.longestGap = Math.max(this.longestGap, now - (this.lastGood ?? now));
+          this.lastGood = now;
+        } else {
+          this.failed += 1;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+  }
+
+  async stop(): Promise<{ failedProbes: number; downtimeMs: number } | undefined> {
+    if (!this.loop) return undefined;
+    this.running = false;
+    await this.loop;
+    const openGap = this.lastGood === undefined ? 0 : Date.now() - this.lastGood;
+    const downtimeMs = this.failed === 0 ? 0 : Math.max(this.longestGap, openGap);
+    return { failedProbes: this.failed, downtimeMs };
+  }
+}
+
+export const demoTarget = (
+  name: string,
+  allocationId: string,
+  imageId: string,
+  tls: TargetConfig['tls'] = { mode: 'none' },
+): TargetConfig => ({
+  name,
+  allocationId,
+  domain: `${name}.example.test`,
+  image: { imageId },
+  dataVolumes: 'refuse',
+  readiness: { timeoutSeconds: 600, heartbeatSeconds: 120, onRecoverableErrors: 'fail' },
+  tls,
+  health: {
+    path: '/healthz',
+    expectStatus: 200,
+    consecutiveSuccesses: 3,
+    intervalSeconds: 5,
+    deadlineSeconds: 120,
+    requestTimeoutSeconds: 5,
+    bakeSeconds: 90,
+    bakeFailureThreshold: 3,
+    certificateMinDaysLeft: 14,
+  },
+  rollback: { windowHours: 24, failedCandidate: 'stop' },
+});
+
+const outcomeOf = (run: WorkflowRun): Outcome => {
+  const finish = run.outputs.Finish as { finish?: { outcome?: string } } | undefined;
+  const outcome = finish?.finish?.outcome;
+  if (outcome === 'replaced' || outcome === 'rolled-back' || outcome === 'no-op') return outcome;
+  return 'failed';
+};
+
+export interface SandboxFactory {
+  start(): Promise<SandboxApi & { lastHeartbeat?(token: string): number | undefined }>;
+}
+
+/** What `cdk deploy` does for each configured target: its config block as an SSM parameter. */
+export const putTargetConfig = async (prefix: string, target: TargetConfig): Promise<void> => {
+  await clients().ssm.send(
+    new PutParameterCommand({
+      Name: parameterNames(prefix).target(target.name),
+      Type: 'String',
+      Value: JSON.stringify(target),
+      Overwrite: true,
+    }),
+  );
+};
+
+export const runScenario = async (
+  factory: SandboxFactory,
+  scenario: Scenario,
+  handlers?: HandlerSet,
+): Promise<ScenarioResult> => {
+  const wallStart = performance.now();
+  applySandboxEnv();
+  const sandbox = await factory.start();
+  try {
+    const seeded = await sandbox.seedTarget({ name: 'web', domain: 'web.example.test' });
+    const imageId = sandbox.registerImage(scenario.newImage, { name: `${scenario.name}-image` });
+    const target = demoTarget('web', seeded.allocationId, imageId, scenario.tls);
+    await putTargetConfig(SANDBOX_ENV.PARAMETER_PREFIX, target);
+    const workflow = new LocalWorkflow(sandbox, handlers ?? (await sourceHandlers()));
+    workflow.wireEventRules(SANDBOX_ENV.EVENT_BUS_NAME);
+    const client = new DowntimeClient(target, seeded.publicIp);
+    const run = await workflow.run(
+      { target: 'web', reason: `demo ${scenario.name}` },
+      { name: `demo-${scenario.name}`, onStateEntered: (state) => state === 'Launch' && client.start() },
+    );
+    const downtime = await client.stop();
+    const launch = run.outputs.Launch as { launch?: { instanceId?: string } } | undefined;
+    return {
+      name: scenario.name,
+      outcome: outcomeOf(run),
+      oldInstanceId: seeded.oldInstanceId,
+      newInstanceId: launch?.launch?.instanceId ?? null,
+      elasticIpInstanceId: sandbox.eipInstance(seeded.allocationId) ?? null,
+      failedProbes: downtime?.failedProbes ?? null,
+      downtimeMs: downtime?.downtimeMs ?? null,
+      stateTransitions: run.stateTransitions,
+      tfstateSerialBefore: null,
+      tfstateSerialAfter: null,
+      wallMs: Math.round(performance.now() - wallStart),
+      timeline: run.timeline,
+    };
+  } finally {
+    await sandbox.stop();
+  }
+};
+
+export const formatScenario = (result: ScenarioResult): string => {
+  const lines = [
+    `${result.name}: ${result.outcome}  (old ${result.oldInstanceId ?? '-'} → new ${result.newInstanceId ?? '-'}, EIP on ${result.elasticIpInstanceId ?? '-'})`,
+    `  downtime seen by a client polling every 50 ms: ${result.downtimeMs ?? '-'} ms, failed requests: ${result.failedProbes ?? '-'}`,
+    `  ${result.stateTransitions} state transitions, ${result.wallMs} ms wall time`,
+  ];
+  for (const entry of result.timeline) {
+    lines.push(
+      `  ${(entry.startMs / 1000).toFixed(1).padStart(7)} s  ${entry.state.padEnd(18)} ${(entry.durationMs / 1000).toFixed(1)} s`,
+    );
+  }
+  return lines.join('\n');
+};

@@ -1,0 +1,126 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EXECUTION_TIMEOUT_SECONDS } from '../../lambdas/shared/constants';
+import { ALL_ERROR_NAMES, PLATFORM_ERROR_NAMES } from '../../lambdas/shared/errors';
+
+type State = Record<string, unknown> & { Type: string };
+const aslPath = join(__dirname, '..', '..', 'statemachine', 'replace.asl.json');
+const text = readFileSync(aslPath, 'utf8');
+const asl = JSON.parse(text) as { StartAt: string; TimeoutSeconds?: number; States: Record<string, State> };
+const tasks = Object.entries(asl.States).filter(([, s]) => s.Type === 'Task');
+const retriers = (s: State) => (s.Retry ?? []) as { ErrorEquals: string[] }[];
+const catchers = (s: State) => (s.Catch ?? []) as { ErrorEquals: string[]; Next: string }[];
+
+/** Walks every key of a JSON value. */
+const keysOf = (value: unknown, found = new Set<string>()): Set<string> => {
+  if (Array.isArray(value)) for (const v of value) keysOf(v, found);
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      found.add(k);
+      keysOf(v, found);
+    }
+  }
+  return found;
+};
+
+/** States reachable from `start` through Next/Default/Choices (not Catch). */
+const reachable = (start: string, seen = new Set<string>()): Set<string> => {
+  if (seen.has(start)) return seen;
+  seen.add(start);
+  const state = asl.States[start];
+  if (!state) return seen;
+  const next = [state.Next, state.Default, ...((state.Choices as { Next: string }[] | undefined) ?? []).map((c) => c.Next)];
+  for (const n of next) if (typeof n === 'string') reachable(n, seen);
+  return seen;
+};
+
+describe('the replace state machine definition', () => {
+  it('uses JSONPath only, because the local engine silently ignores JSONata and variables', () => {
+    const keys = keysOf(asl);
+    for (const forbidden of ['QueryLanguage', 'Arguments', 'Output', 'Assign', 'Condition']) {
+      expect(keys.has(forbidden)).toBe(false);
+    }
+  });
+
+  it('holds no literal account ARN: functions come in as ${Placeholders}', () => {
+    expect(text).not.toMatch(/arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}/);
+    for (const [, state] of tasks) {
+      const resource = state.Resource as string;
+      const fn = resource.startsWith('arn:aws:states:::')
+        ? ((state.Parameters as Record<string, string>).FunctionName ?? '')
+        : resource;
+      expect(fn).toMatch(/^\$\{[A-Za-z]+FunctionArn\}$/);
+    }
+  });
+
+  it('names only step functions whose handler exists in lambdas/', () => {
+    const placeholders = new Set([...text.matchAll(/\$\{([A-Za-z]+)FunctionArn\}/g)].map((m) => m[1] as string));
+    expect(placeholders.size).toBeGreaterThan(5);
+    for (const pascal of placeholders) {
+      const folder = pascal.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
+      expect(existsSync(join(__dirname, '..', '..', 'lambdas', folder, 'handler.ts'))).toBe(true);
+    }
+  });
+
+  it('retries Lambda service errors, throttling included, on every task', () => {
+    for (const [name, state] of tasks) {
+      const retried = retriers(state).flatMap((r) => r.ErrorEquals);
+      expect({ name, throttling: retried.includes('Lambda.TooManyRequestsException') }).toEqual({ name, throttling: true });
+      expect({ name, service: retried.includes('Lambda.ServiceException') }).toEqual({ name, service: true });
+    }
+  });
+
+  it('catches every error on every task', () => {
+    for (const [name, state] of tasks) {
+      expect({ name, catchesAll: catchers(state).some((c) => c.ErrorEquals.includes('States.ALL')) }).toEqual({
+        name,
+        catchesAll: true,
+      });
+    }
+  });
+
+  it('sets an explicit timeout on every task, since the default is a year on AWS and 60 s locally', () => {
+    for (const [name, state] of tasks) {
+      expect({ name, timeout: state.TimeoutSeconds !== undefined || state.TimeoutSecondsPath !== undefined }).toEqual({
+        name,
+        timeout: true,
+      });
+    }
+  });
+
+  it('matches only error names from the shared list or the platform', () => {
+    const known = new Set([...ALL_ERROR_NAMES, ...PLATFORM_ERROR_NAMES]);
+    const used = tasks.flatMap(([, s]) => [...retriers(s), ...catchers(s)].flatMap((r) => r.ErrorEquals));
+    expect(used.filter((name) => !known.has(name))).toEqual([]);
+  });
+
+  it('bounds the execution by the same timeout the lock lease is derived from', () => {
+    expect(asl.TimeoutSeconds).toBe(EXECUTION_TIMEOUT_SECONDS);
+  });
+
+  it('sends every failure after Launch to Rollback until the EIP is settled', () => {
+    const launchOnward = reachable('Launch');
+    for (const name of ['Launch', 'AwaitRunning', 'AwaitReadiness', 'Prepare', 'AwaitPrepare', 'Switch', 'Certificate', 'AwaitCertificate', 'Probe']) {
+      expect(launchOnward.has(name)).toBe(true);
+      const state = asl.States[name] as State;
+      expect({ name, to: catchers(state).map((c) => c.Next) }).toEqual({ name, to: ['Rollback'] });
+    }
+  });
+
+  it('waits for readiness with a task token, a timeout and a heartbeat from the target config', () => {
+    const wait = asl.States.AwaitReadiness as State;
+    expect(wait.Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
+    expect((wait.Parameters as { Payload: Record<string, string> }).Payload['taskToken.$']).toBe('$$.Task.Token');
+    expect(wait.TimeoutSecondsPath).toBe('$.run.target.readiness.timeoutSeconds');
+    expect(wait.HeartbeatSecondsPath).toBe('$.run.target.readiness.heartbeatSeconds');
+  });
+
+  it('ends every path in Finish so that exactly one outcome is published', () => {
+    for (const [name, state] of Object.entries(asl.States)) {
+      if (['Finish', 'Outcome', 'Done', 'Failed', 'FinishFailed'].includes(name)) continue;
+      const routes = reachable(name);
+      for (const c of catchers(state)) reachable(c.Next, routes);
+      expect({ name, reachesFinish: routes.has('Finish') }).toEqual({ name, reachesFinish: true });
+    }
+  });
+});
