@@ -15,8 +15,12 @@ const program = new Command()
 
 program
   .command('demo')
-  .description('run the replacement workflow on the built-in sandbox account (offline) and print the outcome of each scenario')
-  .addOption(new Option('--json', 'print the machine-readable result (design contract) instead of the summary'))
+  .description(
+    'run the replacement workflow on the built-in sandbox account (offline) and print the outcome of each scenario',
+  )
+  .addOption(
+    new Option('--json', 'print the machine-readable result (design contract) instead of the summary'),
+  )
   .addOption(new Option('--scenario <name...>', 'run only these scenarios'))
   .action(async (options: { json?: boolean; scenario?: string[] }) => {
     const { runDemo } = await import('../sandbox/run-demo');
@@ -41,7 +45,9 @@ config
     }
     try {
       const parsed = parseConfig(raw, file);
-      console.log(`${file} is valid: ${parsed.targets.length} target(s): ${parsed.targets.map((t) => t.name).join(', ')}`);
+      console.log(
+        `${file} is valid: ${parsed.targets.length} target(s): ${parsed.targets.map((t) => t.name).join(', ')}`,
+      );
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       console.error(error.message);

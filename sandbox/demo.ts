@@ -4,7 +4,13 @@ import type { TargetConfig } from '../lambdas/shared/config';
 import { parameterNames } from '../lambdas/shared/constants';
 import { httpGet } from '../lambdas/shared/http';
 import type { ImageBehaviour, SandboxApi } from './contracts';
-import { type HandlerSet, LocalWorkflow, sourceHandlers, type TimelineEntry, type WorkflowRun } from './workflow';
+import {
+  type HandlerSet,
+  LocalWorkflow,
+  sourceHandlers,
+  type TimelineEntry,
+  type WorkflowRun,
+} from './workflow';
 
 /**
  * The demo's scenarios on the sandbox account, and the JSON contract they print (design §5).

@@ -1,5 +1,5 @@
 import { installClock } from './clock';
-import { formatScenario, runScenario, SCENARIOS, type SandboxFactory, type ScenarioResult } from './demo';
+import { formatScenario, runScenario, type SandboxFactory, SCENARIOS, type ScenarioResult } from './demo';
 import { Sandbox } from './index';
 
 /** One fresh account and clock per scenario, so scenarios cannot leak into each other. */
@@ -36,7 +36,9 @@ export const runDemo = async (options: { json: boolean; only?: string[] | undefi
   if (options.json) {
     console.log(JSON.stringify({ scenarios: results }, null, 2));
   } else {
-    console.log(`\n${results.length} scenario(s) in ${((performance.now() - started) / 1000).toFixed(1)} s wall time`);
+    console.log(
+      `\n${results.length} scenario(s) in ${((performance.now() - started) / 1000).toFixed(1)} s wall time`,
+    );
   }
   return 0;
 };

@@ -65,7 +65,8 @@ export const substitutedDefinition = (sandbox: Pick<SandboxApi, 'region' | 'acco
   return JSON.parse(text);
 };
 
-const folderOfArn = (arn: string): string => arn.slice(arn.lastIndexOf(':understudy-') + ':understudy-'.length);
+const folderOfArn = (arn: string): string =>
+  arn.slice(arn.lastIndexOf(':understudy-') + ':understudy-'.length);
 
 const lambdaContext = (folder: string, timeoutMs: number): Context => {
   const deadline = Date.now() + timeoutMs;
@@ -95,11 +96,16 @@ export const invokeLambda = async (
   const handler = handlers[folder];
   if (!handler) throw new Error(`no handler for step ${folder}`);
   try {
-    const result = await handler(JSON.parse(JSON.stringify(payload ?? null)), lambdaContext(folder, timeoutMs));
+    const result = await handler(
+      JSON.parse(JSON.stringify(payload ?? null)),
+      lambdaContext(folder, timeoutMs),
+    );
     return result === undefined ? null : JSON.parse(JSON.stringify(result));
   } catch (caught) {
     const error = caught instanceof Error ? caught : new Error(String(caught));
-    const envelope = new Error(JSON.stringify({ errorType: error.name, errorMessage: error.message, trace: [] }));
+    const envelope = new Error(
+      JSON.stringify({ errorType: error.name, errorMessage: error.message, trace: [] }),
+    );
     envelope.name = error.name;
     throw envelope;
   }
@@ -153,14 +159,19 @@ export class LocalWorkflow {
     const definition = substitutedDefinition(sandbox) as { States: Record<string, TaskState> };
     this.states = definition.States;
     // biome-ignore lint/suspicious/noExplicitAny: the library types the definition as its own ASL shape; ours is parsed JSON
-    this.machine = new StateMachine(definition as any, { validationOptions: { checkArn: true, checkPaths: true } });
+    this.machine = new StateMachine(definition as any, {
+      validationOptions: { checkArn: true, checkPaths: true },
+    });
   }
 
   /** Wires the Understudy bus rules the stack deploys: agent events to the signal function. */
   wireEventRules(busName: string): void {
     this.sandbox.addRule(
       busName,
-      { source: ['understudy.agent'], 'detail-type': ['Instance Ready', 'Instance Failed', 'Instance Progress'] },
+      {
+        source: ['understudy.agent'],
+        'detail-type': ['Instance Ready', 'Instance Failed', 'Instance Progress'],
+      },
       (event) => invokeLambda(this.handlers, 'signal', event, 60_000),
     );
   }
@@ -171,7 +182,8 @@ export class LocalWorkflow {
       if (state.Type !== 'Task' || !state.Resource) continue;
       const timeoutMs = (state.TimeoutSeconds ?? 300) * 1000;
       if (state.Resource.endsWith('.waitForTaskToken')) {
-        overrides[name] = (input) => this.awaitCallback(input as { FunctionName: string; Payload: unknown }, state);
+        overrides[name] = (input) =>
+          this.awaitCallback(input as { FunctionName: string; Payload: unknown }, state);
       } else {
         const folder = folderOfArn(state.Resource);
         overrides[name] = (input) => invokeLambda(this.handlers, folder, input, timeoutMs);
@@ -185,7 +197,10 @@ export class LocalWorkflow {
    * mints its own token, registers it with the account's Step Functions model, invokes the function
    * with it, and waits for SendTaskSuccess/Failure, enforcing HeartbeatSeconds itself.
    */
-  private async awaitCallback(input: { FunctionName: string; Payload: unknown }, state: TaskState): Promise<unknown> {
+  private async awaitCallback(
+    input: { FunctionName: string; Payload: unknown },
+    state: TaskState,
+  ): Promise<unknown> {
     const token = `sandbox-token-${randomUUID()}`;
     const payload = JSON.parse(JSON.stringify(input.Payload)) as { taskToken?: string; state?: unknown };
     payload.taskToken = token;
@@ -279,7 +294,8 @@ const readPath = (document: unknown, path: string | undefined): unknown => {
     .slice(2)
     .split('.')
     .reduce<unknown>(
-      (value, key) => (value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined),
+      (value, key) =>
+        value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined,
       document,
     );
 };

@@ -8,7 +8,9 @@ let failed = 0;
 for (const file of readdirSync(dir).filter((f) => f.endsWith('.asl.json'))) {
   const definition = JSON.parse(readFileSync(join(dir, file), 'utf8'));
   const { isValid, errorsText } = aslValidator(definition, { checkArn: true, checkPaths: true });
-  console.log(`${isValid ? 'valid  ' : 'INVALID'} statemachine/${file}${isValid ? '' : `\n  ${errorsText('\n  ')}`}`);
+  console.log(
+    `${isValid ? 'valid  ' : 'INVALID'} statemachine/${file}${isValid ? '' : `\n  ${errorsText('\n  ')}`}`,
+  );
   if (!isValid) failed += 1;
 }
 process.exit(failed === 0 ? 0 : 1);

@@ -29,7 +29,11 @@ const reachable = (start: string, seen = new Set<string>()): Set<string> => {
   seen.add(start);
   const state = asl.States[start];
   if (!state) return seen;
-  const next = [state.Next, state.Default, ...((state.Choices as { Next: string }[] | undefined) ?? []).map((c) => c.Next)];
+  const next = [
+    state.Next,
+    state.Default,
+    ...((state.Choices as { Next: string }[] | undefined) ?? []).map((c) => c.Next),
+  ];
   for (const n of next) if (typeof n === 'string') reachable(n, seen);
   return seen;
 };
@@ -42,7 +46,7 @@ describe('the replace state machine definition', () => {
     }
   });
 
-  it('holds no literal account ARN: functions come in as ${Placeholders}', () => {
+  it('holds no literal account ARN: functions come in as placeholders', () => {
     expect(text).not.toMatch(/arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}/);
     for (const [, state] of tasks) {
       const resource = state.Resource as string;
@@ -54,7 +58,9 @@ describe('the replace state machine definition', () => {
   });
 
   it('names only step functions whose handler exists in lambdas/', () => {
-    const placeholders = new Set([...text.matchAll(/\$\{([A-Za-z]+)FunctionArn\}/g)].map((m) => m[1] as string));
+    const placeholders = new Set(
+      [...text.matchAll(/\$\{([A-Za-z]+)FunctionArn\}/g)].map((m) => m[1] as string),
+    );
     expect(placeholders.size).toBeGreaterThan(5);
     for (const pascal of placeholders) {
       const folder = pascal.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
@@ -65,23 +71,31 @@ describe('the replace state machine definition', () => {
   it('retries Lambda service errors, throttling included, on every task', () => {
     for (const [name, state] of tasks) {
       const retried = retriers(state).flatMap((r) => r.ErrorEquals);
-      expect({ name, throttling: retried.includes('Lambda.TooManyRequestsException') }).toEqual({ name, throttling: true });
+      expect({ name, throttling: retried.includes('Lambda.TooManyRequestsException') }).toEqual({
+        name,
+        throttling: true,
+      });
       expect({ name, service: retried.includes('Lambda.ServiceException') }).toEqual({ name, service: true });
     }
   });
 
   it('catches every error on every task', () => {
     for (const [name, state] of tasks) {
-      expect({ name, catchesAll: catchers(state).some((c) => c.ErrorEquals.includes('States.ALL')) }).toEqual({
-        name,
-        catchesAll: true,
-      });
+      expect({ name, catchesAll: catchers(state).some((c) => c.ErrorEquals.includes('States.ALL')) }).toEqual(
+        {
+          name,
+          catchesAll: true,
+        },
+      );
     }
   });
 
   it('sets an explicit timeout on every task, since the default is a year on AWS and 60 s locally', () => {
     for (const [name, state] of tasks) {
-      expect({ name, timeout: state.TimeoutSeconds !== undefined || state.TimeoutSecondsPath !== undefined }).toEqual({
+      expect({
+        name,
+        timeout: state.TimeoutSeconds !== undefined || state.TimeoutSecondsPath !== undefined,
+      }).toEqual({
         name,
         timeout: true,
       });
@@ -100,7 +114,17 @@ describe('the replace state machine definition', () => {
 
   it('sends every failure after Launch to Rollback until the EIP is settled', () => {
     const launchOnward = reachable('Launch');
-    for (const name of ['Launch', 'AwaitRunning', 'AwaitReadiness', 'Prepare', 'AwaitPrepare', 'Switch', 'Certificate', 'AwaitCertificate', 'Probe']) {
+    for (const name of [
+      'Launch',
+      'AwaitRunning',
+      'AwaitReadiness',
+      'Prepare',
+      'AwaitPrepare',
+      'Switch',
+      'Certificate',
+      'AwaitCertificate',
+      'Probe',
+    ]) {
       expect(launchOnward.has(name)).toBe(true);
       const state = asl.States[name] as State;
       expect({ name, to: catchers(state).map((c) => c.Next) }).toEqual({ name, to: ['Rollback'] });
@@ -110,7 +134,9 @@ describe('the replace state machine definition', () => {
   it('waits for readiness with a task token, a timeout and a heartbeat from the target config', () => {
     const wait = asl.States.AwaitReadiness as State;
     expect(wait.Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
-    expect((wait.Parameters as { Payload: Record<string, string> }).Payload['taskToken.$']).toBe('$$.Task.Token');
+    expect((wait.Parameters as { Payload: Record<string, string> }).Payload['taskToken.$']).toBe(
+      '$$.Task.Token',
+    );
     expect(wait.TimeoutSecondsPath).toBe('$.run.target.readiness.timeoutSeconds');
     expect(wait.HeartbeatSecondsPath).toBe('$.run.target.readiness.heartbeatSeconds');
   });
