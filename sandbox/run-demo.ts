@@ -1,23 +1,8 @@
-import { installClock } from './clock';
 import { formatScenario, runScenario, type SandboxFactory, SCENARIOS, type ScenarioResult } from './demo';
 import { Sandbox } from './index';
 
-/** One fresh account and clock per scenario, so scenarios cannot leak into each other. */
-export const sandboxFactory: SandboxFactory = {
-  start: async () => {
-    const clock = installClock();
-    const sandbox = await Sandbox.start({ clock });
-    const stop = sandbox.stop.bind(sandbox);
-    sandbox.stop = async () => {
-      try {
-        await stop();
-      } finally {
-        clock.uninstall();
-      }
-    };
-    return sandbox;
-  },
-};
+/** One fresh account and clock per scenario (the sandbox installs its clock and removes it on stop). */
+export const sandboxFactory: SandboxFactory = { start: () => Sandbox.start() };
 
 export const runDemo = async (options: { json: boolean; only?: string[] | undefined }): Promise<number> => {
   const scenarios = SCENARIOS.filter((s) => !options.only || options.only.includes(s.name));

@@ -142,6 +142,7 @@ interface TaskState {
   readonly TimeoutSeconds?: number;
   readonly TimeoutSecondsPath?: string;
   readonly HeartbeatSecondsPath?: string;
+  readonly Parameters?: unknown;
 }
 
 /** One state machine, many runs against the sandbox account. */
@@ -157,6 +158,7 @@ export class LocalWorkflow {
     private readonly handlers: HandlerSet,
   ) {
     const definition = substitutedDefinition(sandbox) as { States: Record<string, TaskState> };
+    adaptPathsToLocalEngine(definition.States);
     this.states = definition.States;
     // biome-ignore lint/suspicious/noExplicitAny: the library types the definition as its own ASL shape; ours is parsed JSON
     this.machine = new StateMachine(definition as any, {
@@ -204,7 +206,7 @@ export class LocalWorkflow {
     const token = `sandbox-token-${randomUUID()}`;
     const payload = JSON.parse(JSON.stringify(input.Payload)) as { taskToken?: string; state?: unknown };
     payload.taskToken = token;
-    const heartbeatSeconds = readPath(payload.state, state.HeartbeatSecondsPath);
+    const heartbeatSeconds = readPath(payload, state.HeartbeatSecondsPath?.replace('$.Payload.', '$.'));
     const completion = this.sandbox.registerTaskToken(token);
     completion.catch(() => undefined);
     await invokeLambda(this.handlers, folderOfArn(input.FunctionName), payload, 60_000);
@@ -287,6 +289,25 @@ export class LocalWorkflow {
     }
   }
 }
+
+/**
+ * AWS evaluates TimeoutSecondsPath/HeartbeatSecondsPath against the state's input; aws-local-stepfunctions
+ * evaluates them against the effective Parameters. For `lambda:invoke` tasks the state input travels
+ * as `Payload.state`, so the local copy of the definition reads the same value from there.
+ */
+const adaptPathsToLocalEngine = (states: Record<string, TaskState>): void => {
+  for (const state of Object.values(states)) {
+    const payload = (state.Parameters as { Payload?: Record<string, string> } | undefined)?.Payload;
+    const stateKey = Object.entries(payload ?? {}).find(([, v]) => v === '$')?.[0]?.replace(/\.\$$/, '');
+    if (!stateKey) continue;
+    for (const key of ['TimeoutSecondsPath', 'HeartbeatSecondsPath'] as const) {
+      const path = state[key];
+      if (typeof path === 'string' && path.startsWith('$.')) {
+        (state as unknown as Record<string, unknown>)[key] = `$.Payload.${stateKey}.${path.slice(2)}`;
+      }
+    }
+  }
+};
 
 const readPath = (document: unknown, path: string | undefined): unknown => {
   if (!path?.startsWith('$.')) return undefined;

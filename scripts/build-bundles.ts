@@ -14,7 +14,7 @@ export const bundleOptions = {
   target: 'node22',
   minify: true,
   sourcemap: false,
-  mainFields: ['module', 'main'],
+  mainFields: ['module', 'main'] as string[],
   // ESM bundles of CommonJS dependencies still call require(); give them one.
   banner: {
     js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",

@@ -33,6 +33,8 @@ export const ErrorNames = {
   ProbeFailed: 'ProbeFailed',
   /** The bake period saw too many consecutive failures. */
   BakeFailed: 'BakeFailed',
+  /** Retire could not stop or label the old server; the replacement itself stands. */
+  RetireFailed: 'RetireFailed',
   /** The rollback could not restore service; a human must finish (commands in the message). */
   RollbackFailed: 'RollbackFailed',
   /** A transient AWS error that the handler chose to surface for a state-machine retry. */

@@ -78,7 +78,8 @@ export const httpGet = (request: ProbeRequest): Promise<ProbeResponse> =>
       method: 'GET',
       path: request.path,
       headers: { Host: request.domain, 'User-Agent': 'understudy-probe', Connection: 'close' },
-      agent: false,
+      // No `agent`: with `agent: false` Node builds a fresh Agent and ignores createConnection (the request
+      // would go to localhost:80); without one, createConnection makes the socket and nothing is pooled.
       timeout: request.timeoutMs,
       createConnection: () =>
         request.scheme === 'https'

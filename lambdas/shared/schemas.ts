@@ -81,6 +81,8 @@ export const PlanSchema = z.object({
   /** Launch the candidate with a public IP because the subnet has no other route out. */
   needsPublicIp: z.boolean(),
   lock: LockSchema.optional(),
+  /** Dry run only: who holds the target's lock right now (never this run's own lock, so Finish leaves it alone). */
+  lockHeldBy: z.object({ executionName: z.string(), owner: z.string(), expiresAt: z.string() }).optional(),
   reason: z.string().optional(),
 });
 export type Plan = z.infer<typeof PlanSchema>;
@@ -89,6 +91,8 @@ export const LaunchResultSchema = z.object({
   instanceId: z.string(),
   clientToken: z.string(),
   privateIpAddress: z.string().optional(),
+  /** False when the old box had source/destination checking off (NAT/router); await-running applies it. */
+  sourceDestCheck: z.boolean().optional(),
 });
 export type LaunchResult = z.infer<typeof LaunchResultSchema>;
 

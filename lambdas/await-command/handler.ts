@@ -1,0 +1,5 @@
+import { clients } from '../shared/clients';
+import { step } from '../shared/handler';
+import { AwaitCommandInputSchema, awaitCommand } from './await-command';
+
+export const handler = step(AwaitCommandInputSchema, (input) => awaitCommand(clients().ssm, input));

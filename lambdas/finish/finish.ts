@@ -1,0 +1,438 @@
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { DeleteParametersCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import { describeAwsError, hasCode, isTransient } from '../shared/aws-errors';
+import { formatIssues, TargetNameSchema } from '../shared/config';
+import { parameterNames, runKeys } from '../shared/constants';
+import { ErrorNames, UnderstudyError } from '../shared/errors';
+import { releaseLock } from '../shared/lock';
+import { correlate, logger } from '../shared/logger';
+import { type Outcome, publish } from '../shared/notify';
+import {
+  type CaughtError,
+  CaughtErrorSchema,
+  ExecutionContextSchema,
+  ExecutionInputSchema,
+  LaunchResultSchema,
+  LockSchema,
+  type Plan,
+  PlanSchema,
+  SwitchResultSchema,
+} from '../shared/schemas';
+
+/**
+ * The last step of every run, whatever happened before: it must work on a state where any key may be
+ * missing or malformed (preflight refused the input, a step crashed). Every key is therefore parsed on
+ * its own, and only allow-listed fields reach the run record and the message: no task tokens, no user
+ * data, no payloads copied through.
+ *
+ * Exactly one outcome message per run: the record is written first without `notifiedAt`, the message
+ * published, then the record rewritten with `notifiedAt`. A retried Finish that finds `notifiedAt` does
+ * not publish again.
+ */
+
+export const FinishInputSchema = z.looseObject({
+  execution: ExecutionContextSchema,
+  input: z.unknown().optional(),
+  run: z.unknown().optional(),
+  launch: z.unknown().optional(),
+  readiness: z.unknown().optional(),
+  switch: z.unknown().optional(),
+  probe: z.unknown().optional(),
+  error: z.unknown().optional(),
+  rollback: z.unknown().optional(),
+  rollbackError: z.unknown().optional(),
+  retire: z.unknown().optional(),
+  retireError: z.unknown().optional(),
+});
+export type FinishInput = z.infer<typeof FinishInputSchema>;
+
+// Shapes owned by the rollback and retire steps, read leniently: Finish only needs a few fields.
+const RollbackSummarySchema = z.object({
+  outcome: z.enum(['rolled-back', 'manual-action-needed']),
+  eipInstanceId: z.string().optional(),
+  serviceHealthy: z.boolean().optional(),
+  candidates: z.array(z.object({ instanceId: z.string(), action: z.string() })).optional(),
+  commands: z.array(z.string()).optional(),
+});
+const RetireSummarySchema = z.object({
+  oldInstanceId: z.string(),
+  stopped: z.boolean(),
+  retireAfter: z.string(),
+  note: z.string().optional(),
+});
+const ReadinessSummarySchema = z.object({ status: z.string().optional(), exitCode: z.number().optional() });
+const ProbeSummarySchema = z.object({
+  phase: z.string(),
+  requests: z.number(),
+  failures: z.number(),
+  done: z.boolean(),
+});
+
+export interface FinishResult {
+  readonly succeeded: boolean;
+  readonly outcome: Outcome;
+  /** For the Fail state's ErrorPath/CausePath when the run did not succeed. */
+  readonly error?: string;
+  readonly cause?: string;
+  readonly recordKey: string;
+}
+
+export interface FinishClients {
+  readonly s3: S3Client;
+  readonly ssm: SSMClient;
+  readonly sns: SNSClient;
+}
+
+export interface FinishEnv {
+  readonly parameterPrefix: string;
+  readonly runsBucket: string;
+  readonly topicArn: string;
+}
+
+const CAUSE_LIMIT = 4_000;
+const SUCCESSFUL: readonly Outcome[] = ['replaced', 'no-op', 'dry-run'];
+
+const pick = <S extends z.ZodType>(schema: S, value: unknown): z.infer<S> | undefined => {
+  const parsed = schema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+};
+
+/** The human part of a caught error; Lambda errors arrive as `{"errorType","errorMessage","trace"}` text. */
+export const causeText = (caught: CaughtError | undefined): string | undefined => {
+  if (caught?.Cause === undefined) return undefined;
+  let text = caught.Cause;
+  try {
+    const parsed = JSON.parse(caught.Cause) as { errorMessage?: unknown };
+    if (typeof parsed?.errorMessage === 'string') text = parsed.errorMessage;
+  } catch {
+    // A plain-text cause (States.Timeout, SendTaskFailure) is used as it is.
+  }
+  return text.length > CAUSE_LIMIT ? `${text.slice(0, CAUSE_LIMIT)}…` : text;
+};
+
+/** Fail AWS calls as Transient: Finish is idempotent, so a retry is always safe and may succeed. */
+const transient = (operation: string, error: unknown): UnderstudyError =>
+  new UnderstudyError(
+    ErrorNames.Transient,
+    `${operation} failed: ${describeAwsError(error)}${isTransient(error) ? ' (temporary AWS failure)' : '; check the finish function role'}`,
+    { cause: error },
+  );
+
+interface Decision {
+  readonly outcome: Outcome;
+  readonly error?: string;
+  readonly cause?: string;
+  readonly summary: string;
+  readonly warnings: string[];
+}
+
+interface Facts {
+  readonly target: string;
+  readonly plan?: Plan;
+  readonly candidate?: string;
+  readonly error?: CaughtError;
+  readonly rollback?: z.infer<typeof RollbackSummarySchema>;
+  readonly rollbackError?: CaughtError;
+  readonly retire?: z.infer<typeof RetireSummarySchema>;
+  readonly retireError?: CaughtError;
+}
+
+export const decideOutcome = (f: Facts): Decision => {
+  const failure = f.error ? `${f.error.Error}: ${causeText(f.error) ?? 'no details'}` : undefined;
+  if (!f.plan) {
+    const cause = failure ?? 'the run stopped before preflight produced a plan';
+    return {
+      outcome: 'failed',
+      error: f.error?.Error ?? 'Failed',
+      cause,
+      summary: `${f.target}: nothing was changed; ${cause}`,
+      warnings: [],
+    };
+  }
+  const old = f.plan.old.instanceId;
+  if (f.plan.action === 'no-op') {
+    return {
+      outcome: 'no-op',
+      summary: `${f.target}: ${old} already runs ${f.plan.image.imageId}; nothing to do`,
+      warnings: [],
+    };
+  }
+  if (f.plan.action === 'dry-run') {
+    return {
+      outcome: 'dry-run',
+      summary: `${f.target}: dry run; the plan is in this message and the run record`,
+      warnings: [],
+    };
+  }
+  if (f.rollback) {
+    const reason = failure ?? 'the replacement failed';
+    if (f.rollback.outcome === 'rolled-back') {
+      const health =
+        f.plan.baseline.healthy === false
+          ? 'the service was already unhealthy before the run'
+          : f.rollback.serviceHealthy === false
+            ? 'the service does not answer healthy after the rollback'
+            : 'the service answers healthy';
+      const cause = `${reason}; the Elastic IP is back on ${f.rollback.eipInstanceId ?? old} and ${health}`;
+      return {
+        outcome: 'rolled-back',
+        error: 'RolledBack',
+        cause,
+        summary: `${f.target}: rolled back: ${cause}`,
+        warnings: [],
+      };
+    }
+    const commands = f.rollback.commands ?? [];
+    const cause = `${reason}; the rollback could not restore service by itself${commands.length ? `, run: ${commands.join(' && ')}` : ''}`;
+    return {
+      outcome: 'manual-action-needed',
+      error: 'ManualActionNeeded',
+      cause,
+      summary: `${f.target}: manual action needed: ${cause}`,
+      warnings: [],
+    };
+  }
+  if (f.rollbackError) {
+    const cause =
+      `${failure ?? 'the replacement failed'}, then the rollback failed (${f.rollbackError.Error}: ${causeText(f.rollbackError) ?? 'no details'}); ` +
+      `check where Elastic IP ${f.plan.eip.allocationId} points and move it back to ${old} with ` +
+      `aws ec2 associate-address --allocation-id ${f.plan.eip.allocationId} --instance-id ${old} --allow-reassociation`;
+    return {
+      outcome: 'manual-action-needed',
+      error: 'ManualActionNeeded',
+      cause,
+      summary: `${f.target}: manual action needed: ${cause}`,
+      warnings: [],
+    };
+  }
+  if (f.retire || f.retireError) {
+    const warnings: string[] = [];
+    if (f.retireError) {
+      warnings.push(
+        `the old instance ${old} could not be retired (${f.retireError.Error}: ${causeText(f.retireError) ?? 'no details'}); stop it by hand once you no longer need it for a rollback`,
+      );
+    }
+    if (f.retire?.note) warnings.push(f.retire.note);
+    return {
+      outcome: 'replaced',
+      summary: `${f.target}: replaced ${old} with ${f.candidate ?? 'the new instance'} on ${f.plan.image.imageId}`,
+      warnings,
+    };
+  }
+  const cause = failure ?? 'the run ended without a retire or rollback record';
+  return {
+    outcome: 'failed',
+    error: f.error?.Error ?? 'Failed',
+    cause,
+    summary: `${f.target}: failed: ${cause}`,
+    warnings: [],
+  };
+};
+
+const readRecord = async (
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<Record<string, unknown> | undefined> => {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const parsed: unknown = JSON.parse((await out.Body?.transformToString()) ?? '{}');
+    return typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
+  } catch (error) {
+    if (
+      hasCode(error, 'NoSuchKey') ||
+      (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 404
+    ) {
+      return undefined;
+    }
+    if (error instanceof SyntaxError) return undefined;
+    throw transient(`GetObject s3://${bucket}/${key}`, error);
+  }
+};
+
+const writeRecord = async (
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  record: Record<string, unknown>,
+): Promise<void> => {
+  try {
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: JSON.stringify(record, null, 2),
+        ContentType: 'application/json',
+      }),
+    );
+  } catch (error) {
+    throw transient(`PutObject s3://${bucket}/${key}`, error);
+  }
+};
+
+const resultOf = (
+  decision: Pick<Decision, 'outcome' | 'error' | 'cause'>,
+  recordKey: string,
+): FinishResult => {
+  const succeeded = SUCCESSFUL.includes(decision.outcome);
+  return {
+    succeeded,
+    outcome: decision.outcome,
+    ...(succeeded ? {} : { error: decision.error ?? 'Failed', cause: decision.cause ?? decision.outcome }),
+    recordKey,
+  };
+};
+
+export const finish = async (
+  clients: FinishClients,
+  env: FinishEnv,
+  state: FinishInput,
+): Promise<FinishResult> => {
+  const { execution } = state;
+  const run = (typeof state.run === 'object' && state.run !== null ? state.run : {}) as Record<
+    string,
+    unknown
+  >;
+  const plan = pick(PlanSchema, state.run);
+  const input = ExecutionInputSchema.safeParse(state.input);
+  const rawTarget =
+    plan?.target.name ?? (input.success ? input.data.target : (state.input as { target?: unknown })?.target);
+  // The name becomes part of an S3 key: only a valid target name is used as it is.
+  const target = pick(TargetNameSchema, rawTarget) ?? '_invalid-target';
+  const candidate = pick(LaunchResultSchema, state.launch)?.instanceId;
+  correlate({ target, execution: execution.name, instance: candidate });
+
+  const facts: Facts = {
+    target,
+    ...(plan ? { plan } : {}),
+    ...(candidate ? { candidate } : {}),
+    error: pick(CaughtErrorSchema, state.error),
+    rollback: pick(RollbackSummarySchema, state.rollback),
+    rollbackError: pick(CaughtErrorSchema, state.rollbackError),
+    retire: pick(RetireSummarySchema, state.retire),
+    retireError: pick(CaughtErrorSchema, state.retireError),
+  };
+  const decision = decideOutcome(facts);
+  const warnings = [...decision.warnings];
+
+  // Release only the lock this execution took: the state says which, the lock object says whose it is now.
+  const lock = pick(LockSchema, run.lock);
+  let lockResult: 'released' | 'absent' | 'not-ours' | 'none' = 'none';
+  if (lock && lock.owner === execution.arn) {
+    try {
+      lockResult = await releaseLock(clients.s3, lock);
+    } catch (error) {
+      if (error instanceof UnderstudyError) throw error;
+      throw transient(`releasing the lock s3://${lock.bucket}/${lock.key}`, error);
+    }
+    if (lockResult === 'not-ours')
+      logger.warn('the target lock now belongs to another execution; left in place');
+  } else if (lock) {
+    lockResult = 'not-ours';
+    logger.warn('the state names a lock owned by another execution; left in place');
+  }
+
+  if (candidate) {
+    const names = parameterNames(env.parameterPrefix);
+    try {
+      // Absent names come back in InvalidParameters, not as an error: a retry is a no-op.
+      await clients.ssm.send(
+        new DeleteParametersCommand({ Names: [names.token(candidate), names.earlyEvent(candidate)] }),
+      );
+    } catch (error) {
+      if (isTransient(error)) throw transient('DeleteParameters', error);
+      warnings.push(
+        `could not delete the readiness parameters of ${candidate} (${describeAwsError(error)}); delete them by hand`,
+      );
+    }
+  }
+
+  const recordKey = runKeys.record(target, execution.name);
+  const existing = await readRecord(clients.s3, env.runsBucket, recordKey);
+  if (existing && typeof existing.notifiedAt === 'string' && typeof existing.outcome === 'string') {
+    logger.info('outcome already published by an earlier attempt', { outcome: existing.outcome });
+    return resultOf(decision, recordKey);
+  }
+
+  const sw = pick(SwitchResultSchema, state.switch);
+  const readiness = pick(ReadinessSummarySchema, state.readiness);
+  const probe = pick(ProbeSummarySchema, state.probe);
+  const planSummary = plan && {
+    action: plan.action,
+    imageId: plan.image.imageId,
+    architecture: plan.image.architecture,
+    oldInstanceId: plan.old.instanceId,
+    instanceType: plan.old.instanceType,
+    allocationId: plan.eip.allocationId,
+    publicIp: plan.eip.publicIp,
+    needsPublicIp: plan.needsPublicIp,
+    baseline: plan.baseline,
+    ...(plan.lock?.tookOverFrom ? { lockTakenOverFrom: plan.lock.tookOverFrom } : {}),
+    ...(plan.lockHeldBy ? { lockHeldBy: plan.lockHeldBy } : {}),
+  };
+  const record: Record<string, unknown> = {
+    version: 1,
+    target,
+    execution: {
+      name: execution.name,
+      arn: execution.arn,
+      startTime: execution.startTime,
+      redriveCount: execution.redriveCount,
+    },
+    input: input.success ? input.data : { invalid: true, problems: formatIssues(input.error, 'input') },
+    outcome: decision.outcome,
+    succeeded: SUCCESSFUL.includes(decision.outcome),
+    ...(decision.error ? { error: decision.error, cause: decision.cause } : {}),
+    summary: decision.summary,
+    plan: planSummary,
+    candidateInstanceId: candidate,
+    readiness: readiness && { status: readiness.status, exitCode: readiness.exitCode },
+    switch: sw && { moved: sw.moved, at: sw.at, previousInstanceId: sw.previousInstanceId },
+    probe,
+    rollback: facts.rollback,
+    retire: facts.retire,
+    caught: facts.error && { error: facts.error.Error, cause: causeText(facts.error) },
+    lock: lockResult,
+    warnings,
+    finishedAt: new Date().toISOString(),
+  };
+  await writeRecord(clients.s3, env.runsBucket, recordKey, record);
+
+  const recordUri = `s3://${env.runsBucket}/${recordKey}`;
+  try {
+    for (const warning of warnings) {
+      await publish(clients.sns, env.topicArn, {
+        kind: 'warning',
+        event: 'finish-warning',
+        target,
+        execution: execution.name,
+        summary: warning,
+      });
+    }
+    await publish(clients.sns, env.topicArn, {
+      kind: 'outcome',
+      event: decision.outcome,
+      target,
+      execution: execution.name,
+      summary: decision.summary,
+      details: {
+        ...(decision.error ? { error: decision.error, cause: decision.cause } : {}),
+        ...(facts.rollback?.commands?.length ? { commands: facts.rollback.commands } : {}),
+        ...(planSummary ? { plan: planSummary } : {}),
+        ...(candidate ? { candidateInstanceId: candidate } : {}),
+        ...(warnings.length ? { warnings } : {}),
+        record: recordUri,
+      },
+    });
+  } catch (error) {
+    throw transient('Publish', error);
+  }
+  await writeRecord(clients.s3, env.runsBucket, recordKey, {
+    ...record,
+    notifiedAt: new Date().toISOString(),
+  });
+  logger.info('run finished', { outcome: decision.outcome, lock: lockResult });
+  return resultOf(decision, recordKey);
+};

@@ -1,0 +1,591 @@
+import {
+  CreateTagsCommand,
+  DescribeAddressesCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  DescribeInstanceTypesCommand,
+  DescribeRouteTablesCommand,
+  DescribeVpcEndpointsCommand,
+  type EC2Client,
+  type Image,
+  type Instance,
+  type InstanceTypeInfo,
+  type RouteTable,
+  type VpcEndpoint,
+} from '@aws-sdk/client-ec2';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import { awsCall, describeAwsError, failAs, hasCode } from '../shared/aws-errors';
+import {
+  formatIssues,
+  ImageIdSchema,
+  type TargetConfig,
+  TargetNameSchema,
+  TargetSchema,
+} from '../shared/config';
+import { LOCK_LEASE_SECONDS, parameterNames, runKeys, Tags } from '../shared/constants';
+import { ErrorNames, invalidInput, refused, UnderstudyError } from '../shared/errors';
+import { acquireLock, readLock, releaseLock } from '../shared/lock';
+import { correlate, logger } from '../shared/logger';
+import { publish } from '../shared/notify';
+import { probeOnce } from '../shared/probe';
+import {
+  type ExecutionContext,
+  ExecutionContextSchema,
+  type ExecutionInput,
+  ExecutionInputSchema,
+  type Lock,
+  type Plan,
+} from '../shared/schemas';
+
+/**
+ * Preflight: everything that can be known before a single resource changes. Every check reads; the
+ * first write (the lock, then the adoption tag) happens only once all of them passed, so a refused
+ * run leaves the account exactly as it found it.
+ */
+
+export const PreflightEventSchema = z.object({
+  /** Parsed here, not at the boundary, so that errors name `input.<field>` as the user wrote it. */
+  input: z.unknown(),
+  execution: ExecutionContextSchema,
+});
+export type PreflightEvent = z.infer<typeof PreflightEventSchema>;
+
+export interface PreflightClients {
+  readonly ec2: EC2Client;
+  readonly ssm: SSMClient;
+  readonly s3: S3Client;
+  readonly sns: SNSClient;
+}
+
+export interface PreflightEnv {
+  readonly PARAMETER_PREFIX: string;
+  readonly RUNS_BUCKET: string;
+  readonly TOPIC_ARN: string;
+}
+
+/** Interface endpoints the candidate needs without a NAT or internet route (agent event, SSM agent). */
+const INTERFACE_SERVICES = ['ssm', 'ec2messages', 'ssmmessages', 'events'] as const;
+const DEFAULT_ROUTE = '0.0.0.0/0';
+
+const parseInput = (raw: unknown): ExecutionInput => {
+  const parsed = ExecutionInputSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = formatIssues(parsed.error, 'input');
+    const field = problems[0]?.split(': ')[0] ?? 'input';
+    throw new UnderstudyError(ErrorNames.InvalidInput, problems.join('; '), { field });
+  }
+  // The name becomes part of an SSM parameter name and an S3 key: hold it to the config's pattern.
+  const name = TargetNameSchema.safeParse(parsed.data.target);
+  if (!name.success) {
+    throw invalidInput('input.target', name.error.issues[0]?.message ?? 'not a valid target name');
+  }
+  return parsed.data;
+};
+
+const loadTarget = async (ssm: SSMClient, prefix: string, name: string): Promise<TargetConfig> => {
+  const parameter = parameterNames(prefix).target(name);
+  const out = await awsCall(
+    'GetParameter',
+    () => ssm.send(new GetParameterCommand({ Name: parameter })),
+    (error) =>
+      hasCode(error, 'ParameterNotFound')
+        ? invalidInput(
+            'input.target',
+            `unknown target ${name}; configured targets are listed in understudy.config.json`,
+          )
+        : undefined,
+  );
+  let raw: unknown;
+  try {
+    raw = JSON.parse(out.Parameter?.Value ?? '');
+  } catch {
+    throw invalidInput(
+      'input.target',
+      `the configuration of target ${name} (${parameter}) is not JSON; redeploy the stack`,
+    );
+  }
+  const parsed = TargetSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw invalidInput(
+      'input.target',
+      `the configuration of target ${name} (${parameter}) is invalid: ${formatIssues(parsed.error, `targets[${name}]`).join('; ')}; fix understudy.config.json and redeploy`,
+    );
+  }
+  if (parsed.data.name !== name) {
+    throw invalidInput(
+      'input.target',
+      `${parameter} describes target ${parsed.data.name}, not ${name}; redeploy the stack`,
+    );
+  }
+  return parsed.data;
+};
+
+const resolveImageId = async (
+  ssm: SSMClient,
+  input: ExecutionInput,
+  target: TargetConfig,
+): Promise<string> => {
+  if (input.imageId) return input.imageId;
+  if (target.image.imageId) return target.image.imageId;
+  const name = target.image.ssmParameter;
+  if (!name) throw refused(`target ${target.name} names no image (image.imageId or image.ssmParameter)`);
+  const out = await awsCall(
+    'GetParameter',
+    () => ssm.send(new GetParameterCommand({ Name: name })),
+    (error) =>
+      hasCode(error, 'ParameterNotFound')
+        ? refused(
+            `image parameter ${name} (target ${target.name} image.ssmParameter) does not exist; publish the AMI id there or pass input.imageId`,
+            {
+              field: 'image.ssmParameter',
+            },
+          )
+        : undefined,
+  );
+  const value = out.Parameter?.Value ?? '';
+  if (!ImageIdSchema.safeParse(value).success) {
+    throw refused(
+      `image parameter ${name} holds "${value.slice(0, 64)}", not an AMI id; publish an ami-... id there`,
+      {
+        field: 'image.ssmParameter',
+      },
+    );
+  }
+  return value;
+};
+
+const describeImage = async (ec2: EC2Client, imageId: string): Promise<Image> => {
+  const missing = () =>
+    refused(
+      `image ${imageId} does not exist in this region or is not shared with this account; check the AMI id`,
+      {
+        field: 'imageId',
+      },
+    );
+  const out = await awsCall(
+    'DescribeImages',
+    () => ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] })),
+    (error) =>
+      hasCode(error, 'InvalidAMIID.NotFound', 'InvalidAMIID.Malformed', 'InvalidAMIID.Unavailable')
+        ? missing()
+        : undefined,
+  );
+  const image = out.Images?.[0];
+  if (!image) throw missing();
+  if (image.State !== 'available') {
+    const why = image.StateReason?.Message ? ` (${image.StateReason.Message})` : '';
+    throw refused(
+      `image ${imageId} is ${image.State ?? 'in an unknown state'}${why}, not available; wait for the build to finish or pick another image`,
+      {
+        field: 'imageId',
+      },
+    );
+  }
+  if (!image.Architecture || !image.RootDeviceName) {
+    throw refused(
+      `image ${imageId} reports no architecture or root device name; it cannot be launched as a clone`,
+      {
+        field: 'imageId',
+      },
+    );
+  }
+  if (image.RootDeviceType && image.RootDeviceType !== 'ebs') {
+    throw refused(
+      `image ${imageId} is instance-store backed; only EBS-backed images can replace the server`,
+      {
+        field: 'imageId',
+      },
+    );
+  }
+  return image;
+};
+
+const describeEip = async (ec2: EC2Client, target: TargetConfig) => {
+  const out = await awsCall(
+    'DescribeAddresses',
+    () => ec2.send(new DescribeAddressesCommand({ AllocationIds: [target.allocationId] })),
+    (error) =>
+      hasCode(error, 'InvalidAllocationID.NotFound', 'InvalidAllocationID.Malformed')
+        ? refused(
+            `Elastic IP ${target.allocationId} (target ${target.name} allocationId) does not exist in this region`,
+            {
+              field: 'allocationId',
+            },
+          )
+        : undefined,
+  );
+  const address = out.Addresses?.[0];
+  if (!address?.PublicIp) {
+    throw refused(`Elastic IP ${target.allocationId} does not exist in this region`, {
+      field: 'allocationId',
+    });
+  }
+  if (!address.InstanceId) {
+    throw refused(
+      `EIP not associated: Elastic IP ${target.allocationId} (${address.PublicIp}) is not associated with an instance; associate it with the running server first`,
+      { field: 'allocationId' },
+    );
+  }
+  return { instanceId: address.InstanceId, publicIp: address.PublicIp, associationId: address.AssociationId };
+};
+
+const describeInstance = async (
+  ec2: EC2Client,
+  instanceId: string,
+  allocationId: string,
+): Promise<Instance> => {
+  const gone = () =>
+    refused(
+      `instance ${instanceId}, which holds Elastic IP ${allocationId}, cannot be described (not found)`,
+      {
+        field: 'allocationId',
+      },
+    );
+  const out = await awsCall(
+    'DescribeInstances',
+    () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })),
+    (error) => (hasCode(error, 'InvalidInstanceID.NotFound') ? gone() : undefined),
+  );
+  const instance = out.Reservations?.[0]?.Instances?.[0];
+  if (!instance) throw gone();
+  if (instance.State?.Name !== 'running') {
+    throw refused(
+      `instance ${instanceId} behind Elastic IP ${allocationId} is ${instance.State?.Name ?? 'in an unknown state'}, not running; start it (or fix the EIP association) before replacing it`,
+    );
+  }
+  if (!instance.ImageId || !instance.InstanceType || !instance.SubnetId || !instance.VpcId) {
+    throw refused(`instance ${instanceId} reports no image, type, subnet or VPC; it cannot be cloned`);
+  }
+  return instance;
+};
+
+const describeInstanceType = async (ec2: EC2Client, instanceType: string): Promise<InstanceTypeInfo> => {
+  const out = await awsCall('DescribeInstanceTypes', () =>
+    ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: [instanceType as never] })),
+  );
+  const info = out.InstanceTypes?.[0];
+  if (!info) throw refused(`instance type ${instanceType} is not offered in this region`);
+  return info;
+};
+
+/** Refuses what a clone from an AMI cannot carry over: data disks, instance store, extra ENIs, IPv6. */
+const checkShape = (instance: Instance, type: InstanceTypeInfo, target: TargetConfig): void => {
+  const id = instance.InstanceId;
+  const extraVolumes = (instance.BlockDeviceMappings ?? []).filter(
+    (m) => m.DeviceName !== instance.RootDeviceName,
+  );
+  if (extraVolumes.length > 0 && target.dataVolumes !== 'fresh') {
+    const list = extraVolumes.map((m) => `${m.DeviceName} ${m.Ebs?.VolumeId ?? ''}`.trim()).join(', ');
+    throw refused(
+      `instance ${id} has EBS volumes beyond its root device (${list}); their data would not follow to the new box. Move the data off the server, or set "dataVolumes": "fresh" on target ${target.name} if the new box may start without them`,
+      { field: 'dataVolumes' },
+    );
+  }
+  // Ephemeral mappings in the image are ignored on types without instance store; the type decides.
+  if (type.InstanceStorageSupported && target.dataVolumes !== 'fresh') {
+    throw refused(
+      `instance ${id} (${instance.InstanceType}) has instance-store volumes, whose contents do not survive a replacement; set "dataVolumes": "fresh" on target ${target.name} if the new box may start with empty ones`,
+      { field: 'dataVolumes' },
+    );
+  }
+  const enis = instance.NetworkInterfaces ?? [];
+  if (enis.length > 1) {
+    throw refused(
+      `instance ${id} has ${enis.length} network interfaces (${enis.map((e) => e.NetworkInterfaceId).join(', ')}); Understudy clones single-interface servers only: detach the extra interfaces first`,
+    );
+  }
+  const ipv6 = [
+    instance.Ipv6Address,
+    ...enis.flatMap((e) => (e.Ipv6Addresses ?? []).map((a) => a.Ipv6Address)),
+  ].filter((a): a is string => typeof a === 'string' && a.length > 0);
+  if (ipv6.length > 0) {
+    throw refused(
+      `instance ${id} has IPv6 addresses (${ipv6.join(', ')}); a clone would get different ones and the Elastic IP does not cover IPv6. Remove them, or replace this server by hand`,
+    );
+  }
+};
+
+const checkArchitecture = (image: Image, type: InstanceTypeInfo, instanceType: string): void => {
+  const supported = type.ProcessorInfo?.SupportedArchitectures ?? [];
+  if (!image.Architecture || !supported.includes(image.Architecture as never)) {
+    throw refused(
+      `image ${image.ImageId} is built for ${image.Architecture}, but instance type ${instanceType} supports ${supported.join(', ') || 'no known architecture'}; build the image for ${supported[0] ?? 'that type'} or change the server's type`,
+      { field: 'imageId' },
+    );
+  }
+};
+
+const routeTableFor = async (
+  ec2: EC2Client,
+  subnetId: string,
+  vpcId: string,
+): Promise<RouteTable | undefined> => {
+  const own = await awsCall('DescribeRouteTables', () =>
+    ec2.send(
+      new DescribeRouteTablesCommand({ Filters: [{ Name: 'association.subnet-id', Values: [subnetId] }] }),
+    ),
+  );
+  if (own.RouteTables?.[0]) return own.RouteTables[0];
+  // A subnet with no explicit association uses its VPC's main route table.
+  const main = await awsCall('DescribeRouteTables', () =>
+    ec2.send(
+      new DescribeRouteTablesCommand({
+        Filters: [
+          { Name: 'vpc-id', Values: [vpcId] },
+          { Name: 'association.main', Values: ['true'] },
+        ],
+      }),
+    ),
+  );
+  return main.RouteTables?.[0];
+};
+
+const vpcEndpoints = async (ec2: EC2Client, vpcId: string): Promise<VpcEndpoint[]> => {
+  const all: VpcEndpoint[] = [];
+  let token: string | undefined;
+  do {
+    const out = await awsCall('DescribeVpcEndpoints', () =>
+      ec2.send(
+        new DescribeVpcEndpointsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }], NextToken: token }),
+      ),
+    );
+    all.push(...(out.VpcEndpoints ?? []));
+    token = out.NextToken;
+  } while (token);
+  return all;
+};
+
+// The API documents "Available" but sends "available" on the wire; compare without case.
+const isAvailable = (endpoint: VpcEndpoint) => (endpoint.State ?? '').toLowerCase() === 'available';
+
+/**
+ * Design §2.2: the candidate must reach EventBridge, SSM and S3 while it has no Elastic IP. A NAT (or
+ * another routed egress) is enough; an internet gateway needs a public IP on the candidate; otherwise
+ * VPC endpoints must cover every service it talks to.
+ */
+const checkEgress = async (
+  ec2: EC2Client,
+  instance: Instance,
+): Promise<{ needsPublicIp: boolean; via: string }> => {
+  const subnetId = instance.SubnetId as string;
+  const vpcId = instance.VpcId as string;
+  const table = await routeTableFor(ec2, subnetId, vpcId);
+  const route = table?.Routes?.find(
+    (r) => r.DestinationCidrBlock === DEFAULT_ROUTE && r.State !== 'blackhole',
+  );
+  if (route?.NatGatewayId) return { needsPublicIp: false, via: route.NatGatewayId };
+  if (route?.GatewayId?.startsWith('igw-')) return { needsPublicIp: true, via: route.GatewayId };
+  // A NAT instance or a transit gateway to a central egress VPC also carries traffic out.
+  const routed = route?.TransitGatewayId ?? route?.InstanceId ?? route?.NetworkInterfaceId;
+  if (routed) return { needsPublicIp: false, via: routed };
+
+  const region = await ec2.config.region();
+  const endpoints = (await vpcEndpoints(ec2, vpcId)).filter(isAvailable);
+  const missing: string[] = [];
+  for (const service of INTERFACE_SERVICES) {
+    const name = `com.amazonaws.${region}.${service}`;
+    const found = endpoints.some(
+      (e) => e.ServiceName === name && e.VpcEndpointType === 'Interface' && e.PrivateDnsEnabled === true,
+    );
+    if (!found) missing.push(name);
+  }
+  const s3 = `com.amazonaws.${region}.s3`;
+  const s3Reachable = endpoints.some(
+    (e) =>
+      e.ServiceName === s3 &&
+      ((e.VpcEndpointType === 'Gateway' &&
+        table?.RouteTableId !== undefined &&
+        e.RouteTableIds?.includes(table.RouteTableId)) ||
+        (e.VpcEndpointType === 'Interface' && e.PrivateDnsEnabled === true)),
+  );
+  if (!s3Reachable) missing.push(s3);
+  if (missing.length > 0) {
+    throw refused(
+      `subnet ${subnetId} has no route to EventBridge/SSM/S3 (no NAT, no internet gateway, missing endpoints: ${missing.join(', ')}); add a NAT gateway or these VPC endpoints (interface endpoints with private DNS, S3 gateway on route table ${table?.RouteTableId ?? 'main'})`,
+    );
+  }
+  return { needsPublicIp: false, via: 'vpc-endpoints' };
+};
+
+const tagValue = (instance: Instance, key: string) => instance.Tags?.find((t) => t.Key === key)?.Value;
+
+/** Runs every check, then (for a real run) takes the lock and adopts the box. */
+export const preflight = (
+  clients: PreflightClients,
+  env: PreflightEnv,
+  event: PreflightEvent,
+): Promise<Plan> =>
+  runPreflight(clients, env, event).catch(
+    failAs(ErrorNames.PreflightRefused, 'preflight could not check the target'),
+  );
+
+const runPreflight = async (
+  clients: PreflightClients,
+  env: PreflightEnv,
+  event: PreflightEvent,
+): Promise<Plan> => {
+  const input = parseInput(event.input);
+  const execution: ExecutionContext = event.execution;
+  correlate({ target: input.target, execution: execution.name });
+
+  if (input.action === 'rollback') {
+    throw refused('rollback within the window arrives with the operator issue; this version only replaces', {
+      field: 'input.action',
+    });
+  }
+
+  const { ec2, ssm, s3, sns } = clients;
+  const target = await loadTarget(ssm, env.PARAMETER_PREFIX, input.target);
+  const imageId = await resolveImageId(ssm, input, target);
+  const image = await describeImage(ec2, imageId);
+  const eip = await describeEip(ec2, target);
+  const instance = await describeInstance(ec2, eip.instanceId, target.allocationId);
+  correlate({ instance: eip.instanceId });
+  const instanceType = instance.InstanceType as string;
+  const type = await describeInstanceType(ec2, instanceType);
+  checkArchitecture(image, type, instanceType);
+  checkShape(instance, type, target);
+
+  const owner = tagValue(instance, Tags.target);
+  if (owner !== undefined && owner !== target.name) {
+    throw refused(
+      `instance ${eip.instanceId} is tagged ${Tags.target}=${owner}: it belongs to another target; two targets cannot share one server`,
+      { field: 'allocationId' },
+    );
+  }
+
+  const egress = await checkEgress(ec2, instance);
+  const baseline = await probeOnce(target, eip.publicIp);
+  logger.info('preflight checks passed', { imageId, egress: egress.via, baselineHealthy: baseline.healthy });
+
+  const plan: Plan = {
+    action: 'replace',
+    target,
+    image: {
+      imageId,
+      architecture: image.Architecture as string,
+      rootDeviceName: image.RootDeviceName as string,
+    },
+    old: {
+      instanceId: eip.instanceId,
+      imageId: instance.ImageId as string,
+      instanceType,
+      subnetId: instance.SubnetId as string,
+      ...(instance.PrivateIpAddress ? { privateIpAddress: instance.PrivateIpAddress } : {}),
+      ...(instance.Placement?.AvailabilityZone
+        ? { availabilityZone: instance.Placement.AvailabilityZone }
+        : {}),
+    },
+    eip: {
+      allocationId: target.allocationId,
+      publicIp: eip.publicIp,
+      ...(eip.associationId ? { associationId: eip.associationId } : {}),
+    },
+    baseline: {
+      healthy: baseline.healthy,
+      detail: baseline.detail,
+      ...(baseline.status !== undefined ? { status: baseline.status } : {}),
+    },
+    needsPublicIp: egress.needsPublicIp,
+    ...(input.reason ? { reason: input.reason } : {}),
+  };
+
+  if (instance.ImageId === imageId) return { ...plan, action: 'no-op' };
+
+  const lockKey = runKeys.lock(target.name);
+  if (input.dryRun) {
+    const held = await awsCall('GetObject', () => readLock(s3, env.RUNS_BUCKET, lockKey));
+    return {
+      ...plan,
+      action: 'dry-run',
+      ...(held
+        ? {
+            lockHeldBy: {
+              executionName: held.body.executionName,
+              owner: held.body.owner,
+              expiresAt: held.body.expiresAt,
+            },
+          }
+        : {}),
+    };
+  }
+
+  const lock = await awsCall('PutObject', () =>
+    acquireLock(s3, {
+      bucket: env.RUNS_BUCKET,
+      key: lockKey,
+      owner: execution.arn,
+      executionName: execution.name,
+      target: target.name,
+      leaseSeconds: LOCK_LEASE_SECONDS,
+    }),
+  );
+  try {
+    if (owner === undefined) {
+      await awsCall('CreateTags', () =>
+        ec2.send(
+          new CreateTagsCommand({
+            Resources: [eip.instanceId],
+            Tags: [{ Key: Tags.target, Value: target.name }],
+          }),
+        ),
+      );
+    }
+  } catch (error) {
+    // Finish cannot release a lock it never saw (no plan when preflight fails): give it back here.
+    await releaseQuietly(s3, lock);
+    throw error;
+  }
+  await announce(sns, env.TOPIC_ARN, plan, lock, execution);
+  return { ...plan, lock };
+};
+
+const releaseQuietly = async (s3: S3Client, lock: Lock): Promise<void> => {
+  try {
+    await releaseLock(s3, lock);
+  } catch (error) {
+    logger.warn('could not release the lock after a failed adoption', {
+      key: lock.key,
+      error: describeAwsError(error),
+    });
+  }
+};
+
+/** Progress messages are informative: a failed publish must not fail (and unlock) a run that is ready. */
+const announce = async (
+  sns: SNSClient,
+  topicArn: string,
+  plan: Plan,
+  lock: Lock,
+  execution: ExecutionContext,
+) => {
+  const base = { target: plan.target.name, execution: execution.name };
+  try {
+    await publish(sns, topicArn, {
+      ...base,
+      kind: 'progress',
+      event: 'started',
+      summary: `replacing ${plan.old.instanceId} (${plan.old.imageId}) with a clone on ${plan.image.imageId}`,
+      details: {
+        oldInstanceId: plan.old.instanceId,
+        imageId: plan.image.imageId,
+        baselineHealthy: plan.baseline.healthy,
+        ...(plan.reason ? { reason: plan.reason } : {}),
+      },
+    });
+    if (lock.tookOverFrom) {
+      await publish(sns, topicArn, {
+        ...base,
+        kind: 'warning',
+        event: 'lock-taken-over',
+        summary: `took over the expired lock of ${lock.tookOverFrom}; that run died without releasing it`,
+        details: { previousOwner: lock.tookOverFrom },
+      });
+    }
+  } catch (error) {
+    logger.warn('could not publish the start notification', { error: describeAwsError(error) });
+  }
+};

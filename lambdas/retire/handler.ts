@@ -1,0 +1,10 @@
+import { z } from 'zod';
+import { clients } from '../shared/clients';
+import { once, readEnv } from '../shared/env';
+import { step } from '../shared/handler';
+import { RunStateSchema } from '../shared/schemas';
+import { retire } from './retire';
+
+const env = once(() => readEnv({ TOPIC_ARN: z.string().min(1) }));
+
+export const handler = step(RunStateSchema, (state) => retire(clients(), env(), state));

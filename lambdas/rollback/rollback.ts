@@ -1,0 +1,366 @@
+import {
+  type Address,
+  AssociateAddressCommand,
+  CreateTagsCommand,
+  DescribeAddressesCommand,
+  DescribeInstanceAttributeCommand,
+  DescribeInstancesCommand,
+  type EC2Client,
+  type Instance,
+  ModifyInstanceAttributeCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { awsCall, describeAwsError, hasCode } from '../shared/aws-errors';
+import { Tags } from '../shared/constants';
+import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
+import { renewLock } from '../shared/lock';
+import { correlate, logger } from '../shared/logger';
+import { publish } from '../shared/notify';
+import { probeUntilHealthy, schemeFor, sleep } from '../shared/probe';
+import type { RunState } from '../shared/schemas';
+
+/**
+ * Rollback: puts the service back on the old server, whatever step failed. It reads the account as it
+ * is now (not what the state says happened, since a step may have died after its AWS call), moves the
+ * Elastic IP back only if it left, verifies through the EIP, and parks every candidate of this run.
+ * What it cannot do itself ends as `manual-action-needed` with the exact commands to finish.
+ */
+
+export interface RollbackClients {
+  readonly ec2: EC2Client;
+  readonly s3: S3Client;
+  readonly sns: SNSClient;
+}
+
+export interface RollbackEnv {
+  readonly TOPIC_ARN: string;
+}
+
+export interface RollbackOptions {
+  /** How long the verification probe may take (the Task's timeout is 300 s). */
+  readonly verifyDeadlineMs?: number;
+  readonly verifySuccesses?: number;
+  readonly confirmAttempts?: number;
+  readonly confirmDelayMs?: number;
+}
+
+export type CandidateAction =
+  | 'stopped'
+  | 'terminated'
+  | 'already-stopped'
+  | 'kept: holds the Elastic IP'
+  | `failed: ${string}`;
+
+export interface RollbackResult {
+  readonly outcome: 'rolled-back' | 'manual-action-needed';
+  /** Where the Elastic IP points after the rollback. */
+  readonly eipInstanceId?: string;
+  /** Whether the verification probe reached its streak (false when it was not run). */
+  readonly serviceHealthy: boolean;
+  readonly candidates: { readonly instanceId: string; readonly action: CandidateAction }[];
+  /** Exact commands a human runs to finish; empty when nothing is left to do. */
+  readonly commands: string[];
+  readonly summary: string;
+}
+
+const DEFAULT_VERIFY_MS = 120_000;
+const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped'];
+
+const readAddress = async (ec2: EC2Client, allocationId: string): Promise<Address | undefined> => {
+  const out = await awsCall('DescribeAddresses', () =>
+    ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] })),
+  );
+  return out.Addresses?.[0];
+};
+
+const describeById = async (ec2: EC2Client, instanceId: string): Promise<Instance | undefined> => {
+  try {
+    const out = await awsCall('DescribeInstances', () =>
+      ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })),
+    );
+    return out.Reservations?.[0]?.Instances?.[0];
+  } catch (error) {
+    if (hasCode(error, 'InvalidInstanceID.NotFound')) return undefined;
+    throw error;
+  }
+};
+
+/** Every instance this execution launched that still exists: by tag, plus the recorded id. */
+const findCandidates = async (ec2: EC2Client, state: RunState): Promise<Instance[]> => {
+  const out = await awsCall('DescribeInstances', () =>
+    ec2.send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: `tag:${Tags.execution}`, Values: [state.execution.name] },
+          { Name: `tag:${Tags.target}`, Values: [state.run.target.name] },
+          { Name: 'instance-state-name', Values: LIVE_STATES },
+        ],
+      }),
+    ),
+  );
+  const found = out.Reservations?.flatMap((r) => r.Instances ?? []) ?? [];
+  const recorded = state.launch?.instanceId;
+  if (recorded && !found.some((i) => i.InstanceId === recorded)) {
+    const instance = await describeById(ec2, recorded);
+    if (!instance) {
+      // RunInstances returned this id, so NotFound is the API's eventual consistency: look again later.
+      throw new UnderstudyError(
+        ErrorNames.Transient,
+        `candidate ${recorded} is not visible yet; retrying the rollback`,
+      );
+    }
+    if (LIVE_STATES.includes(instance.State?.Name ?? '')) found.push(instance);
+  }
+  return found.filter((i) => i.InstanceId !== state.run.old.instanceId);
+};
+
+const booleanAttribute = async (
+  ec2: EC2Client,
+  instanceId: string,
+  name: 'disableApiStop' | 'disableApiTermination',
+): Promise<boolean> => {
+  const out = await awsCall(`DescribeInstanceAttribute(${name})`, () =>
+    ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: instanceId, Attribute: name })),
+  );
+  return (name === 'disableApiStop' ? out.DisableApiStop?.Value : out.DisableApiTermination?.Value) === true;
+};
+
+/**
+ * Stops or terminates one failed candidate and tags it. The candidate copied the old box's protection
+ * flags, and they are ours to lift on a box we launched.
+ */
+const park = async (
+  ec2: EC2Client,
+  candidate: Instance,
+  mode: 'stop' | 'terminate',
+): Promise<CandidateAction> => {
+  const id = candidate.InstanceId as string;
+  const current = candidate.State?.Name ?? '';
+  if (candidate.Tags?.find((t) => t.Key === Tags.role)?.Value !== 'failed') {
+    await awsCall('CreateTags', () =>
+      ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: Tags.role, Value: 'failed' }] })),
+    );
+  }
+  if (current === 'pending') {
+    // Neither stop nor a clean terminate is accepted while pending; the rollback's retry comes back.
+    throw new UnderstudyError(
+      ErrorNames.Transient,
+      `candidate ${id} is still pending; retrying the rollback`,
+    );
+  }
+  if (mode === 'terminate') {
+    if (await booleanAttribute(ec2, id, 'disableApiTermination')) {
+      await awsCall('ModifyInstanceAttribute', () =>
+        ec2.send(
+          new ModifyInstanceAttributeCommand({ InstanceId: id, DisableApiTermination: { Value: false } }),
+        ),
+      );
+    }
+    await awsCall('TerminateInstances', () => ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] })));
+    return 'terminated';
+  }
+  if (current === 'stopping' || current === 'stopped') return 'already-stopped';
+  if (await booleanAttribute(ec2, id, 'disableApiStop')) {
+    await awsCall('ModifyInstanceAttribute', () =>
+      ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, DisableApiStop: { Value: false } })),
+    );
+  }
+  await awsCall('StopInstances', () => ec2.send(new StopInstancesCommand({ InstanceIds: [id] })));
+  return 'stopped';
+};
+
+interface Commands {
+  readonly region: string;
+  readonly allocationId: string;
+}
+const associateCommand = (c: Commands, instanceId: string) =>
+  `aws ec2 associate-address --region ${c.region} --allocation-id ${c.allocationId} --instance-id ${instanceId} --allow-reassociation`;
+const confirmCommand = (c: Commands) =>
+  `aws ec2 describe-addresses --region ${c.region} --allocation-ids ${c.allocationId} --query 'Addresses[0].InstanceId' --output text`;
+const parkCommand = (c: Commands, mode: 'stop' | 'terminate', instanceId: string) =>
+  `aws ec2 ${mode === 'stop' ? 'stop' : 'terminate'}-instances --region ${c.region} --instance-ids ${instanceId}`;
+
+export const rollback = async (
+  clients: RollbackClients,
+  env: RollbackEnv,
+  state: RunState,
+  options: RollbackOptions = {},
+): Promise<RollbackResult> => {
+  const { ec2, s3, sns } = clients;
+  const plan = state.run;
+  const oldId = plan.old.instanceId;
+  const mode = plan.target.rollback.failedCandidate;
+  correlate({ target: plan.target.name, execution: state.execution.name, instance: oldId });
+  const c: Commands = { region: await ec2.config.region(), allocationId: plan.eip.allocationId };
+  const restoreCommands = [associateCommand(c, oldId), confirmCommand(c)];
+
+  try {
+    if (plan.lock) {
+      // The rollback restores service whether or not the lease is still ours: never stop for the lock.
+      await renewLock(s3, plan.lock).catch((error: unknown) =>
+        logger.warn('could not renew the lock during rollback', { error: describeAwsError(error) }),
+      );
+    }
+
+    const commands: string[] = [];
+    const notes: string[] = [];
+    let address = await readAddress(ec2, c.allocationId);
+    const old = await describeById(ec2, oldId);
+    const oldState = old?.State?.Name ?? 'gone';
+    let eipRestored = address?.InstanceId === oldId;
+
+    if (!eipRestored) {
+      if (oldState === 'running') {
+        try {
+          await awsCall('AssociateAddress', () =>
+            ec2.send(
+              new AssociateAddressCommand({
+                AllocationId: c.allocationId,
+                InstanceId: oldId,
+                AllowReassociation: true,
+              }),
+            ),
+          );
+          address = await confirm(ec2, c.allocationId, oldId, options);
+          eipRestored = address?.InstanceId === oldId;
+          if (!eipRestored)
+            notes.push(
+              `AssociateAddress answered but the Elastic IP is on ${address?.InstanceId ?? 'no instance'}`,
+            );
+        } catch (error) {
+          if (isUnderstudyError(error, ErrorNames.Transient)) throw error;
+          notes.push(`the Elastic IP could not be moved back: ${describeAwsError(error)}`);
+        }
+        if (!eipRestored) commands.push(...restoreCommands);
+      } else if (oldState === 'stopped' || oldState === 'stopping') {
+        // Starting the old box and waiting for its checks belongs to the window rollback, not here.
+        notes.push(`the old server ${oldId} is ${oldState}`);
+        commands.push(
+          `aws ec2 start-instances --region ${c.region} --instance-ids ${oldId}`,
+          `aws ec2 wait instance-status-ok --region ${c.region} --instance-ids ${oldId}`,
+          ...restoreCommands,
+        );
+      } else {
+        notes.push(`the old server ${oldId} is ${oldState}: it cannot take the Elastic IP back`);
+      }
+    }
+    const eipInstanceId = address?.InstanceId;
+
+    const candidates: { instanceId: string; action: CandidateAction }[] = [];
+    for (const candidate of await findCandidates(ec2, state)) {
+      const id = candidate.InstanceId as string;
+      if (id === eipInstanceId) {
+        // Parking the box that serves the Elastic IP would take the site down; a human decides after the move.
+        candidates.push({ instanceId: id, action: 'kept: holds the Elastic IP' });
+        // Once the listed restore commands ran, this one parks the candidate too.
+        if (commands.length > 0) commands.push(parkCommand(c, mode, id));
+        continue;
+      }
+      try {
+        candidates.push({ instanceId: id, action: await park(ec2, candidate, mode) });
+      } catch (error) {
+        if (isUnderstudyError(error, ErrorNames.Transient)) throw error;
+        candidates.push({ instanceId: id, action: `failed: ${describeAwsError(error)}` });
+        commands.push(parkCommand(c, mode, id));
+      }
+    }
+
+    let serviceHealthy = false;
+    let healthNote: string;
+    if (eipRestored) {
+      const deadline = Date.now() + (options.verifyDeadlineMs ?? DEFAULT_VERIFY_MS);
+      const verdict = await probeUntilHealthy(
+        plan.target,
+        plan.eip.publicIp,
+        options.verifySuccesses ?? 2,
+        deadline,
+      );
+      serviceHealthy = verdict.reached;
+      if (!plan.baseline.healthy) {
+        healthNote = `service was already unhealthy before the run (baseline: ${plan.baseline.detail}); now: ${verdict.last.detail}`;
+      } else if (serviceHealthy) {
+        healthNote = 'service answers healthy through the Elastic IP';
+      } else {
+        healthNote = `the Elastic IP is back on ${oldId} but the service does not answer healthy: ${verdict.last.detail}`;
+        commands.push(
+          `curl -sS -o /dev/null -w '%{http_code}\\n' -H 'Host: ${plan.target.domain}' ${schemeFor(plan.target)}://${plan.eip.publicIp}${plan.target.health.path}`,
+        );
+      }
+    } else {
+      healthNote = 'service not verified: the Elastic IP is not on the old server';
+    }
+
+    const outcome: RollbackResult['outcome'] =
+      !eipRestored || (plan.baseline.healthy && !serviceHealthy) ? 'manual-action-needed' : 'rolled-back';
+    const summary = [
+      outcome === 'rolled-back'
+        ? `Elastic IP ${plan.eip.publicIp} is on the old server ${oldId}`
+        : `manual action needed: Elastic IP ${plan.eip.publicIp} is on ${eipInstanceId ?? 'no instance'}`,
+      ...notes,
+      healthNote,
+    ].join('; ');
+    const result: RollbackResult = {
+      outcome,
+      ...(eipInstanceId ? { eipInstanceId } : {}),
+      serviceHealthy,
+      candidates,
+      commands,
+      summary,
+    };
+    await warn(sns, env.TOPIC_ARN, state, result);
+    return result;
+  } catch (error) {
+    if (isUnderstudyError(error, ErrorNames.Transient)) throw error;
+    // The state machine retries this twice; after that Finish reports the message, commands included.
+    throw new UnderstudyError(
+      ErrorNames.RollbackFailed,
+      `rollback of target ${plan.target.name} failed: ${describeAwsError(error)}. To restore by hand: ${restoreCommands.join(' && ')}`,
+      { cause: error },
+    );
+  }
+};
+
+const confirm = async (
+  ec2: EC2Client,
+  allocationId: string,
+  instanceId: string,
+  options: RollbackOptions,
+): Promise<Address | undefined> => {
+  const attempts = Math.max(1, options.confirmAttempts ?? 3);
+  let address: Address | undefined;
+  for (let attempt = 1; attempt <= attempts; attempt += 1) {
+    address = await readAddress(ec2, allocationId);
+    if (address?.InstanceId === instanceId) return address;
+    if (attempt < attempts) await sleep(options.confirmDelayMs ?? 1000);
+  }
+  return address;
+};
+
+const warn = async (
+  sns: SNSClient,
+  topicArn: string,
+  state: RunState,
+  result: RollbackResult,
+): Promise<void> => {
+  try {
+    await publish(sns, topicArn, {
+      kind: 'warning',
+      event: result.outcome,
+      target: state.run.target.name,
+      execution: state.execution.name,
+      summary: result.summary,
+      details: {
+        cause: state.error?.Error,
+        eipInstanceId: result.eipInstanceId,
+        serviceHealthy: result.serviceHealthy,
+        candidates: result.candidates,
+        commands: result.commands,
+      },
+    });
+  } catch (error) {
+    logger.warn('could not publish the rollback warning', { error: describeAwsError(error) });
+  }
+};

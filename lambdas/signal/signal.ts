@@ -1,0 +1,80 @@
+import type { SFNClient } from '@aws-sdk/client-sfn';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { formatIssues } from '../shared/config';
+import { parameterNames } from '../shared/constants';
+import { correlate, logger } from '../shared/logger';
+import { AgentEventSchema } from '../shared/schemas';
+import {
+  type Completion,
+  completeTask,
+  decide,
+  type FinalDetailType,
+  heartbeat,
+  readTokenRecord,
+  type TokenRecord,
+  writeEarlyEvent,
+} from './callback';
+
+export type SignalAction = 'succeeded' | 'failed' | 'heartbeat' | 'kept' | 'ignored';
+
+export interface SignalClients {
+  readonly ssm: SSMClient;
+  readonly sfn: SFNClient;
+}
+
+const complete = async (
+  sfn: SFNClient,
+  record: TokenRecord,
+  completion: Completion,
+): Promise<SignalAction> => {
+  const result = await completeTask(sfn, record.token, completion);
+  return result === 'closed' ? 'ignored' : result;
+};
+
+/**
+ * Turns one readiness-agent event into a task completion or heartbeat. Anything else that reaches the
+ * function (a malformed or foreign event) is logged and dropped: EventBridge would only retry it.
+ */
+export const signal = async (
+  clients: SignalClients,
+  parameterPrefix: string,
+  event: unknown,
+): Promise<{ action: SignalAction }> => {
+  const parsed = AgentEventSchema.safeParse(event);
+  if (!parsed.success) {
+    logger.warn('ignored an event that is not a readiness-agent event', {
+      problems: formatIssues(parsed.error, 'event'),
+    });
+    return { action: 'ignored' };
+  }
+  const { detail } = parsed.data;
+  const detailType = parsed.data['detail-type'];
+  correlate({ instance: detail.instanceId });
+  const names = parameterNames(parameterPrefix);
+  const tokenName = names.token(detail.instanceId);
+
+  const record = await readTokenRecord(clients.ssm, tokenName);
+
+  if (detailType === 'Instance Progress') {
+    // Without a token there is no task to keep alive yet; the next progress event will try again.
+    if (!record) {
+      logger.debug('progress event before the task token; nothing to keep alive yet');
+      return { action: 'ignored' };
+    }
+    const sent = await heartbeat(clients.sfn, record.token);
+    return { action: sent === 'sent' ? 'heartbeat' : 'ignored' };
+  }
+
+  const final: FinalDetailType = detailType;
+  if (record)
+    return { action: await complete(clients.sfn, record, decide(final, detail, record.onRecoverableErrors)) };
+
+  // The agent can finish before await-readiness stored the token. Keep the event for it, then look for
+  // the token once more: if it was stored meanwhile, await-readiness may already have missed our event.
+  await writeEarlyEvent(clients.ssm, names.earlyEvent(detail.instanceId), { detailType: final, detail });
+  const late = await readTokenRecord(clients.ssm, tokenName);
+  if (late)
+    return { action: await complete(clients.sfn, late, decide(final, detail, late.onRecoverableErrors)) };
+  logger.info('kept the readiness event until the task token is stored', { detailType: final });
+  return { action: 'kept' };
+};

@@ -1,0 +1,153 @@
+import {
+  type Address,
+  AssociateAddressCommand,
+  DescribeAddressesCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import type { z } from 'zod';
+import { awsCall, describeAwsError, failAs } from '../shared/aws-errors';
+import { ErrorNames, UnderstudyError } from '../shared/errors';
+import { renewLock } from '../shared/lock';
+import { correlate, logger } from '../shared/logger';
+import { publish } from '../shared/notify';
+import { sleep } from '../shared/probe';
+import { LaunchResultSchema, RunStateSchema, type SwitchResult } from '../shared/schemas';
+
+/**
+ * Switch: the one moment traffic moves. A single AssociateAddress with AllowReassociation moves the
+ * Elastic IP in one step (a disassociate first would open a gap with no server at all), then the move
+ * is confirmed by reading the address back rather than trusting the call's answer.
+ */
+
+export const SwitchEventSchema = RunStateSchema.extend({ launch: LaunchResultSchema });
+export type SwitchEvent = z.infer<typeof SwitchEventSchema>;
+
+export interface SwitchClients {
+  readonly ec2: EC2Client;
+  readonly s3: S3Client;
+  readonly sns: SNSClient;
+}
+
+export interface SwitchEnv {
+  readonly TOPIC_ARN: string;
+}
+
+export interface SwitchOptions {
+  /** Reads of DescribeAddresses after the move before declaring it failed (the API is eventually consistent). */
+  readonly confirmAttempts?: number;
+  readonly confirmDelayMs?: number;
+}
+
+const switchFailed = (message: string, cause?: unknown) =>
+  new UnderstudyError(ErrorNames.SwitchFailed, message, cause === undefined ? undefined : { cause });
+
+/** The Elastic IP as the API sees it now. */
+export const readAddress = async (ec2: EC2Client, allocationId: string): Promise<Address> => {
+  const out = await awsCall('DescribeAddresses', () =>
+    ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] })),
+  );
+  const address = out.Addresses?.[0];
+  if (!address) throw switchFailed(`Elastic IP ${allocationId} no longer exists (released?)`);
+  return address;
+};
+
+export const switchAddress = (
+  clients: SwitchClients,
+  env: SwitchEnv,
+  state: SwitchEvent,
+  options: SwitchOptions = {},
+): Promise<SwitchResult> =>
+  runSwitch(clients, env, state, options).catch(
+    failAs(
+      ErrorNames.SwitchFailed,
+      `moving Elastic IP ${state.run.eip.allocationId} to ${state.launch.instanceId}`,
+    ),
+  );
+
+const runSwitch = async (
+  clients: SwitchClients,
+  env: SwitchEnv,
+  state: SwitchEvent,
+  options: SwitchOptions = {},
+): Promise<SwitchResult> => {
+  const { ec2, s3, sns } = clients;
+  const { allocationId } = state.run.eip;
+  const candidate = state.launch.instanceId;
+  const oldId = state.run.old.instanceId;
+  correlate({ target: state.run.target.name, execution: state.execution.name, instance: candidate });
+  if (state.run.lock) await renewLock(s3, state.run.lock);
+
+  const before = await readAddress(ec2, allocationId);
+  if (before.InstanceId === candidate) {
+    // A retry after the move succeeded: nothing to do, and no second notification.
+    return {
+      moved: false,
+      ...(before.AssociationId ? { associationId: before.AssociationId } : {}),
+      previousInstanceId: oldId,
+      ...(state.run.eip.associationId ? { previousAssociationId: state.run.eip.associationId } : {}),
+      at: new Date().toISOString(),
+    };
+  }
+  if (before.InstanceId !== undefined && before.InstanceId !== oldId) {
+    throw switchFailed(
+      `Elastic IP ${allocationId} is on ${before.InstanceId}, neither the old server ${oldId} nor the candidate ${candidate}; someone else moved it, so Understudy will not take it`,
+    );
+  }
+
+  const associated = await awsCall(
+    'AssociateAddress',
+    () =>
+      ec2.send(
+        new AssociateAddressCommand({
+          AllocationId: allocationId,
+          InstanceId: candidate,
+          AllowReassociation: true,
+        }),
+      ),
+    (error) =>
+      switchFailed(
+        `AssociateAddress of ${allocationId} to ${candidate} failed: ${describeAwsError(error)}`,
+        error,
+      ),
+  );
+
+  const attempts = Math.max(1, options.confirmAttempts ?? 3);
+  let after: Address = before;
+  for (let attempt = 1; attempt <= attempts; attempt += 1) {
+    after = await readAddress(ec2, allocationId);
+    if (after.InstanceId === candidate) break;
+    if (attempt < attempts) await sleep(options.confirmDelayMs ?? 1000);
+  }
+  if (after.InstanceId !== candidate) {
+    throw switchFailed(
+      `AssociateAddress answered ${associated.AssociationId ?? 'no association id'} but Elastic IP ${allocationId} is on ${after.InstanceId ?? 'no instance'}, not the candidate ${candidate}`,
+    );
+  }
+
+  const result: SwitchResult = {
+    moved: true,
+    ...((after.AssociationId ?? associated.AssociationId)
+      ? { associationId: after.AssociationId ?? associated.AssociationId }
+      : {}),
+    ...(before.InstanceId ? { previousInstanceId: before.InstanceId } : {}),
+    ...(before.AssociationId ? { previousAssociationId: before.AssociationId } : {}),
+    at: new Date().toISOString(),
+  };
+  logger.info('Elastic IP moved to the candidate', { from: before.InstanceId });
+  try {
+    await publish(sns, env.TOPIC_ARN, {
+      kind: 'progress',
+      event: 'switched',
+      target: state.run.target.name,
+      execution: state.execution.name,
+      summary: `${state.run.eip.publicIp} now points at ${candidate} (was ${before.InstanceId ?? 'unassociated'})`,
+      details: { allocationId, candidate, previousInstanceId: before.InstanceId, at: result.at },
+    });
+  } catch (error) {
+    // The move happened; a lost progress message must not send a healthy switch to rollback.
+    logger.warn('could not publish the switch notification', { error: describeAwsError(error) });
+  }
+  return result;
+};

@@ -1,0 +1,118 @@
+import { join } from 'node:path';
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { pascalCase, STEPS, type StepName } from './steps';
+
+/** The variables every step reads with `readEnv`; nothing else is passed. */
+export interface StepEnvironment {
+  /** SSM prefix of this stack's parameters, e.g. `/understudy/Understudy`. */
+  readonly parameterPrefix: string;
+  readonly runsBucketName: string;
+  readonly topicArn: string;
+  readonly eventBusName: string;
+}
+
+export interface StepLambdasProps {
+  readonly environment: StepEnvironment;
+  /**
+   * Folder holding one `<step>/handler.ts` per step.
+   * @default - the repository's `lambdas/` folder
+   */
+  readonly lambdasRoot?: string;
+  /**
+   * Runtime of every step function.
+   * @default lambda.Runtime.NODEJS_24_X
+   */
+  readonly runtime?: lambda.Runtime;
+  /**
+   * Retention of each function's log group.
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Powertools log level of every function.
+   * @default 'INFO'
+   */
+  readonly logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+}
+
+export interface StepLambda {
+  readonly fn: nodejs.NodejsFunction;
+  /** The function's own role: it starts with nothing but writing its log group and X-Ray traces. */
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+}
+
+// esbuild's ESM output has no `require`; a few bundled CommonJS dependencies still call it.
+const ESM_REQUIRE_SHIM =
+  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
+
+/**
+ * One Lambda function per workflow step, each with its own role, log group and timeout. The roles start
+ * empty: `StepPermissions` gives each exactly what its step calls.
+ */
+export class StepLambdas extends Construct {
+  readonly steps: Readonly<Record<StepName, StepLambda>>;
+
+  constructor(scope: Construct, id: string, props: StepLambdasProps) {
+    super(scope, id);
+    const root = props.lambdasRoot ?? join(__dirname, '..', 'lambdas');
+    const runtime = props.runtime ?? lambda.Runtime.NODEJS_24_X;
+
+    const built: Partial<Record<StepName, StepLambda>> = {};
+    for (const step of STEPS) {
+      const id = pascalCase(step.name);
+      const logGroup = new logs.LogGroup(this, `${id}Logs`, {
+        retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+      const role = new iam.Role(this, `${id}Role`, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        description: `Understudy ${step.name} step`,
+      });
+      // Written by hand instead of AWSLambdaBasicExecutionRole, which allows every log group in the account.
+      logGroup.grantWrite(role);
+
+      const fn = new nodejs.NodejsFunction(this, `${id}Function`, {
+        entry: join(root, step.name, 'handler.ts'),
+        handler: 'handler',
+        description: `Understudy: ${step.description}`,
+        runtime,
+        architecture: lambda.Architecture.ARM_64,
+        memorySize: 256,
+        timeout: step.timeout,
+        role,
+        logGroup,
+        tracing: lambda.Tracing.ACTIVE,
+        environment: {
+          PARAMETER_PREFIX: props.environment.parameterPrefix,
+          RUNS_BUCKET: props.environment.runsBucketName,
+          TOPIC_ARN: props.environment.topicArn,
+          EVENT_BUS_NAME: props.environment.eventBusName,
+          POWERTOOLS_SERVICE_NAME: 'understudy',
+          POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
+          // The bundles are minified: without this, stack traces name mangled symbols in one long line.
+          NODE_OPTIONS: '--enable-source-maps',
+        },
+        bundling: {
+          format: nodejs.OutputFormat.ESM,
+          minify: true,
+          sourceMap: true,
+          target: 'node22',
+          mainFields: ['module', 'main'],
+          // The SDK is bundled too: the runtime's copy changes under us, and the bundle must carry the
+          // exact client the sandbox was tested with.
+          externalModules: [],
+          banner: ESM_REQUIRE_SHIM,
+          forceDockerBundling: false,
+        },
+      });
+      built[step.name] = { fn, role, logGroup };
+    }
+    this.steps = built as Record<StepName, StepLambda>;
+  }
+}

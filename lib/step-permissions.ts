@@ -1,0 +1,406 @@
+import { ArnFormat, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { TargetConfig } from '../lambdas/shared/config';
+import { Tags } from '../lambdas/shared/constants';
+import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
+import { pascalCase, STEP_NAMES, type StepName } from './steps';
+
+export interface StepPermissionsProps {
+  /** The role of each step's function; each gets one policy with what its step calls, nothing more. */
+  readonly roles: Readonly<Record<StepName, iam.IRole>>;
+  /** Configured targets: their names scope every tag condition, their EIPs the address statements. */
+  readonly targets: readonly TargetConfig[];
+  /** SSM prefix of the stack, e.g. `/understudy/Understudy`. */
+  readonly parameterPrefix: string;
+  readonly runsBucket: s3.IBucket;
+  readonly topic: sns.ITopic;
+  /** The key the topic is encrypted with; publishers need it through SNS. */
+  readonly topicKey: kms.IKey;
+  /** Target of SendTaskSuccess / Failure / Heartbeat. */
+  readonly stateMachine: sfn.IStateMachine;
+}
+
+const DESCRIBE_REASON =
+  'EC2 Describe* and these SSM read calls have no resource-level permissions (Service Authorization Reference), so they take Resource "*"';
+const TAGGED_INSTANCE_REASON =
+  'instance/* is narrowed by an understudy:target tag condition: only boxes of configured targets match';
+
+/**
+ * Hand-written least-privilege IAM, one policy per step. Kept apart from the roles' default policies on
+ * purpose: the signal and await-readiness policies name the state machine, which itself names the
+ * functions; in the role's own default policy that would make each function wait for the state machine
+ * and the state machine for the functions (a CloudFormation cycle).
+ */
+export class StepPermissions extends Construct {
+  readonly policies: Readonly<Record<StepName, iam.Policy>>;
+
+  constructor(scope: Construct, id: string, props: StepPermissionsProps) {
+    super(scope, id);
+    const statements = stepStatements(this, props);
+    const policies: Partial<Record<StepName, iam.Policy>> = {};
+    for (const step of STEP_NAMES) {
+      const justified = statements[step];
+      const policy = new iam.Policy(this, pascalCase(step), {
+        roles: [props.roles[step]],
+        statements: justified.map((j) => j.statement),
+      });
+      acknowledgeWildcards(policy, justified);
+      policies[step] = policy;
+    }
+    this.policies = policies as Record<StepName, iam.Policy>;
+  }
+}
+
+/** The statements of every step, built against `scope`'s stack (account, region, partition). */
+export const stepStatements = (
+  scope: Construct,
+  props: StepPermissionsProps,
+): Record<StepName, JustifiedStatement[]> => {
+  const stack = Stack.of(scope);
+  const targetNames = props.targets.map((t) => t.name);
+  if (targetNames.length === 0)
+    throw new Error('declare at least one target: every EC2 permission is scoped to one');
+
+  const ec2Arn = (resource: string, account?: string) =>
+    stack.formatArn({
+      service: 'ec2',
+      resource,
+      resourceName: '*',
+      ...(account === undefined ? {} : { account }),
+    });
+  const instances = ec2Arn('instance');
+  const parameterArn = (name: string, account?: string) =>
+    stack.formatArn({
+      service: 'ssm',
+      resource: 'parameter',
+      resourceName: name.replace(/^\//, ''),
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      ...(account === undefined ? {} : { account }),
+    });
+  const prefix = props.parameterPrefix;
+  const eipArns = props.targets.map((t) =>
+    stack.formatArn({ service: 'ec2', resource: 'elastic-ip', resourceName: t.allocationId }),
+  );
+
+  const tagged = { [`aws:ResourceTag/${Tags.target}`]: targetNames };
+  // Everything but the target tag itself: a step may relabel a box it manages, never move it into
+  // or out of Understudy's reach.
+  const relabelKeys = { 'aws:TagKeys': [Tags.role, Tags.execution, Tags.retireAfter] };
+
+  const allow = (sid: string, actions: string[], resources: string[], conditions?: Record<string, unknown>) =>
+    new iam.PolicyStatement({ sid, actions, resources, ...(conditions === undefined ? {} : { conditions }) });
+
+  const describe = (sid: string, actions: string[]): JustifiedStatement => ({
+    statement: allow(sid, actions, ['*']),
+    wildcardReason: DESCRIBE_REASON,
+  });
+
+  const publish: JustifiedStatement[] = [
+    { statement: allow('PublishNotifications', ['sns:Publish'], [props.topic.topicArn]) },
+    {
+      statement: allow(
+        'EncryptNotifications',
+        ['kms:GenerateDataKey', 'kms:Decrypt'],
+        [props.topicKey.keyArn],
+        {
+          StringEquals: { 'kms:ViaService': `sns.${stack.region}.${stack.urlSuffix}` },
+        },
+      ),
+    },
+  ];
+
+  const lockObjects = props.runsBucket.arnForObjects('locks/*');
+  // Without ListBucket a missing object reads as AccessDenied instead of NoSuchKey, and "no lock yet"
+  // could not be told apart from "not allowed".
+  const listRuns: JustifiedStatement = {
+    statement: allow('TellMissingObjectsApart', ['s3:ListBucket'], [props.runsBucket.bucketArn]),
+  };
+  /** Every task renews the target lock's lease (conditional put); preflight and finish may release it. */
+  const lock = (mode: 'renew' | 'release'): JustifiedStatement[] => [
+    {
+      statement: allow(
+        mode === 'renew' ? 'RenewTargetLock' : 'TakeAndReleaseTargetLock',
+        ['s3:GetObject', 's3:PutObject', ...(mode === 'release' ? ['s3:DeleteObject'] : [])],
+        [lockObjects],
+      ),
+      wildcardReason: 'one lock object per target under locks/, named after the target at run time',
+    },
+    listRuns,
+  ];
+
+  const tokenParameters = [parameterArn(`${prefix}/tokens/*`), parameterArn(`${prefix}/events/*`)];
+  const tokenWildcard =
+    'task tokens and early readiness events are stored per instance id under the stack prefix, named at run time';
+  const sendTask: JustifiedStatement = {
+    statement: allow(
+      'CompleteReadinessTask',
+      ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+      [props.stateMachine.stateMachineArn],
+    ),
+  };
+
+  const moveAddress: JustifiedStatement[] = [
+    { statement: allow('AssociateTargetAddresses', ['ec2:AssociateAddress'], eipArns) },
+    {
+      statement: allow('AssociateToTargetInstances', ['ec2:AssociateAddress'], [instances], {
+        StringEquals: tagged,
+      }),
+      wildcardReason: TAGGED_INSTANCE_REASON,
+    },
+  ];
+
+  const runCommand: JustifiedStatement[] = [
+    describe('FindOnlineAgentsAndCommands', ['ssm:DescribeInstanceInformation', 'ssm:ListCommands']),
+    {
+      statement: allow(
+        'UseShellDocument',
+        ['ssm:SendCommand'],
+        [
+          stack.formatArn({
+            service: 'ssm',
+            account: '',
+            resource: 'document',
+            resourceName: 'AWS-RunShellScript',
+          }),
+        ],
+      ),
+    },
+    {
+      statement: allow('CommandTargetInstances', ['ssm:SendCommand'], [instances], {
+        StringEquals: { [`ssm:resourceTag/${Tags.target}`]: targetNames },
+      }),
+      wildcardReason: TAGGED_INSTANCE_REASON,
+    },
+  ];
+
+  const imageParameters = props.targets.flatMap((t) =>
+    t.image.ssmParameter === undefined ? [] : [t.image.ssmParameter],
+  );
+  // AWS public parameters (/aws/service/...) live in no account.
+  const imageParameterArns = [...new Set(imageParameters)].map((name) =>
+    name.startsWith('/aws/') ? parameterArn(name, '') : parameterArn(name),
+  );
+
+  return {
+    preflight: [
+      {
+        statement: allow('ReadTargetSettings', ['ssm:GetParameter'], [parameterArn(`${prefix}/targets/*`)]),
+        wildcardReason:
+          'one parameter per configured target under the stack prefix, looked up by the name in the input',
+      },
+      ...(imageParameterArns.length > 0
+        ? [{ statement: allow('ResolveImageParameters', ['ssm:GetParameter'], imageParameterArns) }]
+        : []),
+      describe('InspectCurrentBox', [
+        'ec2:DescribeAddresses',
+        'ec2:DescribeImages',
+        'ec2:DescribeInstances',
+        'ec2:DescribeInstanceTypes',
+        'ec2:DescribeRouteTables',
+        'ec2:DescribeSubnets',
+        'ec2:DescribeVolumes',
+        'ec2:DescribeVpcEndpoints',
+      ]),
+      ...lock('release'),
+      {
+        // The box behind the EIP carries no Understudy tag the first time, so this cannot be scoped by
+        // resource tag: instead the request may only add the target tag, with a configured target name.
+        statement: allow('AdoptCurrentBox', ['ec2:CreateTags'], [instances], {
+          StringEquals: { [`aws:RequestTag/${Tags.target}`]: targetNames },
+          'ForAllValues:StringEquals': { 'aws:TagKeys': [Tags.target] },
+        }),
+        wildcardReason:
+          'the box to adopt is found at run time; the request may only set understudy:target to a configured target name',
+      },
+      ...publish,
+    ],
+
+    launch: [
+      describe('InspectCloneSource', [
+        'ec2:DescribeImages',
+        'ec2:DescribeInstanceAttribute',
+        'ec2:DescribeInstanceCreditSpecifications',
+        'ec2:DescribeInstances',
+        'ec2:DescribeVolumes',
+      ]),
+      {
+        // Tag-on-create: the new instance and its volumes must carry a configured target name.
+        statement: allow('LaunchTaggedCandidate', ['ec2:RunInstances'], [instances, ec2Arn('volume')], {
+          StringEquals: { [`aws:RequestTag/${Tags.target}`]: targetNames },
+        }),
+        wildcardReason:
+          'a new instance has no id before launch; the request must tag it with a configured target name',
+      },
+      {
+        // No request-tag condition here: these resources are used, not created, and a tag condition on
+        // them makes every launch fail.
+        statement: allow(
+          'LaunchFromCloneSource',
+          ['ec2:RunInstances'],
+          [
+            stack.formatArn({ service: 'ec2', account: '', resource: 'image', resourceName: '*' }),
+            stack.formatArn({ service: 'ec2', account: '', resource: 'snapshot', resourceName: '*' }),
+            ec2Arn('key-pair'),
+            ec2Arn('network-interface'),
+            ec2Arn('security-group'),
+            ec2Arn('subnet'),
+          ],
+        ),
+        wildcardReason:
+          'the AMI, its snapshots, and the subnet, security groups, key pair and interface copied from the current box are known only at run time',
+      },
+      {
+        statement: allow(
+          'TagOnLaunchOnly',
+          ['ec2:CreateTags'],
+          [instances, ec2Arn('volume'), ec2Arn('network-interface')],
+          {
+            StringEquals: { 'ec2:CreateAction': 'RunInstances' },
+          },
+        ),
+        wildcardReason:
+          'tags may only be written as part of RunInstances (ec2:CreateAction), on what it creates',
+      },
+      {
+        statement: allow(
+          'PassInstanceProfileRole',
+          ['iam:PassRole'],
+          [stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: '*' })],
+          { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
+        ),
+        wildcardReason:
+          "the current box's instance profile is copied at run time; the role can only be passed to EC2 (iam:PassedToService)",
+      },
+      {
+        statement: allow(
+          'UseVolumeKeysThroughEc2',
+          [
+            'kms:CreateGrant',
+            'kms:Decrypt',
+            'kms:DescribeKey',
+            'kms:GenerateDataKeyWithoutPlaintext',
+            'kms:ReEncryptFrom',
+            'kms:ReEncryptTo',
+          ],
+          [stack.formatArn({ service: 'kms', resource: 'key', resourceName: '*' })],
+          { StringEquals: { 'kms:ViaService': `ec2.${stack.region}.${stack.urlSuffix}` } },
+        ),
+        wildcardReason:
+          'volumes encrypted with a customer key use the key of the current box, known at run time; only through EC2 (kms:ViaService)',
+      },
+      ...lock('renew'),
+    ],
+
+    'await-running': [
+      describe('WatchCandidate', ['ec2:DescribeInstances']),
+      {
+        statement: allow('AdjustCandidate', ['ec2:ModifyInstanceAttribute'], [instances], {
+          StringEquals: { ...tagged, [`aws:ResourceTag/${Tags.role}`]: 'candidate' },
+        }),
+        wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=candidate`,
+      },
+    ],
+
+    'await-readiness': [
+      {
+        statement: allow(
+          'KeepTaskToken',
+          ['ssm:PutParameter', 'ssm:GetParameter', 'ssm:DeleteParameter'],
+          tokenParameters,
+        ),
+        wildcardReason: tokenWildcard,
+      },
+      sendTask,
+    ],
+
+    signal: [
+      {
+        statement: allow('LookUpTaskToken', ['ssm:GetParameter', 'ssm:PutParameter'], tokenParameters),
+        wildcardReason: tokenWildcard,
+      },
+      sendTask,
+    ],
+
+    prepare: [...runCommand, ...lock('renew')],
+
+    'await-command': [describe('ReadCommandResult', ['ssm:GetCommandInvocation'])],
+
+    switch: [
+      describe('ConfirmAddress', ['ec2:DescribeAddresses']),
+      ...moveAddress,
+      ...lock('renew'),
+      ...publish,
+    ],
+
+    certificate: [...runCommand, ...lock('renew')],
+
+    probe: [...lock('renew'), ...publish],
+
+    rollback: [
+      describe('InspectAddressAndBoxes', [
+        'ec2:DescribeAddresses',
+        'ec2:DescribeInstanceAttribute',
+        'ec2:DescribeInstances',
+      ]),
+      ...moveAddress,
+      {
+        // Only a candidate can be parked: the serving box never carries role=candidate or failed.
+        statement: allow(
+          'ParkFailedCandidate',
+          ['ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyInstanceAttribute'],
+          [instances],
+          { StringEquals: { ...tagged, [`aws:ResourceTag/${Tags.role}`]: ['candidate', 'failed'] } },
+        ),
+        wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=candidate or failed`,
+      },
+      {
+        statement: allow('LabelFailedCandidate', ['ec2:CreateTags'], [instances], {
+          StringEquals: tagged,
+          'ForAllValues:StringEquals': relabelKeys,
+        }),
+        wildcardReason: `${TAGGED_INSTANCE_REASON}; the understudy:target tag itself cannot be changed`,
+      },
+      ...lock('renew'),
+      ...publish,
+    ],
+
+    retire: [
+      describe('InspectOldBox', ['ec2:DescribeInstanceAttribute', 'ec2:DescribeInstances']),
+      {
+        statement: allow('StopOldBox', ['ec2:StopInstances'], [instances], { StringEquals: tagged }),
+        wildcardReason: TAGGED_INSTANCE_REASON,
+      },
+      {
+        statement: allow('LabelRetiredBox', ['ec2:CreateTags'], [instances], {
+          StringEquals: tagged,
+          'ForAllValues:StringEquals': relabelKeys,
+        }),
+        wildcardReason: `${TAGGED_INSTANCE_REASON}; the understudy:target tag itself cannot be changed`,
+      },
+      ...lock('renew'),
+      ...publish,
+    ],
+
+    finish: [
+      ...lock('release'),
+      {
+        statement: allow(
+          'WriteRunRecord',
+          ['s3:GetObject', 's3:PutObject'],
+          [props.runsBucket.arnForObjects('runs/*')],
+        ),
+        wildcardReason: 'run records are keyed by target and execution name, known at run time',
+      },
+      {
+        statement: allow('CleanUpTaskTokens', ['ssm:DeleteParameters'], tokenParameters),
+        wildcardReason: tokenWildcard,
+      },
+      ...publish,
+    ],
+  };
+};

@@ -1,0 +1,117 @@
+import { Duration } from 'aws-cdk-lib';
+
+/**
+ * The one table of workflow steps. Each step is a folder `lambdas/<name>/handler.ts` exporting `handler`;
+ * the state machine refers to a step's function through the placeholder `${<Pascal>FunctionArn}`.
+ */
+export interface StepSpec {
+  /** Folder name under `lambdas/`, kebab-case. */
+  readonly name: string;
+  /** One line for the function's description. */
+  readonly description: string;
+  /**
+   * Kept at or below the Task's `TimeoutSeconds` in the ASL, so that Step Functions never gives up on a
+   * task that Lambda is still running (a test holds the two together).
+   */
+  readonly timeout: Duration;
+  /**
+   * Whether the state machine invokes it. The signal function is invoked by the agent-event rule only, so
+   * it has no placeholder and the state machine gets no right to invoke it.
+   */
+  readonly invokedByStateMachine: boolean;
+}
+
+export const STEPS = [
+  {
+    name: 'preflight',
+    description: 'validates the run, resolves the AMI, takes the lock and adopts the current box',
+    timeout: Duration.seconds(120),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'launch',
+    description: 'clones the current box onto the new AMI',
+    timeout: Duration.seconds(120),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'await-running',
+    description: 'polls the candidate until it is running',
+    timeout: Duration.seconds(60),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'await-readiness',
+    description: "stores the readiness task token until the agent's event completes it",
+    timeout: Duration.seconds(60),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'signal',
+    description: "turns the readiness agent's events into task success, failure or heartbeat",
+    timeout: Duration.seconds(60),
+    invokedByStateMachine: false,
+  },
+  {
+    name: 'prepare',
+    description: 'prepares TLS and checks the app locally on the candidate through SSM',
+    timeout: Duration.seconds(120),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'await-command',
+    description: 'polls an SSM command until it ends',
+    timeout: Duration.seconds(60),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'switch',
+    description: 'moves the Elastic IP onto the candidate',
+    timeout: Duration.seconds(60),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'certificate',
+    description: 'runs certbot (http-01) on the candidate through SSM',
+    timeout: Duration.seconds(120),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'probe',
+    description: 'probes the site through the Elastic IP, then bakes',
+    timeout: Duration.seconds(300),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'rollback',
+    description: 'moves the Elastic IP back, verifies it and parks the failed candidate',
+    timeout: Duration.seconds(300),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'retire',
+    description: 'stops the old box and tags it for the rollback window',
+    timeout: Duration.seconds(120),
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'finish',
+    description: 'releases the lock, cleans up, writes the run record and publishes the outcome',
+    timeout: Duration.seconds(120),
+    invokedByStateMachine: true,
+  },
+] as const satisfies readonly StepSpec[];
+
+export type StepName = (typeof STEPS)[number]['name'];
+
+export const STEP_NAMES: readonly StepName[] = STEPS.map((s) => s.name);
+
+/** `await-command` → `AwaitCommand`; used for construct ids and ASL placeholders alike. */
+export const pascalCase = (kebab: string): string =>
+  kebab
+    .split('-')
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join('');
+
+/** The ASL placeholder name (without `${}`) for a step's function ARN. */
+export const placeholderFor = (step: StepName): string => `${pascalCase(step)}FunctionArn`;

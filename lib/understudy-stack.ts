@@ -1,0 +1,122 @@
+import { CfnOutput, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { Construct } from 'constructs';
+import type { UnderstudyConfig } from '../lambdas/shared/config';
+import { EventRouting } from './event-routing';
+import { Notifications } from './notifications';
+import { Orchestrator } from './orchestrator';
+import { RunsBucket } from './runs-bucket';
+import { StepLambdas } from './step-lambdas';
+import { StepPermissions } from './step-permissions';
+import { STEP_NAMES, type StepName } from './steps';
+import { TargetParameters } from './target-parameters';
+
+export interface UnderstudyStackProps extends StackProps {
+  /** The validated configuration (`loadConfig`). */
+  readonly config: UnderstudyConfig;
+  /**
+   * The workflow definition.
+   * @default - the repository's `statemachine/replace.asl.json`
+   */
+  readonly definitionPath?: string;
+  /**
+   * Folder holding one `<step>/handler.ts` per step.
+   * @default - the repository's `lambdas/` folder
+   */
+  readonly lambdasRoot?: string;
+}
+
+/** Understudy: the replacement workflow, its functions, event routing, notifications and run storage. */
+export class UnderstudyStack extends Stack {
+  /** SSM prefix of every parameter this stack and its functions own. */
+  readonly parameterPrefix: string;
+  readonly notifications: Notifications;
+  readonly runs: RunsBucket;
+  readonly eventBus: events.EventBus;
+  readonly lambdas: StepLambdas;
+  readonly orchestrator: Orchestrator;
+  readonly routing: EventRouting;
+  readonly permissions: StepPermissions;
+  readonly targetParameters: TargetParameters;
+
+  constructor(scope: Construct, id: string, props: UnderstudyStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    this.parameterPrefix = `/understudy/${this.stackName}`;
+
+    this.notifications = new Notifications(this, 'Notifications', { emails: config.notifications.emails });
+    this.runs = new RunsBucket(this, 'Runs');
+    this.eventBus = new events.EventBus(this, 'Bus', {
+      description: 'Understudy agent events and replacement requests',
+    });
+
+    this.targetParameters = new TargetParameters(this, 'Targets', {
+      parameterPrefix: this.parameterPrefix,
+      targets: config.targets,
+    });
+
+    this.lambdas = new StepLambdas(this, 'Steps', {
+      environment: {
+        parameterPrefix: this.parameterPrefix,
+        runsBucketName: this.runs.bucket.bucketName,
+        topicArn: this.notifications.topic.topicArn,
+        eventBusName: this.eventBus.eventBusName,
+      },
+      ...(props.lambdasRoot === undefined ? {} : { lambdasRoot: props.lambdasRoot }),
+    });
+    const steps = this.lambdas.steps;
+    const byStep = <T>(pick: (step: StepName) => T): Record<StepName, T> =>
+      Object.fromEntries(STEP_NAMES.map((name) => [name, pick(name)])) as Record<StepName, T>;
+
+    this.orchestrator = new Orchestrator(this, 'Workflow', {
+      functions: byStep<lambda.IFunction>((name) => steps[name].fn),
+      alarmTopic: this.notifications.topic,
+      ...(props.definitionPath === undefined ? {} : { definitionPath: props.definitionPath }),
+    });
+
+    this.permissions = new StepPermissions(this, 'Permissions', {
+      roles: byStep((name) => steps[name].role),
+      targets: config.targets,
+      parameterPrefix: this.parameterPrefix,
+      runsBucket: this.runs.bucket,
+      topic: this.notifications.topic,
+      topicKey: this.notifications.key,
+      stateMachine: this.orchestrator.stateMachine,
+    });
+
+    this.routing = new EventRouting(this, 'Events', {
+      eventBus: this.eventBus,
+      signalFunction: steps.signal.fn,
+      stateMachine: this.orchestrator.stateMachine,
+    });
+
+    this.acknowledgeServiceWildcards();
+
+    new CfnOutput(this, 'StateMachineArn', { value: this.orchestrator.stateMachine.stateMachineArn });
+    new CfnOutput(this, 'EventBusName', { value: this.eventBus.eventBusName });
+    new CfnOutput(this, 'TopicArn', { value: this.notifications.topic.topicArn });
+    new CfnOutput(this, 'RunsBucketName', { value: this.runs.bucket.bucketName });
+    new CfnOutput(this, 'InstancePolicyArn', {
+      value: this.routing.instancePolicy.managedPolicyArn,
+      description: 'Attach to the role of every instance that runs the Understudy readiness agent',
+    });
+  }
+
+  /** The wildcards CDK itself writes for X-Ray and log delivery, which have no resource-level permissions. */
+  private acknowledgeServiceWildcards(): void {
+    for (const name of STEP_NAMES) {
+      Validations.of(this.lambdas.steps[name].role).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing: ACTIVE) have no resource-level permissions',
+      });
+    }
+    Validations.of(this.orchestrator.stateMachine).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'X-Ray trace writes and CloudWatch Logs delivery management (logs:CreateLogDelivery and friends) added by CDK ' +
+        'for tracing and logging have no resource-level permissions',
+    });
+  }
+}

@@ -1,0 +1,339 @@
+import { X509Certificate } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { AppResponder, ImageBehaviour, InstanceServerHandle } from '../contracts';
+import { iso, type ModelContext } from './context';
+import type { Ec2Model, InstanceRecord } from './ec2';
+import type { EventsModel } from './events';
+import type { SandboxRuntime } from './runtime';
+
+/** Virtual durations of what happens inside a box. */
+export const BoxTiming = {
+  /** Default cloud-init duration from `running`. */
+  bootMs: 60_000,
+  /** The SSM agent registers (PingStatus Online) this long after `running`. */
+  ssmAgentMs: 20_000,
+  /** The readiness agent's progress period while cloud-init runs. */
+  progressMs: 30_000,
+} as const;
+
+type CloudInitState = 'running' | 'done' | 'error' | 'recoverable';
+
+interface Box {
+  readonly instanceId: string;
+  readonly dir: string;
+  server?: InstanceServerHandle;
+  cloudInit: CloudInitState;
+  appStartedAt?: number;
+  ssmOnlineAt: number;
+  lastPing?: number;
+  /** Which power-on this box is; a halted box's scheduled work checks it and does nothing. */
+  power: number;
+  on: boolean;
+  readonly console: string[];
+}
+
+const CLOUD_INIT_ERRORS: Record<'error' | 'recoverable', string> = {
+  error:
+    "('scripts_user', RuntimeError('Runparts: 1 failures (part-001) in /var/lib/cloud/instance/scripts'))",
+  recoverable:
+    "('package_update_upgrade_install', ProcessExecutionError('Unexpected error while running command.'))",
+};
+
+/**
+ * The inside of each simulated box: its directory, its web server, cloud-init, the web app, the SSM
+ * agent and the readiness agent. A box powers on when EC2 reports `running` and off when it leaves it.
+ */
+export class Boxes {
+  private readonly boxes = new Map<string, Box>();
+  private readonly dirs = new Map<string, string>();
+  private readonly root: string;
+
+  constructor(
+    private readonly ctx: ModelContext,
+    private readonly runtime: SandboxRuntime,
+    private readonly ec2: Ec2Model,
+    private readonly events: EventsModel,
+    private readonly options: {
+      agentBusName: () => string;
+      rootDir: string;
+      onServerChanged: (instanceId: string) => void;
+    },
+  ) {
+    this.root = options.rootDir;
+  }
+
+  box(instanceId: string): Box | undefined {
+    return this.boxes.get(instanceId);
+  }
+
+  server(instanceId: string): InstanceServerHandle | undefined {
+    const box = this.boxes.get(instanceId);
+    return box?.on ? box.server : undefined;
+  }
+
+  /** The instance's root directory; it survives stop/start like an EBS root volume. */
+  dirOf(instanceId: string): string {
+    let dir = this.dirs.get(instanceId);
+    if (!dir) {
+      dir = mkdtempSync(join(this.root, `${instanceId}-`));
+      for (const sub of ['etc', 'var/log', 'bin']) mkdirSync(join(dir, sub), { recursive: true });
+      this.dirs.set(instanceId, dir);
+    }
+    return dir;
+  }
+
+  /**
+   * The SSM agent as Systems Manager sees it: registered from ~20 s after `running` while the box is on;
+   * Online while the box can reach SSM, ConnectionLost once it cannot (e.g. its public IP went away).
+   */
+  agent(instanceId: string): { status: 'Online' | 'ConnectionLost'; lastPing: number } | undefined {
+    const box = this.boxes.get(instanceId);
+    const instance = this.ec2.instances.get(instanceId);
+    const now = this.ctx.clock.now();
+    if (!box?.on || !instance || now < box.ssmOnlineAt) return undefined;
+    if (this.ec2.reaches(instance, 'ssm')) {
+      box.lastPing = now;
+      return { status: 'Online', lastPing: now };
+    }
+    return box.lastPing === undefined ? undefined : { status: 'ConnectionLost', lastPing: box.lastPing };
+  }
+
+  consoleOutput(instanceId: string): string {
+    return this.boxes.get(instanceId)?.console.join('\n') ?? '';
+  }
+
+  /**
+   * What `cloud-init status` reads on the box (the stand-in in sandbox/standins/cloud-init): the
+   * status document, the exit code, and while running how long `--wait` would block.
+   */
+  private writeCloudInit(box: Box, state: CloudInitState, errors: string[], waitMs?: number): void {
+    const dir = join(box.dir, 'var', 'lib', 'cloud');
+    mkdirSync(dir, { recursive: true });
+    const status = state === 'recoverable' ? 'done' : state;
+    const extended = state === 'recoverable' ? 'degraded done' : state === 'error' ? 'error - done' : state;
+    const document = {
+      boot_status_code: 'enabled-by-generator',
+      datasource: 'ec2',
+      detail: state === 'running' ? 'Running in stage: modules-final' : 'DataSourceEc2Local',
+      errors: state === 'error' ? errors : [],
+      extended_status: extended,
+      last_update: new Date(this.ctx.clock.now()).toUTCString(),
+      recoverable_errors: state === 'recoverable' ? { WARNING: errors } : {},
+      status,
+    };
+    writeFileSync(join(dir, 'status.json'), JSON.stringify(document, null, 1));
+    writeFileSync(
+      join(dir, 'exit_code'),
+      state === 'running' ? '0' : String(state === 'done' ? 0 : state === 'error' ? 1 : 2),
+    );
+    if (waitMs === undefined) rmSync(join(dir, 'wait_ms'), { force: true });
+    else writeFileSync(join(dir, 'wait_ms'), String(waitMs));
+  }
+
+  /**
+   * nginx serves what is under etc/letsencrypt/live at start and after a reload (the stand-ins for
+   * nginx and certbot leave var/run/nginx.reload): each certificate for every DNS name it covers.
+   */
+  installCertificates(instanceId: string): void {
+    const box = this.boxes.get(instanceId);
+    const server = box?.on ? box.server : undefined;
+    if (!box || !server) return;
+    const live = join(box.dir, 'etc', 'letsencrypt', 'live');
+    if (!existsSync(live)) return;
+    for (const name of readdirSync(live)) {
+      const chain = join(live, name, 'fullchain.pem');
+      const key = join(live, name, 'privkey.pem');
+      if (!existsSync(chain) || !existsSync(key)) continue;
+      const certPem = readFileSync(chain, 'utf8');
+      const keyPem = readFileSync(key, 'utf8');
+      let names = [name];
+      try {
+        const san = new X509Certificate(certPem).subjectAltName ?? '';
+        const dns = san
+          .split(',')
+          .map((entry) => entry.trim())
+          .filter((entry) => entry.startsWith('DNS:'))
+          .map((entry) => entry.slice(4));
+        if (dns.length > 0) names = dns;
+      } catch {
+        // An unreadable certificate is installed under its directory name; TLS clients will judge it.
+      }
+      for (const domain of names) server.installCertificate(domain, certPem, keyPem);
+    }
+  }
+
+  /** Called after each Run Command script: a reload makes nginx pick up new certificates. */
+  afterScript(instanceId: string): void {
+    const box = this.boxes.get(instanceId);
+    if (!box) return;
+    const marker = join(box.dir, 'var', 'run', 'nginx.reload');
+    if (!existsSync(marker)) return;
+    rmSync(marker, { force: true });
+    this.installCertificates(instanceId);
+  }
+
+  /** Puts a certificate where certbot would, as the old box has had it for months. */
+  writeCertificate(instanceId: string, domain: string, certPem: string, keyPem: string, caPem: string): void {
+    const live = join(this.dirOf(instanceId), 'etc', 'letsencrypt', 'live', domain);
+    mkdirSync(live, { recursive: true });
+    writeFileSync(join(live, 'cert.pem'), certPem);
+    writeFileSync(join(live, 'chain.pem'), caPem);
+    writeFileSync(join(live, 'fullchain.pem'), `${certPem.trimEnd()}\n${caPem}`);
+    writeFileSync(join(live, 'privkey.pem'), keyPem, { mode: 0o600 });
+    this.installCertificates(instanceId);
+  }
+
+  private behaviourOf(instance: InstanceRecord): ImageBehaviour {
+    return this.ec2.image(instance.imageId)?.behaviour ?? { cloudInit: 'done', app: 'healthy' };
+  }
+
+  private responder(box: Box, behaviour: ImageBehaviour): AppResponder {
+    const app = behaviour.app;
+    return () => {
+      if (app === 'broken') return { status: 500, body: 'internal server error\n' };
+      if (app !== 'healthy') {
+        const started = box.appStartedAt ?? this.ctx.clock.now();
+        if (this.ctx.clock.now() >= started + app.healthyForMs)
+          return { status: 500, body: 'internal server error\n' };
+      }
+      return { status: 200, body: `ok ${box.instanceId}\n` };
+    };
+  }
+
+  /**
+   * Powers a box on. `serving` is the seeded old box: its boot finished long ago and its app is up, so
+   * cloud-init, the SSM agent and the app are ready at once and no readiness events are sent.
+   */
+  async powerOn(instance: InstanceRecord, options: { serving: boolean }): Promise<void> {
+    const previous = this.boxes.get(instance.instanceId);
+    const now = this.ctx.clock.now();
+    const box: Box = {
+      instanceId: instance.instanceId,
+      dir: this.dirOf(instance.instanceId),
+      cloudInit: options.serving ? 'done' : 'running',
+      ...(options.serving ? { appStartedAt: now } : {}),
+      ssmOnlineAt: options.serving ? now : now + BoxTiming.ssmAgentMs,
+      power: (previous?.power ?? 0) + 1,
+      on: true,
+      console: [
+        ...(previous?.console ?? []),
+        `[    0.000000] Linux version 6.1.0 (sandbox) booting ${instance.instanceId} at ${iso(now)}`,
+      ],
+    };
+    this.boxes.set(instance.instanceId, box);
+    const behaviour = this.behaviourOf(instance);
+    const server = await this.runtime.startInstanceServer(
+      this.ctx.clock,
+      options.serving ? this.responder(box, behaviour) : undefined,
+    );
+    if (!box.on || this.ctx.closed) {
+      await server.close();
+      return;
+    }
+    box.server = server;
+    this.installCertificates(instance.instanceId);
+    this.options.onServerChanged(instance.instanceId);
+    const bootMs = behaviour.bootMs ?? BoxTiming.bootMs;
+    if (options.serving) {
+      this.writeCloudInit(box, 'done', []);
+      return;
+    }
+    // `cloud-init status --wait` blocks until the end of the boot; for a hung boot, past any timeout.
+    this.writeCloudInit(box, 'running', [], behaviour.cloudInit === 'hang' ? 172_800_000 : bootMs);
+
+    const power = box.power;
+    const alive = () => box.on && box.power === power && !this.ctx.closed;
+    if (behaviour.cloudInit !== 'hang') {
+      this.ctx.after(bootMs, () => {
+        if (!alive()) return;
+        this.finishCloudInit(instance, box, behaviour);
+      });
+    }
+    if (behaviour.agent ?? true) this.scheduleProgress(instance, box, alive);
+  }
+
+  private finishCloudInit(instance: InstanceRecord, box: Box, behaviour: ImageBehaviour): void {
+    const outcome = behaviour.cloudInit === 'hang' ? 'running' : behaviour.cloudInit;
+    box.cloudInit = outcome;
+    const exitCode = outcome === 'done' ? 0 : outcome === 'error' ? 1 : 2;
+    const errors = outcome === 'error' || outcome === 'recoverable' ? [CLOUD_INIT_ERRORS[outcome]] : [];
+    this.writeCloudInit(box, outcome, errors);
+    box.console.push(
+      `Cloud-init v. 24.1 finished at ${iso(this.ctx.clock.now())}. Exit code ${exitCode}`,
+      ...errors,
+    );
+    if (outcome === 'done' || outcome === 'recoverable') {
+      box.appStartedAt = this.ctx.clock.now();
+      box.server?.setResponder(this.responder(box, behaviour));
+    }
+    if (!(behaviour.agent ?? true)) return;
+    const status = outcome === 'recoverable' ? 'degraded' : outcome;
+    this.putAgentEvent(instance, outcome === 'error' ? 'Instance Failed' : 'Instance Ready', {
+      status,
+      exitCode,
+      errors,
+    });
+  }
+
+  private scheduleProgress(instance: InstanceRecord, box: Box, alive: () => boolean): void {
+    this.ctx.after(BoxTiming.progressMs, () => {
+      if (!alive() || box.cloudInit !== 'running') return;
+      this.putAgentEvent(instance, 'Instance Progress', { status: 'running', errors: [] });
+      this.scheduleProgress(instance, box, alive);
+    });
+  }
+
+  /** What the agent's `aws events put-events` does: nothing reaches the bus without a route out. */
+  private putAgentEvent(
+    instance: InstanceRecord,
+    detailType: string,
+    detail: { status: string; exitCode?: number; errors: string[] },
+  ): void {
+    const box = this.boxes.get(instance.instanceId);
+    if (!this.ec2.reaches(instance, 'events')) {
+      box?.console.push(
+        `understudy-agent: could not reach events.${this.ctx.region}.amazonaws.com (${detailType} not sent)`,
+      );
+      return;
+    }
+    this.events.put([
+      {
+        Source: 'understudy.agent',
+        DetailType: detailType,
+        EventBusName: this.options.agentBusName(),
+        Resources: [`arn:aws:ec2:${this.ctx.region}:${this.ctx.accountId}:instance/${instance.instanceId}`],
+        Detail: JSON.stringify({ instanceId: instance.instanceId, ...detail }),
+      },
+    ]);
+  }
+
+  async powerOff(instance: InstanceRecord): Promise<void> {
+    const box = this.boxes.get(instance.instanceId);
+    if (!box) return;
+    box.on = false;
+    box.console.push(`[  OK  ] Reached target Power-Off at ${iso(this.ctx.clock.now())}.`);
+    const server = box.server;
+    delete box.server;
+    this.options.onServerChanged(instance.instanceId);
+    await server?.close();
+  }
+
+  async closeAll(): Promise<void> {
+    const servers = [...this.boxes.values()].flatMap((box) => {
+      box.on = false;
+      const server = box.server;
+      delete box.server;
+      return server ? [server] : [];
+    });
+    await Promise.allSettled(servers.map((s) => s.close()));
+  }
+}

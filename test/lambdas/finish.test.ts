@@ -1,0 +1,306 @@
+import 'aws-sdk-client-mock-jest';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { DeleteParametersCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { finish } from '../../lambdas/finish/finish';
+import { handler } from '../../lambdas/finish/handler';
+import { createClients } from '../../lambdas/shared/clients';
+import { parameterNames, runKeys } from '../../lambdas/shared/constants';
+import {
+  BUCKET,
+  CANDIDATE_ID,
+  EXECUTION_ARN,
+  EXECUTION_NAME,
+  fakeParameters,
+  fakeS3,
+  lambdaContext,
+  lockFor,
+  makeState,
+  OLD_ID,
+  PREFIX,
+  TOPIC,
+} from './ssm-steps.fixture';
+
+const sns = mockClient(SNSClient);
+const ssm = mockClient(SSMClient);
+let s3: ReturnType<typeof fakeS3>;
+let params: ReturnType<typeof fakeParameters>;
+const env = { parameterPrefix: PREFIX, runsBucket: BUCKET, topicArn: TOPIC };
+const recordKey = runKeys.record('web', EXECUTION_NAME);
+const OTHER_ARN = 'arn:aws:states:eu-west-1:111122223333:execution:understudy-replace:other';
+
+const lambdaCause = (errorType: string, errorMessage: string) =>
+  JSON.stringify({ errorType, errorMessage, trace: ['at somewhere'] });
+const replaced = () => ({
+  ...makeState(),
+  switch: { moved: true, at: '2026-05-01T10:09:00.000Z', previousInstanceId: OLD_ID },
+  retire: { oldInstanceId: OLD_ID, stopped: true, retireAfter: '2026-05-02T10:10:00.000Z' },
+});
+const rolledBack = () => ({
+  ...makeState(),
+  error: {
+    Error: 'ProbeFailed',
+    Cause: lambdaCause('ProbeFailed', 'www.example.com did not answer healthy'),
+  },
+  rollback: {
+    outcome: 'rolled-back',
+    eipInstanceId: OLD_ID,
+    serviceHealthy: true,
+    candidates: [{ instanceId: CANDIDATE_ID, action: 'stopped' }],
+    commands: [],
+  },
+});
+const record = () => JSON.parse(s3.objects.get(recordKey)?.text ?? 'null');
+const outcomeMessages = () =>
+  sns
+    .commandCalls(PublishCommand)
+    .map((c) => c.args[0].input)
+    .filter((i) => i.MessageAttributes?.kind?.StringValue === 'outcome');
+const run = (state: unknown) => finish(createClients(), env, state as Parameters<typeof finish>[2]);
+
+beforeEach(() => {
+  sns.reset();
+  ssm.reset();
+  s3 = fakeS3();
+  s3.seedLock();
+  params = fakeParameters(ssm);
+  sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
+});
+
+describe('finish', () => {
+  it('reports a replacement, releases its lock, cleans up and writes the run record', async () => {
+    params.set(parameterNames(PREFIX).token(CANDIDATE_ID), { type: 'SecureString', value: '{}' });
+    params.set(parameterNames(PREFIX).earlyEvent(CANDIDATE_ID), { type: 'String', value: '{}' });
+
+    const result = await run(replaced());
+
+    expect(result).toEqual({ succeeded: true, outcome: 'replaced', recordKey });
+    expect(s3.objects.has(runKeys.lock('web'))).toBe(false);
+    expect(params.size).toBe(0);
+    expect(record()).toMatchObject({
+      target: 'web',
+      outcome: 'replaced',
+      succeeded: true,
+      candidateInstanceId: CANDIDATE_ID,
+      plan: { oldInstanceId: OLD_ID, imageId: 'ami-0123456789abcdef0' },
+      lock: 'released',
+      notifiedAt: expect.any(String),
+    });
+    expect(outcomeMessages()).toEqual([
+      expect.objectContaining({ TopicArn: TOPIC, Subject: '[understudy] web: replaced' }),
+    ]);
+  });
+
+  it('publishes exactly one outcome message even when retried', async () => {
+    const first = await run(replaced());
+    const second = await run(replaced());
+
+    expect(second).toEqual(first);
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
+  });
+
+  it('publishes when an earlier attempt wrote the record but stopped before publishing', async () => {
+    s3.objects.set(recordKey, { text: JSON.stringify({ outcome: 'replaced' }), etag: '"e-0"' });
+
+    await run(replaced());
+
+    expect(outcomeMessages()).toHaveLength(1);
+    expect(record().notifiedAt).toEqual(expect.any(String));
+  });
+
+  it('does not release a lock held by another execution', async () => {
+    s3.seedLock(OTHER_ARN, 'other');
+
+    await run(replaced());
+
+    expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
+    expect(JSON.parse(s3.objects.get(runKeys.lock('web'))?.text ?? '{}').owner).toBe(OTHER_ARN);
+    expect(record().lock).toBe('not-ours');
+  });
+
+  it('does not even look at a lock the state says belongs to another execution', async () => {
+    const state = { ...replaced(), run: { ...replaced().run, lock: lockFor(OTHER_ARN) } };
+
+    await run(state);
+
+    expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
+    expect(s3.mock).not.toHaveReceivedCommandWith(GetObjectCommand, { Key: runKeys.lock('web') });
+  });
+
+  it('reports a preflight refusal as failed, with the reason, when there is no plan', async () => {
+    const result = await run({
+      input: { target: 'web' },
+      execution: makeState().execution,
+      error: {
+        Error: 'PreflightRefused',
+        Cause: lambdaCause('PreflightRefused', 'EIP eipalloc-0123abcd is not associated'),
+      },
+    });
+
+    expect(result).toEqual({
+      succeeded: false,
+      outcome: 'failed',
+      error: 'PreflightRefused',
+      cause: 'PreflightRefused: EIP eipalloc-0123abcd is not associated',
+      recordKey,
+    });
+    expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
+    expect(ssm).toHaveReceivedCommandTimes(DeleteParametersCommand, 0);
+    expect(outcomeMessages()).toHaveLength(1);
+  });
+
+  it('files the record of an invalid target name under a safe key', async () => {
+    const result = await run({
+      input: { target: '../../locks/web' },
+      execution: makeState().execution,
+      error: { Error: 'InvalidInput', Cause: 'input.target: unknown target' },
+    });
+
+    expect(result.recordKey).toBe(`runs/_invalid-target/${EXECUTION_NAME}.json`);
+  });
+
+  it('reports a rollback with the original failure and where traffic is now', async () => {
+    const result = await run(rolledBack());
+
+    expect(result).toMatchObject({ succeeded: false, outcome: 'rolled-back', error: 'RolledBack' });
+    expect(result.cause).toContain('ProbeFailed: www.example.com did not answer healthy');
+    expect(result.cause).toContain(`back on ${OLD_ID} and the service answers healthy`);
+    expect(outcomeMessages()[0]?.Subject).toBe('[understudy] web: rolled-back');
+  });
+
+  it('does not claim a healthy service after a rollback when the baseline was already unhealthy', async () => {
+    const state = {
+      ...rolledBack(),
+      run: { ...rolledBack().run, baseline: { healthy: false, detail: 'status 502' } },
+    };
+
+    const result = await run(state);
+
+    expect(result.cause).toContain('already unhealthy before the run');
+    expect(result.cause).not.toContain('answers healthy');
+  });
+
+  it('asks for manual action, with the exact command, when the rollback itself failed', async () => {
+    const { rollback: _r, ...failedRollback } = rolledBack();
+
+    const result = await run({
+      ...failedRollback,
+      rollbackError: { Error: 'RollbackFailed', Cause: 'AssociateAddress denied' },
+    });
+
+    expect(result).toMatchObject({
+      succeeded: false,
+      outcome: 'manual-action-needed',
+      error: 'ManualActionNeeded',
+    });
+    expect(result.cause).toContain(
+      `aws ec2 associate-address --allocation-id eipalloc-0123abcd --instance-id ${OLD_ID} --allow-reassociation`,
+    );
+  });
+
+  it("passes the rollback's commands on in the outcome message", async () => {
+    const commands = [
+      `aws ec2 associate-address --allocation-id eipalloc-0123abcd --instance-id ${OLD_ID} --allow-reassociation`,
+    ];
+    const base = rolledBack();
+
+    await run({ ...base, rollback: { ...base.rollback, outcome: 'manual-action-needed', commands } });
+
+    expect(JSON.parse(outcomeMessages()[0]?.Message ?? '{}')).toMatchObject({
+      kind: 'outcome',
+      event: 'manual-action-needed',
+      commands,
+    });
+  });
+
+  it.each(['no-op', 'dry-run'] as const)(
+    'reports a %s as a success without touching any lock',
+    async (action) => {
+      const base = makeState();
+      const { lock: _lock, ...plan } = base.run;
+      const { launch: _launch, ...state } = { ...base, run: { ...plan, action } };
+
+      const result = await run(state);
+
+      expect(result).toEqual({ succeeded: true, outcome: action, recordKey });
+      expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
+      expect(outcomeMessages()[0]?.Subject).toBe(`[understudy] web: ${action}`);
+    },
+  );
+
+  it('still reports a replacement when retiring the old box failed, with a warning', async () => {
+    const { retire: _retire, ...state } = replaced();
+
+    const result = await run({
+      ...state,
+      retireError: { Error: 'RetireFailed', Cause: 'OperationNotPermitted' },
+    });
+
+    expect(result).toMatchObject({ succeeded: true, outcome: 'replaced' });
+    const kinds = sns
+      .commandCalls(PublishCommand)
+      .map((c) => c.args[0].input.MessageAttributes?.kind?.StringValue);
+    expect(kinds).toEqual(['warning', 'outcome']);
+    expect(JSON.parse(outcomeMessages()[0]?.Message ?? '{}').warnings[0]).toContain(
+      `${OLD_ID} could not be retired`,
+    );
+  });
+
+  it('never writes tokens or user data into the record or the message', async () => {
+    const state = {
+      ...replaced(),
+      input: { target: 'web', taskToken: 'TOKEN-IN-INPUT' },
+      launch: { instanceId: CANDIDATE_ID, clientToken: 'c', userData: 'VVNFUkRBVEEtU0VDUkVU' },
+      readiness: {
+        status: 'done',
+        exitCode: 0,
+        errors: ['USERDATA-IN-ERRORS'],
+        taskToken: 'TOKEN-IN-READINESS',
+      },
+      awaitPayload: { taskToken: 'TOKEN-AT-TOP' },
+      run: { ...replaced().run, userData: 'USERDATA-IN-RUN' },
+    };
+
+    await run(state);
+
+    const written = s3.objects.get(recordKey)?.text ?? '';
+    const published = sns
+      .commandCalls(PublishCommand)
+      .map((c) => JSON.stringify(c.args[0].input))
+      .join('\n');
+    for (const text of [written, published]) {
+      expect(text).not.toMatch(/TOKEN-|USERDATA|VVNFUkRBVEEtU0VDUkVU/);
+    }
+    expect(record().readiness).toEqual({ status: 'done', exitCode: 0 });
+  });
+
+  it('retries (Transient) when S3 throttles the record write', async () => {
+    s3.mock.on(PutObjectCommand, { Key: recordKey }).rejects(
+      new S3ServiceException({
+        name: 'SlowDown',
+        $fault: 'server',
+        $metadata: { httpStatusCode: 503 },
+        message: 'slow down',
+      }),
+    );
+
+    await expect(run(replaced())).rejects.toMatchObject({ name: 'Transient' });
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 0);
+  });
+
+  it('runs end to end through the Lambda handler', async () => {
+    Object.assign(process.env, { PARAMETER_PREFIX: PREFIX, RUNS_BUCKET: BUCKET, TOPIC_ARN: TOPIC });
+
+    await expect(handler(replaced(), lambdaContext())).resolves.toMatchObject({
+      succeeded: true,
+      outcome: 'replaced',
+    });
+    expect(record().execution.arn).toBe(EXECUTION_ARN);
+  });
+});

@@ -1,0 +1,285 @@
+import { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  NoSuchKey,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import {
+  InvalidToken,
+  SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
+  SendTaskSuccessCommand,
+  type SFNClient,
+  TaskTimedOut,
+} from '@aws-sdk/client-sfn';
+import {
+  DeleteParametersCommand,
+  GetParameterCommand,
+  ParameterAlreadyExists,
+  ParameterNotFound,
+  PutParameterCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
+import { sdkStreamMixin } from '@smithy/util-stream';
+import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock';
+import { type TargetConfig, TargetSchema } from '../../lambdas/shared/config';
+import { LOCK_LEASE_SECONDS, runKeys } from '../../lambdas/shared/constants';
+import type { Lock, Plan, RunState } from '../../lambdas/shared/schemas';
+
+/** Shared fixtures for the SSM/SFN-side step tests: a target, a run state, and an S3 that keeps objects. */
+
+export const BUCKET = 'understudy-runs';
+export const PREFIX = '/understudy/test';
+export const TOPIC = 'arn:aws:sns:eu-west-1:111122223333:understudy';
+export const EXECUTION_NAME = 'web-ami-0123456789abcdef0';
+export const EXECUTION_ARN = `arn:aws:states:eu-west-1:111122223333:execution:understudy-replace:${EXECUTION_NAME}`;
+export const OLD_ID = 'i-0aaaaaaaaaaaaaaa1';
+export const CANDIDATE_ID = 'i-0bbbbbbbbbbbbbbb2';
+
+export const makeTarget = (overrides: Record<string, unknown> = {}): TargetConfig =>
+  TargetSchema.parse({
+    name: 'web',
+    allocationId: 'eipalloc-0123abcd',
+    domain: 'www.example.com',
+    image: { imageId: 'ami-0123456789abcdef0' },
+    tls: { mode: 'http-01', email: 'ops@example.com' },
+    ...overrides,
+  });
+
+export const lockFor = (owner = EXECUTION_ARN): Lock => ({
+  bucket: BUCKET,
+  key: runKeys.lock('web'),
+  owner,
+  leaseSeconds: LOCK_LEASE_SECONDS,
+});
+
+export const makePlan = (target: TargetConfig = makeTarget(), overrides: Partial<Plan> = {}): Plan => ({
+  action: 'replace',
+  target,
+  image: { imageId: 'ami-0123456789abcdef0', architecture: 'x86_64', rootDeviceName: '/dev/xvda' },
+  old: {
+    instanceId: OLD_ID,
+    imageId: 'ami-0fedcba9876543210',
+    instanceType: 't3.small',
+    subnetId: 'subnet-0123abcd',
+  },
+  eip: { allocationId: 'eipalloc-0123abcd', publicIp: '203.0.113.10', associationId: 'eipassoc-0123abcd' },
+  baseline: { healthy: true, status: 200, detail: 'status 200' },
+  needsPublicIp: false,
+  lock: lockFor(),
+  ...overrides,
+});
+
+export const makeState = (target: TargetConfig = makeTarget(), plan: Partial<Plan> = {}) =>
+  ({
+    input: { target: 'web', action: 'replace', dryRun: false },
+    execution: {
+      arn: EXECUTION_ARN,
+      name: EXECUTION_NAME,
+      redriveCount: 0,
+      startTime: '2026-05-01T10:00:00.000Z',
+    },
+    run: makePlan(target, plan),
+    launch: { instanceId: CANDIDATE_ID, clientToken: 'f'.repeat(64) },
+  }) satisfies RunState & { launch: unknown };
+
+const body = (text: string) => sdkStreamMixin(Readable.from([Buffer.from(text)]));
+
+const s3Error = (name: string, status: number) =>
+  new S3ServiceException({ name, $fault: 'client', $metadata: { httpStatusCode: status }, message: name });
+
+/**
+ * An S3 bucket in memory with ETags and the conditional writes the lock relies on (If-None-Match: *,
+ * If-Match), failing the way S3 does: 412 PreconditionFailed, NoSuchKey on a missing object.
+ */
+export const fakeS3 = () => {
+  const mock = mockClient(S3Client);
+  const objects = new Map<string, { text: string; etag: string }>();
+  let version = 0;
+  mock.on(GetObjectCommand).callsFake((input: { Key: string }) => {
+    const object = objects.get(input.Key);
+    if (!object)
+      throw new NoSuchKey({
+        message: 'The specified key does not exist.',
+        $metadata: { httpStatusCode: 404 },
+      });
+    return { Body: body(object.text), ETag: object.etag };
+  });
+  mock
+    .on(PutObjectCommand)
+    .callsFake((input: { Key: string; Body: string; IfNoneMatch?: string; IfMatch?: string }) => {
+      const current = objects.get(input.Key);
+      if (input.IfNoneMatch === '*' && current) throw s3Error('PreconditionFailed', 412);
+      if (input.IfMatch !== undefined && current?.etag !== input.IfMatch)
+        throw s3Error('PreconditionFailed', 412);
+      version += 1;
+      const etag = `"etag-${version}"`;
+      objects.set(input.Key, { text: String(input.Body), etag });
+      return { ETag: etag };
+    });
+  mock.on(DeleteObjectCommand).callsFake((input: { Key: string; IfMatch?: string }) => {
+    const current = objects.get(input.Key);
+    if (input.IfMatch !== undefined && current !== undefined && current.etag !== input.IfMatch) {
+      throw s3Error('PreconditionFailed', 412);
+    }
+    objects.delete(input.Key);
+    return {};
+  });
+  const seedLock = (owner = EXECUTION_ARN, executionName = EXECUTION_NAME) => {
+    version += 1;
+    objects.set(runKeys.lock('web'), {
+      text: JSON.stringify({
+        owner,
+        executionName,
+        target: 'web',
+        acquiredAt: '2026-05-01T10:00:01.000Z',
+        expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+      }),
+      etag: `"etag-${version}"`,
+    });
+  };
+  return { mock, objects, seedLock };
+};
+
+/** The parts of a Lambda context the middleware reads. */
+export const lambdaContext = () =>
+  ({
+    functionName: 'understudy-step',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:111122223333:function:understudy-step',
+    memoryLimitInMB: '256',
+    awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e8deadbeef',
+    logGroupName: '/aws/lambda/understudy-step',
+    logStreamName: '2026/05/01/[$LATEST]abcdef',
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: () => 60_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  }) as import('aws-lambda').Context;
+
+/** Runs `script` (AWS-RunShellScript lines) in bash with stand-in commands first on PATH. */
+export const runScript = async (
+  lines: readonly string[],
+  standIns: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string; dir: string }> => {
+  const { mkdtempSync, writeFileSync, chmodSync, mkdirSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { spawnSync } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'ssm-script-'));
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  for (const [name, text] of Object.entries(standIns)) {
+    writeFileSync(join(bin, name), `#!/usr/bin/env bash\n${text}\n`);
+    chmodSync(join(bin, name), 0o755);
+  }
+  const work = join(dir, 'work');
+  mkdirSync(work);
+  const out = spawnSync('bash', ['-c', lines.join('\n')], {
+    cwd: work,
+    encoding: 'utf8',
+    env: { PATH: `${bin}:/usr/bin:/bin`, STANDIN_LOG: join(dir, 'calls.log') },
+  });
+  return { code: out.status ?? -1, stdout: out.stdout, stderr: out.stderr, dir: work };
+};
+
+type ParameterHook = (name: string) => Promise<void> | void;
+
+/**
+ * Parameter Store in memory: PutParameter refuses to overwrite without Overwrite, GetParameter throws
+ * ParameterNotFound, DeleteParameters reports absent names instead of failing. Hooks let a test run the
+ * other side of a race at an exact point (between a read and its answer, or right after a write).
+ */
+export const fakeParameters = (
+  mock: AwsClientStub<SSMClient>,
+  hooks: { afterRead?: ParameterHook; afterPut?: ParameterHook } = {},
+) => {
+  const params = new Map<string, { value: string; type: string }>();
+  mock
+    .on(PutParameterCommand)
+    .callsFake(async (input: { Name: string; Value: string; Type: string; Overwrite?: boolean }) => {
+      if (params.has(input.Name) && !input.Overwrite) {
+        throw new ParameterAlreadyExists({ message: 'The parameter already exists.', $metadata: {} });
+      }
+      params.set(input.Name, { value: input.Value, type: input.Type });
+      await hooks.afterPut?.(input.Name);
+      return { Version: 1, Tier: 'Standard' };
+    });
+  mock.on(GetParameterCommand).callsFake(async (input: { Name: string }) => {
+    // The value is read first, the answer arrives after the hook: what happened meanwhile is not seen.
+    const found = params.get(input.Name);
+    await hooks.afterRead?.(input.Name);
+    if (!found) throw new ParameterNotFound({ message: '', $metadata: {} });
+    return { Parameter: { Name: input.Name, Value: found.value, Type: found.type } };
+  });
+  mock.on(DeleteParametersCommand).callsFake((input: { Names: string[] }) => {
+    const deleted = input.Names.filter((n) => params.delete(n));
+    return { DeletedParameters: deleted, InvalidParameters: input.Names.filter((n) => !deleted.includes(n)) };
+  });
+  return params;
+};
+
+/**
+ * Step Functions' task callbacks in memory: a token completes once; afterwards (or for a token it never
+ * issued) it answers the way the service does, with messages that quote the token.
+ */
+export const fakeTasks = (mock: AwsClientStub<SFNClient>) => {
+  type Task = {
+    state: 'open' | 'succeeded' | 'failed';
+    output?: unknown;
+    error?: string;
+    cause?: string;
+    heartbeats: number;
+  };
+  const tasks = new Map<string, Task>();
+  const open = (token: string): Task => {
+    const task = tasks.get(token);
+    if (!task) throw new InvalidToken({ message: `Invalid Token: '${token}'`, $metadata: {} });
+    if (task.state !== 'open')
+      throw new TaskTimedOut({ message: `Task Timed Out: '${token}'`, $metadata: {} });
+    return task;
+  };
+  mock.on(SendTaskSuccessCommand).callsFake((input: { taskToken: string; output: string }) => {
+    Object.assign(open(input.taskToken), { state: 'succeeded', output: JSON.parse(input.output) });
+    return {};
+  });
+  mock
+    .on(SendTaskFailureCommand)
+    .callsFake((input: { taskToken: string; error?: string; cause?: string }) => {
+      Object.assign(open(input.taskToken), { state: 'failed', error: input.error, cause: input.cause });
+      return {};
+    });
+  mock.on(SendTaskHeartbeatCommand).callsFake((input: { taskToken: string }) => {
+    open(input.taskToken).heartbeats += 1;
+    return {};
+  });
+  return {
+    tasks,
+    issue: (token: string) => {
+      tasks.set(token, { state: 'open', heartbeats: 0 });
+      return token;
+    },
+  };
+};
+
+/** Captures everything the Powertools logger prints (it writes to process.stdout/stderr). */
+export const captureLogs = () => {
+  const lines: string[] = [];
+  const grab = (chunk: unknown) => {
+    lines.push(String(chunk));
+    return true;
+  };
+  const out = jest.spyOn(process.stdout, 'write').mockImplementation(grab);
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation(grab);
+  return {
+    text: () => lines.join(''),
+    restore: () => {
+      out.mockRestore();
+      err.mockRestore();
+    },
+  };
+};

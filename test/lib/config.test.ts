@@ -1,0 +1,101 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { parseConfig } from '../../lambdas/shared/config';
+import { configPathFrom, DEFAULT_CONFIG_PATH, loadConfig } from '../../lib/config-loader';
+import { CONFIG_SCHEMA_PATH, renderConfigSchema } from '../../lib/config-schema';
+import { REPO } from './stack-fixture';
+
+const writeTemp = (name: string, text: string): string => {
+  const path = join(mkdtempSync(join(tmpdir(), 'understudy-config-')), name);
+  writeFileSync(path, text);
+  return path;
+};
+const validTarget = {
+  name: 'web',
+  allocationId: 'eipalloc-0123456789abcdef0',
+  domain: 'www.example.com',
+  image: { imageId: 'ami-0123456789abcdef0' },
+  tls: { mode: 'none' },
+};
+
+describe('loadConfig', () => {
+  test('returns the parsed configuration with defaults filled in', () => {
+    const path = writeTemp('ok.json', JSON.stringify({ targets: [validTarget] }));
+    const config = loadConfig(path);
+    expect(config.targets[0]?.readiness.timeoutSeconds).toBe(900);
+    expect(config.notifications.emails).toEqual([]);
+  });
+
+  test('fails naming every bad field with its fix', () => {
+    const path = writeTemp(
+      'bad.json',
+      JSON.stringify({
+        targets: [{ ...validTarget, domain: 'Not A Host', allocationId: 'eip-1', colour: 'blue' }],
+      }),
+    );
+    let message = '';
+    try {
+      loadConfig(path);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain(`${path} is invalid:`);
+    expect(message).toMatch(/targets\[0\]\.domain: use a lowercase DNS name/);
+    expect(message).toMatch(/targets\[0\]\.allocationId: use an allocation id/);
+    expect(message).toMatch(/targets\[0\]: unknown field "colour": remove it/);
+  });
+
+  test('fails when the file is not JSON, saying so', () => {
+    const path = writeTemp('broken.json', '{ "targets": [ }');
+    expect(() => loadConfig(path)).toThrow(/broken\.json is not valid JSON/);
+  });
+
+  test('fails when the file is missing, saying how to create it', () => {
+    expect(() => loadConfig(join(tmpdir(), 'no-such-understudy.config.json'))).toThrow(
+      /cannot read the configuration .* copy understudy\.config\.example\.json to understudy\.config\.json/,
+    );
+  });
+});
+
+describe('configPathFrom', () => {
+  test('defaults to understudy.config.json', () => {
+    expect(configPathFrom(new App().node)).toBe(DEFAULT_CONFIG_PATH);
+  });
+
+  test('takes the path from the "config" context', () => {
+    expect(configPathFrom(new App({ context: { config: 'prod.json' } }).node)).toBe('prod.json');
+  });
+
+  test('fails when the "config" context is not a path', () => {
+    expect(() => configPathFrom(new App({ context: { config: '' } }).node)).toThrow(
+      /context "config" must be a file path/,
+    );
+  });
+});
+
+describe('committed configuration files', () => {
+  test('the JSON schema is the one the config schema generates (run `npm run schema` after changing it)', () => {
+    expect(readFileSync(join(REPO, CONFIG_SCHEMA_PATH), 'utf8')).toBe(renderConfigSchema());
+  });
+
+  test.each(['understudy.config.example.json', 'understudy.config.json'])(
+    '%s is valid and points at the schema',
+    (file) => {
+      const raw = JSON.parse(readFileSync(join(REPO, file), 'utf8'));
+      expect(raw.$schema).toBe(`./${CONFIG_SCHEMA_PATH}`);
+      expect(() => parseConfig(raw, file)).not.toThrow();
+    },
+  );
+
+  test('the schema describes input: fields with defaults are optional, required ones are listed', () => {
+    const schema = JSON.parse(renderConfigSchema());
+    const target = schema.properties.targets.items;
+    expect(target.required).toEqual(
+      expect.arrayContaining(['name', 'allocationId', 'domain', 'image', 'tls']),
+    );
+    expect(target.required).not.toContain('readiness');
+    expect(target.additionalProperties).toBe(false);
+  });
+});

@@ -1,0 +1,144 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { placeholdersIn } from '../../lib/orchestrator';
+import { placeholderFor, STEP_NAMES, STEPS } from '../../lib/steps';
+import type { UnderstudyStack } from '../../lib/understudy-stack';
+import { asList, flat, REPO, type Statement, statementsOfRole, synthesize } from './stack-fixture';
+
+const ASL_PATH = join(REPO, 'statemachine', 'replace.asl.json');
+/** `${Name}` as it appears in the ASL. */
+const ref = (name: string): string => `\${${name}}`;
+
+let stack: UnderstudyStack;
+let template: Template;
+let machine: { Properties: Record<string, unknown> };
+const logicalId = (c: { node: { defaultChild?: unknown } }) =>
+  stack.getLogicalId(c.node.defaultChild as never);
+
+beforeAll(() => {
+  ({ stack, template } = synthesize());
+  machine = template.toJSON().Resources[logicalId(stack.orchestrator.stateMachine)];
+});
+
+describe('state machine', () => {
+  test('is a Standard state machine built from the ASL file', () => {
+    expect(machine.Properties.StateMachineType).toBe('STANDARD');
+    // A file definition becomes an asset; nothing is inlined.
+    expect(machine.Properties.DefinitionS3Location).toBeDefined();
+    expect(machine.Properties.DefinitionString).toBeUndefined();
+  });
+
+  test('logs every event to its own log group without execution data, and traces', () => {
+    expect(machine.Properties.LoggingConfiguration).toEqual({
+      Level: 'ALL',
+      IncludeExecutionData: false,
+      Destinations: [
+        {
+          CloudWatchLogsLogGroup: {
+            LogGroupArn: { 'Fn::GetAtt': [logicalId(stack.orchestrator.logGroup), 'Arn'] },
+          },
+        },
+      ],
+    });
+    expect(machine.Properties.TracingConfiguration).toEqual({ Enabled: true });
+  });
+
+  test('every placeholder in the ASL is substituted with the ARN of its step function', () => {
+    const used = placeholdersIn(readFileSync(ASL_PATH, 'utf8'));
+    const substitutions = machine.Properties.DefinitionSubstitutions as Record<string, unknown>;
+    expect(used.length).toBeGreaterThan(0);
+    expect(Object.keys(substitutions).sort()).toEqual(used);
+    for (const step of STEPS.filter((s) => s.invokedByStateMachine)) {
+      expect(substitutions[placeholderFor(step.name)]).toEqual({
+        'Fn::GetAtt': [logicalId(stack.lambdas.steps[step.name].fn), 'Arn'],
+      });
+    }
+  });
+
+  test('its role may invoke every function the definition names, by unqualified ARN only', () => {
+    const roleId = logicalId(stack.orchestrator.stateMachine.role as never);
+    const invoke = statementsOfRole(template, roleId).filter((s) =>
+      asList(s.Action).includes('lambda:InvokeFunction'),
+    );
+    const resources = invoke.flatMap((s: Statement) => asList(s.Resource)).map(flat);
+    const expected = STEPS.filter((s) => s.invokedByStateMachine).map(
+      (s) => `<${logicalId(stack.lambdas.steps[s.name].fn)}.Arn>`,
+    );
+    expect(resources.sort()).toEqual(expected.sort());
+  });
+
+  test('its role cannot invoke the signal function, which only the agent rule calls', () => {
+    const roleId = logicalId(stack.orchestrator.stateMachine.role as never);
+    const resources = statementsOfRole(template, roleId)
+      .flatMap((s) => asList(s.Resource))
+      .map(flat);
+    expect(resources.join(' ')).not.toContain(logicalId(stack.lambdas.steps.signal.fn));
+  });
+
+  test('alarms on failed, timed-out and aborted executions notify the topic', () => {
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms.map((a) => a.Properties.MetricName).sort()).toEqual([
+      'ExecutionsAborted',
+      'ExecutionsFailed',
+      'ExecutionsTimedOut',
+    ]);
+    for (const alarm of alarms) {
+      expect(alarm.Properties.Namespace).toBe('AWS/States');
+      expect(alarm.Properties.Threshold).toBe(1);
+      expect(alarm.Properties.AlarmActions).toEqual([{ Ref: logicalId(stack.notifications.topic) }]);
+      expect(alarm.Properties.Dimensions).toEqual([
+        { Name: 'StateMachineArn', Value: { Ref: logicalId(stack.orchestrator.stateMachine) } },
+      ]);
+    }
+  });
+});
+
+describe('placeholder checks', () => {
+  const withDefinition = (mutate: (text: string) => string): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'understudy-asl-'));
+    const path = join(dir, 'replace.asl.json');
+    writeFileSync(path, mutate(readFileSync(ASL_PATH, 'utf8')));
+    return path;
+  };
+
+  test('fails synth when the ASL uses a placeholder no step supplies', () => {
+    const definitionPath = withDefinition((t) => t.replace(ref('SwitchFunctionArn'), ref('SwapFunctionArn')));
+    expect(() => synthesize({ definitionPath })).toThrow(
+      /uses \$\{SwapFunctionArn\} but no step supplies it/,
+    );
+  });
+
+  test('fails synth when a step the state machine should invoke is missing from the ASL', () => {
+    const definitionPath = withDefinition((t) =>
+      t.replace(ref('RetireFunctionArn'), ref('FinishFunctionArn')),
+    );
+    expect(() => synthesize({ definitionPath })).toThrow(/never uses \$\{RetireFunctionArn\}/);
+  });
+
+  test('finds each placeholder once, sorted', () => {
+    expect(placeholdersIn(`{"a":"${ref('B')}","b":"${ref('A')}","c":"${ref('B')}"}`)).toEqual(['A', 'B']);
+  });
+
+  test('the step table names the thirteen step folders, and placeholders are their PascalCase', () => {
+    expect([...STEP_NAMES].sort()).toEqual(
+      [
+        'preflight',
+        'launch',
+        'await-running',
+        'await-readiness',
+        'signal',
+        'prepare',
+        'await-command',
+        'switch',
+        'certificate',
+        'probe',
+        'rollback',
+        'retire',
+        'finish',
+      ].sort(),
+    );
+    expect(placeholderFor('await-command')).toBe('AwaitCommandFunctionArn');
+  });
+});

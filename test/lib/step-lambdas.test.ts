@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Stack } from 'aws-cdk-lib';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { pascalCase, STEP_NAMES, STEPS } from '../../lib/steps';
+import type { UnderstudyStack } from '../../lib/understudy-stack';
+import { REPO, synthesize } from './stack-fixture';
+
+type Resource = { Type: string; Properties: Record<string, unknown> };
+
+let stack: UnderstudyStack;
+let template: Template;
+const fnOf = (step: (typeof STEP_NAMES)[number]): Resource => {
+  const id = stack.getLogicalId(stack.lambdas.steps[step].fn.node.defaultChild as never);
+  return template.toJSON().Resources[id] as Resource;
+};
+
+beforeAll(() => {
+  ({ stack, template } = synthesize());
+});
+
+describe('step functions', () => {
+  test('there is exactly one Lambda function per step folder', () => {
+    expect(Object.keys(template.findResources('AWS::Lambda::Function'))).toHaveLength(STEP_NAMES.length);
+    expect(Object.keys(stack.lambdas.steps).sort()).toEqual([...STEP_NAMES].sort());
+  });
+
+  test.each(STEP_NAMES)('%s runs on Node.js 24 on arm64 with active tracing', (step) => {
+    const props = fnOf(step).Properties;
+    expect(props.Runtime).toBe('nodejs24.x');
+    expect(props.Architectures).toEqual(['arm64']);
+    expect(props.TracingConfig).toEqual({ Mode: 'Active' });
+  });
+
+  test.each(STEP_NAMES)('%s gets the shared environment and never logs its events', (step) => {
+    const variables = (fnOf(step).Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const resolved = Stack.of(stack).resolve({
+      RUNS_BUCKET: stack.runs.bucket.bucketName,
+      TOPIC_ARN: stack.notifications.topic.topicArn,
+      EVENT_BUS_NAME: stack.eventBus.eventBusName,
+    });
+    expect(variables).toEqual({
+      PARAMETER_PREFIX: '/understudy/Understudy',
+      ...resolved,
+      POWERTOOLS_SERVICE_NAME: 'understudy',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+      NODE_OPTIONS: '--enable-source-maps',
+    });
+    expect(variables).not.toHaveProperty('POWERTOOLS_LOGGER_LOG_EVENT');
+  });
+
+  test.each(STEP_NAMES)('%s writes to its own log group, kept three months and retained', (step) => {
+    const logGroup = stack.lambdas.steps[step].logGroup;
+    const logGroupId = stack.getLogicalId(logGroup.node.defaultChild as never);
+    expect(fnOf(step).Properties.LoggingConfig).toEqual({ LogGroup: { Ref: logGroupId } });
+    const resource = template.toJSON().Resources[logGroupId];
+    expect(resource.Properties.RetentionInDays).toBe(90);
+    expect(resource.DeletionPolicy).toBe('Retain');
+  });
+
+  test('no two functions share a role or a log group', () => {
+    const roles = STEP_NAMES.map((s) => JSON.stringify(fnOf(s).Properties.Role));
+    const groups = STEP_NAMES.map((s) => JSON.stringify(fnOf(s).Properties.LoggingConfig));
+    expect(new Set(roles).size).toBe(STEP_NAMES.length);
+    expect(new Set(groups).size).toBe(STEP_NAMES.length);
+  });
+
+  test('no function role carries an AWS managed policy', () => {
+    for (const step of STEP_NAMES) {
+      const roleId = stack.getLogicalId(stack.lambdas.steps[step].role.node.defaultChild as never);
+      expect(template.toJSON().Resources[roleId].Properties.ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  test('probe and rollback get 300 s, every other step between 60 and 120 s', () => {
+    const timeouts = Object.fromEntries(STEP_NAMES.map((s) => [s, fnOf(s).Properties.Timeout as number]));
+    const { probe, rollback, ...others } = timeouts;
+    expect([probe, rollback]).toEqual([300, 300]);
+    for (const timeout of Object.values(others)) {
+      expect(timeout).toBeGreaterThanOrEqual(60);
+      expect(timeout).toBeLessThanOrEqual(120);
+    }
+  });
+
+  test("no function outlives the Task that invokes it (the state's TimeoutSeconds)", () => {
+    const asl = JSON.parse(readFileSync(join(REPO, 'statemachine', 'replace.asl.json'), 'utf8')) as {
+      States: Record<string, { Type: string; Resource?: string; TimeoutSeconds?: number }>;
+    };
+    const checked = new Set<string>();
+    for (const state of Object.values(asl.States)) {
+      const match = /^\$\{(\w+)FunctionArn\}$/.exec(state.Resource ?? '');
+      if (!match || state.TimeoutSeconds === undefined) continue;
+      const step = STEPS.find((s) => pascalCase(s.name) === match[1]);
+      expect(step).toBeDefined();
+      expect(step?.timeout.toSeconds()).toBeLessThanOrEqual(state.TimeoutSeconds);
+      checked.add(match[1] ?? '');
+    }
+    expect(checked.size).toBeGreaterThan(8);
+  });
+});

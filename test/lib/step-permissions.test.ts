@@ -1,0 +1,339 @@
+import type { Template } from 'aws-cdk-lib/assertions';
+import { STEP_NAMES, type StepName } from '../../lib/steps';
+import type { UnderstudyStack } from '../../lib/understudy-stack';
+import { ACCOUNT, asList, flat, REGION, type Statement, statementsOfRole, synthesize } from './stack-fixture';
+
+let stack: UnderstudyStack;
+let template: Template;
+const logicalId = (c: { node: { defaultChild?: unknown } }) =>
+  stack.getLogicalId(c.node.defaultChild as never);
+const stepStatements = (step: StepName): Statement[] =>
+  statementsOfRole(template, logicalId(stack.lambdas.steps[step].role));
+const allPolicyStatements = (): Statement[] => [
+  ...Object.values(template.findResources('AWS::IAM::Policy')).flatMap(
+    (p) => p.Properties.PolicyDocument.Statement,
+  ),
+  ...Object.values(template.findResources('AWS::IAM::ManagedPolicy')).flatMap(
+    (p) => p.Properties.PolicyDocument.Statement,
+  ),
+];
+
+const INSTANCES = `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/*`;
+const TARGETS = ['web', 'api'];
+const PREFIX_ARN = `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/understudy/Understudy`;
+
+/** IAM's `*` glob, enough to ask "does this resource pattern cover that ARN". */
+const covers = (pattern: string, arn: string): boolean =>
+  new RegExp(
+    `^${pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  ).test(arn);
+const grants = (statements: Statement[], action: string, arn: string): Statement[] =>
+  statements.filter(
+    (s) =>
+      s.Effect === 'Allow' &&
+      asList(s.Action).includes(action) &&
+      asList(s.Resource).some((r) => covers(flat(r), arn)),
+  );
+
+// What each step's code calls (lambdas/<step> and the shared lock/notify/commands helpers); CDK adds only
+// log writes and X-Ray. Every task renews the target lock, so each reads and conditionally writes it.
+const LOCK = ['s3:GetObject', 's3:PutObject', 's3:ListBucket'];
+const PUBLISH = ['sns:Publish', 'kms:GenerateDataKey', 'kms:Decrypt'];
+const SEND_TASK = ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'];
+const RUN_COMMAND = ['ssm:DescribeInstanceInformation', 'ssm:ListCommands', 'ssm:SendCommand'];
+const EXPECTED_ACTIONS: Record<StepName, string[]> = {
+  preflight: [
+    'ssm:GetParameter',
+    'ec2:DescribeAddresses',
+    'ec2:DescribeImages',
+    'ec2:DescribeInstances',
+    'ec2:DescribeInstanceTypes',
+    'ec2:DescribeRouteTables',
+    'ec2:DescribeSubnets',
+    'ec2:DescribeVolumes',
+    'ec2:DescribeVpcEndpoints',
+    ...LOCK,
+    's3:DeleteObject',
+    'ec2:CreateTags',
+    ...PUBLISH,
+  ],
+  launch: [
+    'ec2:DescribeImages',
+    'ec2:DescribeInstanceAttribute',
+    'ec2:DescribeInstanceCreditSpecifications',
+    'ec2:DescribeInstances',
+    'ec2:DescribeVolumes',
+    'ec2:RunInstances',
+    'ec2:CreateTags',
+    'iam:PassRole',
+    'kms:CreateGrant',
+    'kms:Decrypt',
+    'kms:DescribeKey',
+    'kms:GenerateDataKeyWithoutPlaintext',
+    'kms:ReEncryptFrom',
+    'kms:ReEncryptTo',
+    ...LOCK,
+  ],
+  'await-running': ['ec2:DescribeInstances', 'ec2:ModifyInstanceAttribute'],
+  'await-readiness': ['ssm:PutParameter', 'ssm:GetParameter', ...SEND_TASK, ...LOCK],
+  signal: ['ssm:GetParameter', 'ssm:PutParameter', ...SEND_TASK],
+  prepare: [...RUN_COMMAND, ...LOCK],
+  'await-command': ['ssm:GetCommandInvocation'],
+  switch: ['ec2:DescribeAddresses', 'ec2:AssociateAddress', ...LOCK, ...PUBLISH],
+  certificate: [...RUN_COMMAND, ...LOCK],
+  probe: [...LOCK, ...PUBLISH],
+  rollback: [
+    'ec2:DescribeAddresses',
+    'ec2:DescribeInstanceAttribute',
+    'ec2:DescribeInstances',
+    'ec2:AssociateAddress',
+    'ec2:StopInstances',
+    'ec2:TerminateInstances',
+    'ec2:ModifyInstanceAttribute',
+    'ec2:CreateTags',
+    ...LOCK,
+    ...PUBLISH,
+  ],
+  retire: [
+    'ec2:DescribeInstanceAttribute',
+    'ec2:DescribeInstances',
+    'ec2:StopInstances',
+    'ec2:CreateTags',
+    ...LOCK,
+    ...PUBLISH,
+  ],
+  finish: [...LOCK, 's3:DeleteObject', 'ssm:DeleteParameters', ...PUBLISH],
+};
+const CDK_BASELINE = [
+  'logs:CreateLogStream',
+  'logs:PutLogEvents',
+  'xray:PutTraceSegments',
+  'xray:PutTelemetryRecords',
+];
+
+beforeAll(() => {
+  ({ stack, template } = synthesize());
+});
+
+describe('each step role gets what its step calls, nothing more', () => {
+  test.each(STEP_NAMES)('%s', (step) => {
+    const actions = new Set(stepStatements(step).flatMap((s) => asList(s.Action)));
+    expect([...actions].sort()).toEqual([...new Set([...EXPECTED_ACTIONS[step], ...CDK_BASELINE])].sort());
+  });
+
+  test('every statement allows; none denies or uses NotAction / NotResource', () => {
+    for (const s of allPolicyStatements()) {
+      expect(s.Effect).toBe('Allow');
+      expect(s).not.toHaveProperty('NotAction');
+      expect(s).not.toHaveProperty('NotResource');
+    }
+  });
+
+  test('no statement anywhere in the stack grants a wildcard action', () => {
+    const actions = allPolicyStatements().flatMap((s) => asList(s.Action));
+    expect(actions.filter((a) => a.includes('*'))).toEqual([]);
+  });
+
+  test('no role can disassociate an Elastic IP (the switch is one AssociateAddress)', () => {
+    const actions = allPolicyStatements().flatMap((s) => asList(s.Action));
+    expect(actions).not.toContain('ec2:DisassociateAddress');
+  });
+});
+
+describe('EC2 mutations are scoped by the understudy:target tag', () => {
+  const MUTATING = /^ec2:(?!Describe)/;
+
+  test('every mutating EC2 statement on instances carries a target-tag or launch-only condition', () => {
+    const mutating = STEP_NAMES.flatMap(stepStatements).filter(
+      (s) =>
+        asList(s.Action).some((a) => MUTATING.test(a)) && asList(s.Resource).map(flat).includes(INSTANCES),
+    );
+    expect(mutating.length).toBeGreaterThan(8);
+    for (const s of mutating) {
+      const equals = s.Condition?.StringEquals ?? {};
+      const scoped =
+        equals['aws:ResourceTag/understudy:target'] ??
+        equals['aws:RequestTag/understudy:target'] ??
+        (equals['ec2:CreateAction'] === 'RunInstances' ? TARGETS : undefined);
+      expect({ sid: s.Sid, scoped }).toEqual({ sid: s.Sid, scoped: TARGETS });
+    }
+  });
+
+  test('no mutating EC2 action is ever granted on "*"', () => {
+    const onStar = allPolicyStatements().filter(
+      (s) => asList(s.Action).some((a) => MUTATING.test(a)) && asList(s.Resource).includes('*'),
+    );
+    expect(onStar).toEqual([]);
+  });
+
+  test('launch tags on create: the new instance and volumes must carry a target name; used resources carry no tag condition', () => {
+    const runs = stepStatements('launch').filter((s) => asList(s.Action).includes('ec2:RunInstances'));
+    const created = runs.find((s) => asList(s.Resource).map(flat).includes(INSTANCES));
+    const used = runs.find((s) => s !== created);
+    expect(asList(created?.Resource).map(flat).sort()).toEqual(
+      [INSTANCES, `arn:aws:ec2:${REGION}:${ACCOUNT}:volume/*`].sort(),
+    );
+    expect(created?.Condition).toEqual({ StringEquals: { 'aws:RequestTag/understudy:target': TARGETS } });
+    expect(asList(used?.Resource).map(flat)).toEqual(
+      expect.arrayContaining([
+        `arn:aws:ec2:${REGION}::image/*`,
+        `arn:aws:ec2:${REGION}:${ACCOUNT}:subnet/*`,
+        `arn:aws:ec2:${REGION}:${ACCOUNT}:security-group/*`,
+        `arn:aws:ec2:${REGION}:${ACCOUNT}:network-interface/*`,
+        `arn:aws:ec2:${REGION}:${ACCOUNT}:key-pair/*`,
+      ]),
+    );
+    expect(used?.Condition).toBeUndefined();
+  });
+
+  test('launch may tag only as part of RunInstances', () => {
+    const tagging = stepStatements('launch').filter((s) => asList(s.Action).includes('ec2:CreateTags'));
+    expect(tagging).toHaveLength(1);
+    expect(tagging[0]?.Condition).toEqual({ StringEquals: { 'ec2:CreateAction': 'RunInstances' } });
+  });
+
+  test('preflight may adopt an untagged box, but only by adding the target tag with a configured name', () => {
+    const adopt = stepStatements('preflight').filter((s) => asList(s.Action).includes('ec2:CreateTags'));
+    expect(adopt).toHaveLength(1);
+    expect(adopt[0]?.Condition).toEqual({
+      StringEquals: { 'aws:RequestTag/understudy:target': TARGETS },
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['understudy:target'] },
+    });
+  });
+
+  test('rollback and retire may relabel their boxes but never rewrite the target tag', () => {
+    for (const step of ['rollback', 'retire'] as const) {
+      const tagging = stepStatements(step).filter((s) => asList(s.Action).includes('ec2:CreateTags'));
+      expect(tagging).toHaveLength(1);
+      const keys = tagging[0]?.Condition?.['ForAllValues:StringEquals']?.['aws:TagKeys'];
+      expect(keys).toEqual(expect.arrayContaining(['understudy:role', 'understudy:retire-after']));
+      expect(keys).not.toContain('understudy:target');
+    }
+  });
+
+  test('rollback can stop or terminate only a box labelled candidate or failed, never the serving one', () => {
+    const parking = stepStatements('rollback').filter((s) =>
+      asList(s.Action).includes('ec2:TerminateInstances'),
+    );
+    expect(parking).toHaveLength(1);
+    expect(parking[0]?.Condition?.StringEquals?.['aws:ResourceTag/understudy:role']).toEqual([
+      'candidate',
+      'failed',
+    ]);
+    expect(
+      STEP_NAMES.filter((s) => grants(stepStatements(s), 'ec2:TerminateInstances', INSTANCES).length > 0),
+    ).toEqual(['rollback']);
+  });
+
+  test('the Elastic IP can be moved only between configured allocations and tagged instances', () => {
+    for (const step of ['switch', 'rollback'] as const) {
+      const associate = stepStatements(step).filter((s) => asList(s.Action).includes('ec2:AssociateAddress'));
+      const eip = associate.find((s) => s.Condition === undefined);
+      expect(asList(eip?.Resource).map(flat).sort()).toEqual(
+        [
+          `arn:aws:ec2:${REGION}:${ACCOUNT}:elastic-ip/eipalloc-0123456789abcdef0`,
+          `arn:aws:ec2:${REGION}:${ACCOUNT}:elastic-ip/eipalloc-0fedcba987654321f`,
+        ].sort(),
+      );
+      const instance = associate.find((s) => s !== eip);
+      expect(asList(instance?.Resource).map(flat)).toEqual([INSTANCES]);
+      expect(instance?.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/understudy:target': TARGETS } });
+    }
+  });
+});
+
+describe('other services', () => {
+  test('iam:PassRole is granted to launch only, and only towards EC2', () => {
+    const passers = allPolicyStatements().filter((s) => asList(s.Action).includes('iam:PassRole'));
+    expect(passers).toHaveLength(1);
+    expect(passers[0]?.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
+    expect(stepStatements('launch')).toContainEqual(passers[0]);
+  });
+
+  test('SendCommand reaches only the shell document and instances tagged with a configured target', () => {
+    for (const step of ['prepare', 'certificate'] as const) {
+      const send = stepStatements(step).filter((s) => asList(s.Action).includes('ssm:SendCommand'));
+      const document = send.find((s) => s.Condition === undefined);
+      expect(asList(document?.Resource).map(flat)).toEqual([
+        `arn:aws:ssm:${REGION}::document/AWS-RunShellScript`,
+      ]);
+      const instances = send.find((s) => s !== document);
+      expect(asList(instances?.Resource).map(flat)).toEqual([INSTANCES]);
+      expect(instances?.Condition).toEqual({
+        StringEquals: { 'ssm:resourceTag/understudy:target': TARGETS },
+      });
+    }
+    const senders = STEP_NAMES.filter(
+      (s) => grants(stepStatements(s), 'ssm:SendCommand', INSTANCES).length > 0,
+    );
+    expect(senders.sort()).toEqual(['certificate', 'prepare']);
+  });
+
+  test('task tokens can be read only by the signal and await-readiness functions, and deleted only by finish', () => {
+    const token = `${PREFIX_ARN}/tokens/i-0123456789abcdef0`;
+    const able = (action: string) =>
+      STEP_NAMES.filter((s) => grants(stepStatements(s), action, token).length > 0).sort();
+    expect(able('ssm:GetParameter')).toEqual(['await-readiness', 'signal']);
+    expect(able('ssm:PutParameter')).toEqual(['await-readiness', 'signal']);
+    expect(able('ssm:DeleteParameters')).toEqual(['finish']);
+  });
+
+  test('no function can read SSM parameters outside the stack prefix except the configured AMI parameter', () => {
+    const outside = STEP_NAMES.flatMap((step) =>
+      stepStatements(step)
+        .filter((s) => asList(s.Action).includes('ssm:GetParameter'))
+        .flatMap((s) => asList(s.Resource).map(flat))
+        .filter((r) => !r.startsWith(`${PREFIX_ARN}/`))
+        .map((r) => `${step} ${r}`),
+    );
+    expect(outside).toEqual([`preflight arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/golden/web/ami`]);
+  });
+
+  test('only signal and await-readiness complete tasks, and only on this state machine', () => {
+    const machine = `<${logicalId(stack.orchestrator.stateMachine)}>`;
+    for (const step of STEP_NAMES) {
+      const sends = stepStatements(step).filter((s) => asList(s.Action).some((a) => a.startsWith('states:')));
+      if (step === 'signal' || step === 'await-readiness') {
+        expect(sends.flatMap((s) => asList(s.Resource)).map(flat)).toEqual([machine]);
+      } else {
+        expect({ step, sends }).toEqual({ step, sends: [] });
+      }
+    }
+  });
+
+  test('only preflight and finish may release (delete) a lock, and only finish writes run records', () => {
+    const bucket = `<${logicalId(stack.runs.bucket)}.Arn>`;
+    const deleters = STEP_NAMES.filter(
+      (s) => grants(stepStatements(s), 's3:DeleteObject', `${bucket}/locks/web.json`).length > 0,
+    );
+    expect(deleters.sort()).toEqual(['finish', 'preflight']);
+    const recorders = STEP_NAMES.filter(
+      (s) => grants(stepStatements(s), 's3:PutObject', `${bucket}/runs/web/exec-1.json`).length > 0,
+    );
+    expect(recorders).toEqual(['finish']);
+  });
+
+  test('S3 access stays inside the runs bucket, under locks/ and runs/', () => {
+    const bucket = `<${logicalId(stack.runs.bucket)}.Arn>`;
+    const resources = STEP_NAMES.flatMap(stepStatements)
+      .filter((s) => asList(s.Action).some((a) => a.startsWith('s3:')))
+      .flatMap((s) => asList(s.Resource).map(flat));
+    expect([...new Set(resources)].sort()).toEqual([bucket, `${bucket}/locks/*`, `${bucket}/runs/*`].sort());
+  });
+
+  test('publishing goes to the Understudy topic, and its key is usable only through SNS', () => {
+    const topic = `<${logicalId(stack.notifications.topic)}>`;
+    const publishers = STEP_NAMES.filter((s) => grants(stepStatements(s), 'sns:Publish', topic).length > 0);
+    expect(publishers.sort()).toEqual(['finish', 'preflight', 'probe', 'retire', 'rollback', 'switch']);
+    for (const step of publishers) {
+      const statements = stepStatements(step);
+      expect(grants(statements, 'sns:Publish', topic)).toHaveLength(1);
+      const key = statements.find((s) => asList(s.Action).includes('kms:GenerateDataKey'));
+      expect(asList(key?.Resource).map(flat)).toEqual([`<${logicalId(stack.notifications.key)}.Arn>`]);
+      expect(flat(key?.Condition?.StringEquals?.['kms:ViaService'])).toBe(`sns.${REGION}.<AWS::URLSuffix>`);
+    }
+  });
+});

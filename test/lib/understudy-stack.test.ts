@@ -1,0 +1,196 @@
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { UnderstudyStack } from '../../lib/understudy-stack';
+import { asList, flat, type Statement, synthesize } from './stack-fixture';
+
+let stack: UnderstudyStack;
+let template: Template;
+const logicalId = (c: { node: { defaultChild?: unknown } }) =>
+  stack.getLogicalId(c.node.defaultChild as never);
+
+beforeAll(() => {
+  ({ stack, template } = synthesize({}, true));
+});
+
+describe('event routing', () => {
+  test('readiness agent events go to the signal function', () => {
+    const rule = template.toJSON().Resources[logicalId(stack.routing.agentRule)];
+    expect(rule.Properties.EventBusName).toEqual({ Ref: logicalId(stack.eventBus) });
+    expect(rule.Properties.EventPattern).toEqual({
+      source: ['understudy.agent'],
+      'detail-type': ['Instance Ready', 'Instance Failed', 'Instance Progress'],
+    });
+    expect(rule.Properties.Targets).toEqual([
+      expect.objectContaining({ Arn: { 'Fn::GetAtt': [logicalId(stack.lambdas.steps.signal.fn), 'Arn'] } }),
+    ]);
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [logicalId(stack.lambdas.steps.signal.fn), 'Arn'] },
+      SourceArn: { 'Fn::GetAtt': [logicalId(stack.routing.agentRule), 'Arn'] },
+    });
+  });
+
+  test('replacement requests start the state machine with the event detail as input', () => {
+    const rule = template.toJSON().Resources[logicalId(stack.routing.requestRule)];
+    expect(rule.Properties.EventBusName).toEqual({ Ref: logicalId(stack.eventBus) });
+    expect(rule.Properties.EventPattern).toEqual({
+      source: ['understudy'],
+      'detail-type': ['Replacement Requested'],
+    });
+    const [target] = rule.Properties.Targets;
+    expect(target.Arn).toEqual({ Ref: logicalId(stack.orchestrator.stateMachine) });
+    expect(target.InputPath).toBe('$.detail');
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: [
+          {
+            Action: 'states:StartExecution',
+            Effect: 'Allow',
+            Resource: { Ref: logicalId(stack.orchestrator.stateMachine) },
+          },
+        ],
+      },
+      Roles: [{ Ref: Match.stringLikeRegexp('EventsRole') }],
+    });
+  });
+
+  test('the instance policy only lets the agent put its own event types on the Understudy bus', () => {
+    const policy = template.toJSON().Resources[logicalId(stack.routing.instancePolicy)];
+    expect(policy.Properties.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'PutAgentEvents',
+        Effect: 'Allow',
+        Action: 'events:PutEvents',
+        Resource: { 'Fn::GetAtt': [logicalId(stack.eventBus), 'Arn'] },
+        Condition: {
+          StringEquals: {
+            'events:source': 'understudy.agent',
+            'events:detail-type': ['Instance Ready', 'Instance Failed', 'Instance Progress'],
+          },
+        },
+      },
+    ]);
+  });
+});
+
+describe('storage and notifications', () => {
+  test('the runs bucket is encrypted, versioned, private, TLS-only and retained', () => {
+    const bucket = template.toJSON().Resources[logicalId(stack.runs.bucket)];
+    expect(bucket.DeletionPolicy).toBe('Retain');
+    expect(bucket.Properties.BucketEncryption.ServerSideEncryptionConfiguration).toEqual([
+      { ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
+    ]);
+    expect(bucket.Properties.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: logicalId(stack.runs.bucket) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Deny',
+            Action: 's3:*',
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  test('the topic is encrypted with a rotating customer key that alarms may use, and refuses plain HTTP', () => {
+    const topic = template.toJSON().Resources[logicalId(stack.notifications.topic)];
+    expect(topic.Properties.KmsMasterKeyId).toEqual({
+      'Fn::GetAtt': [logicalId(stack.notifications.key), 'Arn'],
+    });
+    const key = template.toJSON().Resources[logicalId(stack.notifications.key)];
+    expect(key.Properties.EnableKeyRotation).toBe(true);
+    expect(key.Properties.KeyPolicy.Statement).toContainEqual(
+      expect.objectContaining({
+        Principal: { Service: 'cloudwatch.amazonaws.com' },
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      }),
+    );
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      Topics: [{ Ref: logicalId(stack.notifications.topic) }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+
+  test('each configured e-mail address is subscribed to the topic', () => {
+    const subscriptions = Object.values(template.findResources('AWS::SNS::Subscription'));
+    expect(subscriptions.map((s) => [s.Properties.Protocol, s.Properties.Endpoint]).sort()).toEqual([
+      ['email', 'oncall@example.com'],
+      ['email', 'ops@example.com'],
+    ]);
+  });
+
+  test('each target is stored, defaults filled in, at <prefix>/targets/<name>', () => {
+    const parameters = Object.values(template.findResources('AWS::SSM::Parameter'));
+    expect(parameters.map((p) => p.Properties.Name).sort()).toEqual([
+      '/understudy/Understudy/targets/api',
+      '/understudy/Understudy/targets/web',
+    ]);
+    const web = parameters.find((p) => p.Properties.Name.endsWith('/web'));
+    expect(web?.Properties.Type).toBe('String');
+    expect(web?.Properties.Tier).toBe('Standard');
+    const stored = JSON.parse(web?.Properties.Value);
+    expect(stored).toMatchObject({
+      name: 'web',
+      allocationId: 'eipalloc-0123456789abcdef0',
+      image: { ssmParameter: '/golden/web/ami' },
+      readiness: { timeoutSeconds: 900, heartbeatSeconds: 300 },
+      health: { path: '/', consecutiveSuccesses: 3 },
+    });
+  });
+});
+
+describe('outputs', () => {
+  test('name the state machine, bus, topic, bucket and instance policy', () => {
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, flat(v.Value)]))).toEqual({
+      StateMachineArn: `<${logicalId(stack.orchestrator.stateMachine)}>`,
+      EventBusName: `<${logicalId(stack.eventBus)}>`,
+      TopicArn: `<${logicalId(stack.notifications.topic)}>`,
+      RunsBucketName: `<${logicalId(stack.runs.bucket)}>`,
+      InstancePolicyArn: `<${logicalId(stack.routing.instancePolicy)}>`,
+    });
+  });
+});
+
+describe('cdk-nag AwsSolutions', () => {
+  test('reports nothing that is not acknowledged', () => {
+    const report = new AwsSolutionsChecks().validateScope(stack);
+    expect(
+      report.violations.map((v) => `${v.ruleName} at ${v.violatingResources[0]?.constructPath}`),
+    ).toEqual([]);
+    expect(report.success).toBe(true);
+  });
+
+  test('every acknowledgement carries a specific reason, and only resource wildcards (IAM5) and access logs (S1) are acknowledged', () => {
+    const acknowledged = stack.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === 'aws:cdk:acknowledged-rules'))
+      .flatMap((m) => Object.entries(m.data as Record<string, string>));
+    expect(acknowledged.length).toBeGreaterThan(0);
+    for (const [id, reason] of acknowledged) {
+      expect(id).toMatch(/^(\w+::)?AwsSolutions-(IAM5\[Resource::.+\]|S1)$/);
+      expect(reason.length).toBeGreaterThan(30);
+    }
+  });
+
+  test('the wildcards acknowledged on step policies are resources, never actions', () => {
+    const statements: Statement[] = Object.values(template.findResources('AWS::IAM::Policy')).flatMap(
+      (p) => p.Properties.PolicyDocument.Statement,
+    );
+    expect(statements.flatMap((s) => asList(s.Action)).filter((a) => a.includes('*'))).toEqual([]);
+  });
+});
