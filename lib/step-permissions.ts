@@ -308,14 +308,12 @@ export const stepStatements = (
 
     'await-readiness': [
       {
-        statement: allow(
-          'KeepTaskToken',
-          ['ssm:PutParameter', 'ssm:GetParameter', 'ssm:DeleteParameter'],
-          tokenParameters,
-        ),
+        // Reads the early-event parameter too: an agent event that beat the token is used right away.
+        statement: allow('KeepTaskToken', ['ssm:PutParameter', 'ssm:GetParameter'], tokenParameters),
         wildcardReason: tokenWildcard,
       },
       sendTask,
+      ...lock('renew'),
     ],
 
     signal: [

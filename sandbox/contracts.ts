@@ -126,7 +126,9 @@ export interface FaultRule {
   /** Which matching calls fail: the nth (1-based) only, or every one. */
   readonly nth?: number;
   /** What happens: an AWS error by name (ThrottlingException, InternalError...), or hang forever. */
-  readonly fault: { readonly error: string; readonly message?: string; readonly httpStatus?: number } | 'hang';
+  readonly fault:
+    | { readonly error: string; readonly message?: string; readonly httpStatus?: number }
+    | 'hang';
 }
 
 export interface PublishedMessage {
@@ -164,11 +166,18 @@ export interface SandboxApi {
   readonly calls: readonly CallRecord[];
   readonly messages: readonly PublishedMessage[];
   seedTarget(options: SeedTargetOptions): Promise<SeededTarget>;
-  registerImage(behaviour: ImageBehaviour, options?: { architecture?: 'x86_64' | 'arm64'; name?: string }): string;
+  registerImage(
+    behaviour: ImageBehaviour,
+    options?: { architecture?: 'x86_64' | 'arm64'; name?: string },
+  ): string;
   /** Route the account's Step Functions callbacks: tokens minted by the harness resolve/reject here. */
   registerTaskToken(token: string): Promise<unknown>;
   /** EventBridge rules on the Understudy bus: events matching `pattern` go to `target`. */
-  addRule(busName: string, pattern: Record<string, unknown>, target: (event: unknown) => Promise<unknown>): void;
+  addRule(
+    busName: string,
+    pattern: Record<string, unknown>,
+    target: (event: unknown) => Promise<unknown>,
+  ): void;
   injectFault(rule: FaultRule): void;
   /** Where the EIP points now (instance id) per DescribeAddresses. */
   eipInstance(allocationId: string): string | undefined;

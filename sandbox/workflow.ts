@@ -298,7 +298,9 @@ export class LocalWorkflow {
 const adaptPathsToLocalEngine = (states: Record<string, TaskState>): void => {
   for (const state of Object.values(states)) {
     const payload = (state.Parameters as { Payload?: Record<string, string> } | undefined)?.Payload;
-    const stateKey = Object.entries(payload ?? {}).find(([, v]) => v === '$')?.[0]?.replace(/\.\$$/, '');
+    const stateKey = Object.entries(payload ?? {})
+      .find(([, v]) => v === '$')?.[0]
+      ?.replace(/\.\$$/, '');
     if (!stateKey) continue;
     for (const key of ['TimeoutSecondsPath', 'HeartbeatSecondsPath'] as const) {
       const path = state[key];

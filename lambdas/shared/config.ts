@@ -14,9 +14,14 @@ const SSM_PARAMETER_NAME = /^\/[A-Za-z0-9_.\-/]{1,1010}$/;
 
 export const TargetNameSchema = z
   .string()
-  .regex(TARGET_NAME, 'use 1-32 lowercase letters, digits or dashes, starting and ending with a letter or digit');
+  .regex(
+    TARGET_NAME,
+    'use 1-32 lowercase letters, digits or dashes, starting and ending with a letter or digit',
+  );
 
-export const ImageIdSchema = z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'use an AMI id such as ami-0123456789abcdef0');
+export const ImageIdSchema = z
+  .string()
+  .regex(/^ami-[0-9a-f]{8,17}$/, 'use an AMI id such as ami-0123456789abcdef0');
 
 export const ImageSourceSchema = z
   .object({
@@ -82,7 +87,11 @@ export const HealthSchema = z
 export const RollbackSchema = z
   .object({
     /** How long the old box stays stopped (not terminated) after a successful replacement. */
-    windowHours: z.number().min(0).max(24 * 90).default(24),
+    windowHours: z
+      .number()
+      .min(0)
+      .max(24 * 90)
+      .default(24),
     /** What happens to a candidate that failed. */
     failedCandidate: z.enum(['stop', 'terminate']).default('stop'),
   })
@@ -92,12 +101,18 @@ export const TargetSchema = z
   .object({
     name: TargetNameSchema,
     /** The Elastic IP that fronts the service. */
-    allocationId: z.string().regex(/^eipalloc-[0-9a-f]{8,17}$/, 'use an allocation id such as eipalloc-0123abcd'),
+    allocationId: z
+      .string()
+      .regex(/^eipalloc-[0-9a-f]{8,17}$/, 'use an allocation id such as eipalloc-0123abcd'),
     domain: z.string().regex(HOSTNAME, 'use a lowercase DNS name such as www.example.com'),
     image: ImageSourceSchema,
     /** Extra EBS volumes or instance store: refused unless the new box may start with fresh ones. */
     dataVolumes: z.enum(['refuse', 'fresh']).default('refuse'),
-    readiness: ReadinessSchema.default({ timeoutSeconds: 900, heartbeatSeconds: 300, onRecoverableErrors: 'fail' }),
+    readiness: ReadinessSchema.default({
+      timeoutSeconds: 900,
+      heartbeatSeconds: 300,
+      onRecoverableErrors: 'fail',
+    }),
     tls: TlsSchema,
     health: HealthSchema.default(HealthSchema.parse({})),
     rollback: RollbackSchema.default({ windowHours: 24, failedCandidate: 'stop' }),
@@ -121,7 +136,11 @@ export const ConfigSchema = z
     const seen = new Set<string>();
     config.targets.forEach((t, i) => {
       if (seen.has(t.name)) {
-        ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `duplicate target name "${t.name}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['targets', i, 'name'],
+          message: `duplicate target name "${t.name}"`,
+        });
       }
       seen.add(t.name);
     });
@@ -134,7 +153,8 @@ export type UnderstudyConfig = z.infer<typeof ConfigSchema>;
 export const formatIssues = (error: z.ZodError, root = ''): string[] =>
   error.issues.map((issue) => {
     const path = issue.path.reduce<string>(
-      (acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)),
+      (acc, part) =>
+        typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part),
       root,
     );
     const message =

@@ -62,11 +62,7 @@ export const PLATFORM_ERROR_NAMES: readonly string[] = [
 
 /** Base class: a named, cause-carrying error whose `name` is what the ASL matches. */
 export class UnderstudyError extends Error {
-  constructor(
-    name: ErrorName,
-    message: string,
-    options?: ErrorOptions & { readonly field?: string },
-  ) {
+  constructor(name: ErrorName, message: string, options?: ErrorOptions & { readonly field?: string }) {
     super(message, options);
     this.name = name;
     if (options?.field) this.field = options.field;
@@ -83,7 +79,9 @@ export const refused = (message: string, options?: ErrorOptions & { field?: stri
   new UnderstudyError(ErrorNames.PreflightRefused, message, options);
 
 export const isUnderstudyError = (error: unknown, name?: ErrorName): error is UnderstudyError =>
-  error instanceof Error && ALL_ERROR_NAMES.includes(error.name) && (name === undefined || error.name === name);
+  error instanceof Error &&
+  ALL_ERROR_NAMES.includes(error.name) &&
+  (name === undefined || error.name === name);
 
 /** Narrows an unknown catch value to an Error carrying the AWS SDK's `name` (e.g. `InvalidInstanceID.NotFound`). */
 export const awsErrorName = (error: unknown): string | undefined =>

@@ -21,4 +21,4 @@ export const step = <S extends z.ZodType, R>(
       throw new UnderstudyError(ErrorNames.InvalidInput, formatIssues(parsed.error, 'event').join('; '));
     }
     return run(parsed.data, context);
-  }).use(injectLambdaContext(logger, { resetKeys: true }));
+  }).use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }));

@@ -37,7 +37,9 @@ const isConflict = (error: unknown) =>
 const isMissing = (error: unknown) => (error as Error)?.name === 'NoSuchKey' || statusOf(error) === 404;
 
 const transient = (what: string, cause: unknown) =>
-  new UnderstudyError(ErrorNames.Transient, `${what}: concurrent write on the lock object, retrying`, { cause });
+  new UnderstudyError(ErrorNames.Transient, `${what}: concurrent write on the lock object, retrying`, {
+    cause,
+  });
 
 const bodyFor = (request: LockRequest, acquiredAt: string): string =>
   JSON.stringify({
@@ -59,7 +61,10 @@ export const readLock = async (
     const text = (await out.Body?.transformToString()) ?? '';
     const parsed = LockBodySchema.safeParse(JSON.parse(text));
     if (!parsed.success || out.ETag === undefined) {
-      throw new UnderstudyError(ErrorNames.LockHeld, `lock s3://${bucket}/${key} is unreadable; inspect and delete it by hand`);
+      throw new UnderstudyError(
+        ErrorNames.LockHeld,
+        `lock s3://${bucket}/${key} is unreadable; inspect and delete it by hand`,
+      );
     }
     return { body: parsed.data, etag: out.ETag };
   } catch (error) {
@@ -68,7 +73,12 @@ export const readLock = async (
   }
 };
 
-const put = (s3: S3Client, request: LockRequest, body: string, condition: { IfNoneMatch: '*' } | { IfMatch: string }) =>
+const put = (
+  s3: S3Client,
+  request: LockRequest,
+  body: string,
+  condition: { IfNoneMatch: '*' } | { IfMatch: string },
+) =>
   s3.send(
     new PutObjectCommand({
       Bucket: request.bucket,
@@ -81,7 +91,12 @@ const put = (s3: S3Client, request: LockRequest, body: string, condition: { IfNo
 
 /** Takes the lock (or confirms this execution already holds it: a retried preflight). */
 export const acquireLock = async (s3: S3Client, request: LockRequest): Promise<Lock> => {
-  const lock: Lock = { bucket: request.bucket, key: request.key, owner: request.owner, leaseSeconds: request.leaseSeconds };
+  const lock: Lock = {
+    bucket: request.bucket,
+    key: request.key,
+    owner: request.owner,
+    leaseSeconds: request.leaseSeconds,
+  };
   const now = new Date().toISOString();
   try {
     await put(s3, request, bodyFor(request, now), { IfNoneMatch: '*' });
@@ -106,9 +121,13 @@ export const acquireLock = async (s3: S3Client, request: LockRequest): Promise<L
     await put(s3, request, bodyFor(request, now), { IfMatch: current.etag });
   } catch (error) {
     if (isPreconditionFailed(error) || isConflict(error)) {
-      throw new UnderstudyError(ErrorNames.LockHeld, `target ${request.target}: another run took the expired lock first`, {
-        cause: error,
-      });
+      throw new UnderstudyError(
+        ErrorNames.LockHeld,
+        `target ${request.target}: another run took the expired lock first`,
+        {
+          cause: error,
+        },
+      );
     }
     throw error;
   }

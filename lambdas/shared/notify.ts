@@ -28,7 +28,14 @@ export const publish = async (sns: SNSClient, topicArn: string, note: Notificati
       TopicArn: topicArn,
       Subject: subject,
       Message: JSON.stringify(
-        { kind: note.kind, event: note.event, target: note.target, execution: note.execution, summary: note.summary, ...note.details },
+        {
+          kind: note.kind,
+          event: note.event,
+          target: note.target,
+          execution: note.execution,
+          summary: note.summary,
+          ...note.details,
+        },
         null,
         2,
       ),

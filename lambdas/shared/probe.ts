@@ -12,18 +12,29 @@ export interface ProbeVerdict {
   readonly detail: string;
 }
 
-export const schemeFor = (target: TargetConfig): 'http' | 'https' => (target.tls.mode === 'none' ? 'http' : 'https');
+export const schemeFor = (target: TargetConfig): 'http' | 'https' =>
+  target.tls.mode === 'none' ? 'http' : 'https';
 
 export const judge = (target: TargetConfig, response: ProbeResponse): ProbeVerdict => {
   const base = response.status !== undefined ? { status: response.status } : {};
   if (!response.ok) return { healthy: false, detail: response.error ?? 'no answer', ...base };
   if (response.status !== target.health.expectStatus) {
-    return { healthy: false, detail: `status ${response.status}, expected ${target.health.expectStatus}`, ...base };
+    return {
+      healthy: false,
+      detail: `status ${response.status}, expected ${target.health.expectStatus}`,
+      ...base,
+    };
   }
-  if (target.health.bodyContains !== undefined && !(response.body ?? '').includes(target.health.bodyContains)) {
+  if (
+    target.health.bodyContains !== undefined &&
+    !(response.body ?? '').includes(target.health.bodyContains)
+  ) {
     return { healthy: false, detail: `body does not contain "${target.health.bodyContains}"`, ...base };
   }
-  if (response.certificateDaysLeft !== undefined && response.certificateDaysLeft < target.health.certificateMinDaysLeft) {
+  if (
+    response.certificateDaysLeft !== undefined &&
+    response.certificateDaysLeft < target.health.certificateMinDaysLeft
+  ) {
     return {
       healthy: false,
       detail: `certificate expires in ${response.certificateDaysLeft.toFixed(1)} days (minimum ${target.health.certificateMinDaysLeft})`,

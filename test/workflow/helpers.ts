@@ -60,6 +60,8 @@ export const startWorld = async (options: WorldOptions = {}): Promise<World> => 
     : (options.handlers ?? cachedHandlers);
   const workflow = new LocalWorkflow(sandbox, handlers);
   workflow.wireEventRules(SANDBOX_ENV.EVENT_BUS_NAME);
+  // Calls made to set the world up (what `cdk deploy` would have done) are not the workflow's.
+  const setupCalls = sandbox.calls.length;
   return {
     sandbox,
     seeded,
@@ -70,7 +72,8 @@ export const startWorld = async (options: WorldOptions = {}): Promise<World> => 
       const finish = run.outputs.Finish as { finish?: { outcome?: string } } | undefined;
       return { ...run, outcome: finish?.finish?.outcome };
     },
-    mutatingCalls: (filter = () => true) => sandbox.calls.filter((c) => c.mutating && filter(c)),
+    mutatingCalls: (filter = () => true) =>
+      sandbox.calls.slice(setupCalls).filter((c) => c.mutating && filter(c)),
     stop: () => sandbox.stop(),
   };
 };

@@ -152,11 +152,24 @@ describe('a replacement on the sandbox account', () => {
   });
 
   it('uses a readiness event that arrived before the task token was stored', async () => {
-    world = await startWorld({ newImage: { cloudInit: 'done', app: 'healthy', bootMs: 500 } });
+    // A slow cold start of the await-readiness function lets the agent's event (boot of 0.5 s) win the race.
+    world = await startWorld({
+      newImage: { cloudInit: 'done', app: 'healthy', bootMs: 500 },
+      wrap: (handlers: HandlerSet) => ({
+        ...handlers,
+        'await-readiness': async (event, context) => {
+          await new Promise((resolve) => setTimeout(resolve, 5_000));
+          return (handlers['await-readiness'] as NonNullable<HandlerSet['launch']>)(event, context);
+        },
+      }),
+    });
     const run = await world.run();
+    expect(run.error ?? 'none').toBe('none');
 
     expect(run.outcome).toBe('replaced');
-    const signalled = world.sandbox.calls.findIndex((c) => c.action === 'PutEvents');
+    const signalled = world.sandbox.calls.findIndex(
+      (c) => c.action === 'PutParameter' && JSON.stringify(c.input).includes('/events/'),
+    );
     const tokenStored = world.sandbox.calls.findIndex(
       (c) => c.action === 'PutParameter' && JSON.stringify(c.input).includes('/tokens/'),
     );

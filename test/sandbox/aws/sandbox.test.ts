@@ -2,6 +2,7 @@ import { DescribeAddressesCommand, DescribeInstancesCommand } from '@aws-sdk/cli
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { createClients } from '../../../lambdas/shared/clients';
+import { httpGet } from '../../../lambdas/shared/http';
 import { rejectionOf, startWorld, type World } from './helpers';
 
 let world: World;
@@ -71,5 +72,36 @@ describe('Sandbox call log and faults', () => {
     const error = await rejectionOf(stale.ec2.send(new DescribeAddressesCommand({})));
 
     expect(error.message).toMatch(/no sandbox is running/);
+  });
+});
+
+describe('Sandbox seeded target', () => {
+  it('serves the old box over HTTPS through the Elastic IP with a trusted certificate for the domain', async () => {
+    const answer = await httpGet({
+      address: world.target.publicIp,
+      scheme: 'https',
+      domain: 'web.example.test',
+      path: '/',
+      timeoutMs: 5_000,
+    });
+
+    expect(answer).toMatchObject({ ok: true, status: 200 });
+    expect(answer.body).toContain(world.target.oldInstanceId);
+    expect(answer.certificateDaysLeft).toBeGreaterThan(30);
+  });
+
+  it('describes the old box as Terraform left it: Name tag, encrypted 20 GiB gp3 root, EIP associated', async () => {
+    const out = await world.aws.ec2.send(
+      new DescribeInstancesCommand({ Filters: [{ Name: 'tag:Name', Values: ['web'] }] }),
+    );
+    const old = out.Reservations?.[0]?.Instances?.[0];
+    const root = world.sandbox.ec2.volumes.get(old?.BlockDeviceMappings?.[0]?.Ebs?.VolumeId ?? '');
+
+    expect(old).toMatchObject({
+      InstanceId: world.target.oldInstanceId,
+      State: { Name: 'running' },
+      PublicIpAddress: world.target.publicIp,
+    });
+    expect(root).toMatchObject({ size: 20, volumeType: 'gp3', encrypted: true });
   });
 });

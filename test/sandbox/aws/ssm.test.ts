@@ -60,7 +60,7 @@ describe('SSM Run Command', () => {
   });
 
   it('tells the script whether the Elastic IP points at its box', async () => {
-    const sent = await send(world.target.oldInstanceId, ['echo "eip=${SANDBOX_EIP_HERE:-0}"']);
+    const sent = await send(world.target.oldInstanceId, ['echo "eip=$SANDBOX_EIP_HERE"']);
     await world.sandbox.clock.sleep(5_000);
 
     const done = await invocation(sent.Command?.CommandId ?? '', world.target.oldInstanceId);
