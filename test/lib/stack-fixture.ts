@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -43,12 +43,11 @@ export const sampleConfig = () =>
  * written by others in parallel, so template tests point at empty stand-ins instead.
  */
 export const standInLambdasRoot = (): string => {
-  // Under the project root (NodejsFunction requires it) but in an ignored folder.
-  const cache = join(REPO, 'node_modules', '.cache', 'understudy-test');
-  mkdirSync(cache, { recursive: true });
-  const root = mkdtempSync(join(cache, 'lambdas-'));
+  // Under the project root (NodejsFunction requires it) but in an ignored folder; the same content every
+  // time, so parallel test files may write it concurrently.
+  const root = join(REPO, 'node_modules', '.cache', 'understudy-test', 'lambdas');
   for (const step of STEP_NAMES) {
-    mkdirSync(join(root, step));
+    mkdirSync(join(root, step), { recursive: true });
     writeFileSync(join(root, step, 'handler.ts'), 'export const handler = async () => ({});\n');
   }
   return root;

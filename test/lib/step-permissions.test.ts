@@ -1,7 +1,18 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { STEP_NAMES, type StepName } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
-import { ACCOUNT, asList, flat, REGION, type Statement, statementsOfRole, synthesize } from './stack-fixture';
+import {
+  ACCOUNT,
+  asList,
+  flat,
+  REGION,
+  REPO,
+  type Statement,
+  statementsOfRole,
+  synthesize,
+} from './stack-fixture';
 
 let stack: UnderstudyStack;
 let template: Template;
@@ -335,5 +346,103 @@ describe('other services', () => {
       expect(asList(key?.Resource).map(flat)).toEqual([`<${logicalId(stack.notifications.key)}.Arn>`]);
       expect(flat(key?.Condition?.StringEquals?.['kms:ViaService'])).toBe(`sns.${REGION}.<AWS::URLSuffix>`);
     }
+  });
+});
+
+describe("the handlers' AWS calls are all granted", () => {
+  const SERVICE_PREFIX: Record<string, string> = {
+    ec2: 'ec2',
+    ssm: 'ssm',
+    s3: 's3',
+    sns: 'sns',
+    sfn: 'states',
+    eventbridge: 'events',
+  };
+
+  /** Source files a step's bundle is built from: its folder and everything it imports, transitively. */
+  const sourcesOf = (step: StepName): string[] => {
+    const seen = new Set<string>();
+    const visit = (file: string) => {
+      if (seen.has(file) || !existsSync(file)) return;
+      seen.add(file);
+      const text = readFileSync(file, 'utf8');
+      for (const [, spec] of text.matchAll(/from '(\.{1,2}\/[^']+)'/g)) {
+        visit(`${resolve(dirname(file), spec ?? '')}.ts`);
+      }
+    };
+    const folder = join(REPO, 'lambdas', step);
+    for (const file of readdirSync(folder).filter((f) => f.endsWith('.ts'))) visit(join(folder, file));
+    return [...seen];
+  };
+
+  const SHARED = join(REPO, 'lambdas', 'shared');
+
+  /**
+   * Code that can run for a step. A shared helper file holds calls for several steps (the lock module
+   * both renews and releases), so its top-level declarations count only once the step's own code, or a
+   * declaration already counted, names them.
+   */
+  const reachableCode = (step: StepName): string[] => {
+    const own: string[] = [];
+    const segments: { name: string; text: string }[] = [];
+    for (const file of sourcesOf(step)) {
+      const text = readFileSync(file, 'utf8');
+      if (!file.startsWith(SHARED)) {
+        own.push(text);
+        continue;
+      }
+      const parts = text.split(/^(?=export (?:const|async function|function|class) )/m);
+      for (const part of parts) {
+        const name = /^export (?:const|async function|function|class) (\w+)/.exec(part)?.[1];
+        if (name === undefined) own.push(part);
+        else segments.push({ name, text: part });
+      }
+    }
+    const reached = [...own];
+    let pending = segments;
+    for (let grew = true; grew; ) {
+      grew = false;
+      const body = reached.join('\n');
+      const next = pending.filter((seg) => !new RegExp(`\\b${seg.name}\\b`).test(body));
+      if (next.length < pending.length) {
+        reached.push(...pending.filter((seg) => !next.includes(seg)).map((seg) => seg.text));
+        pending = next;
+        grew = true;
+      }
+    }
+    return reached;
+  };
+
+  /** `new XCommand(` of an SDK client package, as the IAM action it needs. */
+  const actionsCalledBy = (step: StepName): string[] => {
+    const serviceOf = new Map<string, string>();
+    for (const file of sourcesOf(step)) {
+      const text = readFileSync(file, 'utf8');
+      for (const [, names, pkg] of text.matchAll(
+        /import\s*\{([^}]*)\}\s*from '@aws-sdk\/client-([a-z0-9-]+)'/g,
+      )) {
+        for (const name of (names ?? '').split(',').map((n) => n.replace(/^\s*type\s+/, '').trim())) {
+          serviceOf.set(name, SERVICE_PREFIX[pkg ?? ''] ?? `unknown-${pkg}`);
+        }
+      }
+    }
+    return reachableCode(step).flatMap((text) =>
+      [...text.matchAll(/new (\w+)Command\(/g)].flatMap(([, op]) => {
+        const service = serviceOf.get(`${op}Command`);
+        return service === undefined ? [] : [`${service}:${op}`];
+      }),
+    );
+  };
+
+  test('the scan sees the calls it is meant to police', () => {
+    expect(actionsCalledBy('switch')).toContain('ec2:AssociateAddress');
+    expect(actionsCalledBy('finish')).toContain('s3:DeleteObject');
+    expect(actionsCalledBy('probe')).not.toContain('s3:DeleteObject');
+  });
+
+  test.each(STEP_NAMES.filter((s) => existsSync(join(REPO, 'lambdas', s, 'handler.ts'))))('%s', (step) => {
+    const granted = new Set(stepStatements(step).flatMap((s) => asList(s.Action)));
+    const missing = [...new Set(actionsCalledBy(step))].filter((a) => !granted.has(a));
+    expect(missing).toEqual([]);
   });
 });
