@@ -157,9 +157,10 @@ export async function startAddressProxy(clock: VirtualClock, publicIp: string): 
     holdWhileOpen(clock, sockets, upstream, `eip ${publicIp} upstream`);
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
-    // End rather than destroy on close: bytes already piped must still reach the other side.
-    upstream.once('close', () => client.end());
-    client.once('close', () => upstream.end());
+    // End rather than destroy on close: bytes already piped must still reach the other side. Resume so
+    // what the peer still sends (a TLS close_notify) is drained, or the socket never reaches 'end'.
+    upstream.once('close', () => client.end().resume());
+    client.once('close', () => upstream.end().resume());
     client.pipe(upstream);
     upstream.pipe(client);
   };

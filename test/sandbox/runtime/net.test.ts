@@ -95,6 +95,18 @@ describe('instance servers behind the Elastic IP proxy', () => {
     expect(response.error).toMatch(/altnames|does not match/i);
   });
 
+  it('lets virtual time move on after each HTTPS request through the address', async () => {
+    const leaf = await ca.issue(DOMAIN);
+    a.installCertificate(DOMAIN, leaf.certPem, leaf.keyPem);
+    proxy.pointAt(a);
+    for (let i = 0; i < 5; i++) {
+      expect((await probe({ scheme: 'https' })).ok).toBe(true);
+      // A proxied connection left half-open would hold the clock and this sleep would never end.
+      await clock.sleep(50);
+    }
+    expect(clock.elapsed()).toBe(250);
+  }, 10_000);
+
   it('fails the TLS handshake for a domain the box has no certificate for', async () => {
     const leaf = await ca.issue(DOMAIN);
     a.installCertificate(DOMAIN, leaf.certPem, leaf.keyPem);
