@@ -1,10 +1,11 @@
 import { join } from 'node:path';
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { BUNDLE } from './bundling';
 import { pascalCase, STEPS, type StepName } from './steps';
 
 /** The variables every step reads with `readEnv`; nothing else is passed. */
@@ -47,10 +48,6 @@ export interface StepLambda {
   readonly logGroup: logs.LogGroup;
 }
 
-// esbuild's ESM output has no `require`; a few bundled CommonJS dependencies still call it.
-const ESM_REQUIRE_SHIM =
-  "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
-
 /**
  * One Lambda function per workflow step, each with its own role, log group and timeout. The roles start
  * empty: `StepPermissions` gives each exactly what its step calls.
@@ -84,7 +81,7 @@ export class StepLambdas extends Construct {
         runtime,
         architecture: lambda.Architecture.ARM_64,
         memorySize: 256,
-        timeout: step.timeout,
+        timeout: Duration.seconds(step.timeoutSeconds),
         role,
         logGroup,
         tracing: lambda.Tracing.ACTIVE,
@@ -100,14 +97,14 @@ export class StepLambdas extends Construct {
         },
         bundling: {
           format: nodejs.OutputFormat.ESM,
-          minify: true,
+          minify: BUNDLE.minify,
           sourceMap: true,
-          target: 'node22',
-          mainFields: ['module', 'main'],
+          target: BUNDLE.target,
+          mainFields: [...BUNDLE.mainFields],
           // The SDK is bundled too: the runtime's copy changes under us, and the bundle must carry the
           // exact client the sandbox was tested with.
           externalModules: [],
-          banner: ESM_REQUIRE_SHIM,
+          banner: BUNDLE.banner,
           forceDockerBundling: false,
         },
       });

@@ -1,7 +1,5 @@
-import { Duration } from 'aws-cdk-lib';
-
 /**
- * The one table of workflow steps. Each step is a folder `lambdas/<name>/handler.ts` exporting `handler`;
+ * The one table of workflow steps, free of CDK imports so the sandbox and the bundle script read it too. Each step is a folder `lambdas/<name>/handler.ts` exporting `handler`;
  * the state machine refers to a step's function through the placeholder `${<Pascal>FunctionArn}`.
  */
 export interface StepSpec {
@@ -13,7 +11,7 @@ export interface StepSpec {
    * Kept at or below the Task's `TimeoutSeconds` in the ASL, so that Step Functions never gives up on a
    * task that Lambda is still running (a test holds the two together).
    */
-  readonly timeout: Duration;
+  readonly timeoutSeconds: number;
   /**
    * Whether the state machine invokes it. The signal function is invoked by the agent-event rule only, so
    * it has no placeholder and the state machine gets no right to invoke it.
@@ -25,79 +23,79 @@ export const STEPS = [
   {
     name: 'preflight',
     description: 'validates the run, resolves the AMI, takes the lock and adopts the current box',
-    timeout: Duration.seconds(120),
+    timeoutSeconds: 120,
     invokedByStateMachine: true,
   },
   {
     name: 'launch',
     description: 'clones the current box onto the new AMI',
-    timeout: Duration.seconds(120),
+    timeoutSeconds: 120,
     invokedByStateMachine: true,
   },
   {
     name: 'await-running',
     description: 'polls the candidate until it is running',
-    timeout: Duration.seconds(60),
+    timeoutSeconds: 60,
     invokedByStateMachine: true,
   },
   {
     name: 'await-readiness',
     description: "stores the readiness task token until the agent's event completes it",
-    timeout: Duration.seconds(60),
+    timeoutSeconds: 60,
     invokedByStateMachine: true,
   },
   {
     name: 'signal',
     description: "turns the readiness agent's events into task success, failure or heartbeat",
-    timeout: Duration.seconds(60),
+    timeoutSeconds: 60,
     invokedByStateMachine: false,
   },
   {
     name: 'prepare',
     description: 'prepares TLS and checks the app locally on the candidate through SSM',
-    timeout: Duration.seconds(120),
+    timeoutSeconds: 120,
     invokedByStateMachine: true,
   },
   {
     name: 'await-command',
     description: 'polls an SSM command until it ends',
-    timeout: Duration.seconds(60),
+    timeoutSeconds: 60,
     invokedByStateMachine: true,
   },
   {
     name: 'switch',
     description: 'moves the Elastic IP onto the candidate',
-    timeout: Duration.seconds(60),
+    timeoutSeconds: 60,
     invokedByStateMachine: true,
   },
   {
     name: 'certificate',
     description: 'runs certbot (http-01) on the candidate through SSM',
-    timeout: Duration.seconds(120),
+    timeoutSeconds: 120,
     invokedByStateMachine: true,
   },
   {
     name: 'probe',
     description: 'probes the site through the Elastic IP, then bakes',
-    timeout: Duration.seconds(300),
+    timeoutSeconds: 300,
     invokedByStateMachine: true,
   },
   {
     name: 'rollback',
     description: 'moves the Elastic IP back, verifies it and parks the failed candidate',
-    timeout: Duration.seconds(300),
+    timeoutSeconds: 300,
     invokedByStateMachine: true,
   },
   {
     name: 'retire',
     description: 'stops the old box and tags it for the rollback window',
-    timeout: Duration.seconds(120),
+    timeoutSeconds: 120,
     invokedByStateMachine: true,
   },
   {
     name: 'finish',
     description: 'releases the lock, cleans up, writes the run record and publishes the outcome',
-    timeout: Duration.seconds(120),
+    timeoutSeconds: 120,
     invokedByStateMachine: true,
   },
 ] as const satisfies readonly StepSpec[];

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from 'aws-lambda';
 import { StateMachine } from 'aws-local-stepfunctions';
+import { placeholderFor, STEP_NAMES } from '../lib/steps';
 import type { SandboxApi } from './contracts';
 
 /**
@@ -15,37 +16,13 @@ import type { SandboxApi } from './contracts';
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;
 export type HandlerSet = Record<string, LambdaHandler>;
 
-/** The step folders, which are also the `${<Pascal>FunctionArn}` placeholders of the ASL. */
-export const STEP_FOLDERS = [
-  'preflight',
-  'launch',
-  'await-running',
-  'await-readiness',
-  'signal',
-  'prepare',
-  'await-command',
-  'switch',
-  'certificate',
-  'probe',
-  'rollback',
-  'retire',
-  'finish',
-] as const;
-export type StepFolder = (typeof STEP_FOLDERS)[number];
-
-export const pascalOf = (folder: string): string =>
-  folder
-    .split('-')
-    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
-    .join('');
-
 const ROOT = join(__dirname, '..');
 export const ASL_PATH = join(ROOT, 'statemachine', 'replace.asl.json');
 
 /** Imports the handlers from source (TypeScript through the caller's loader). */
 export const sourceHandlers = async (): Promise<HandlerSet> => {
   const entries = await Promise.all(
-    STEP_FOLDERS.map(async (folder) => {
+    STEP_NAMES.map(async (folder) => {
       const module = (await import(join(ROOT, 'lambdas', folder, 'handler'))) as { handler: LambdaHandler };
       return [folder, module.handler] as const;
     }),
@@ -58,7 +35,7 @@ const functionArn = (sandbox: Pick<SandboxApi, 'region' | 'accountId'>, folder: 
 
 export const substitutedDefinition = (sandbox: Pick<SandboxApi, 'region' | 'accountId'>): unknown => {
   const text = readFileSync(ASL_PATH, 'utf8').replace(/\$\{([A-Za-z]+)\}/g, (_, key: string) => {
-    const folder = STEP_FOLDERS.find((f) => `${pascalOf(f)}FunctionArn` === key);
+    const folder = STEP_NAMES.find((step) => placeholderFor(step) === key);
     if (!folder) throw new Error(`no substitution for \${${key}} in ${ASL_PATH}`);
     return functionArn(sandbox, folder);
   });

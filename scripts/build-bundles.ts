@@ -1,32 +1,30 @@
-// Builds every step's handler the way the stack does (lib/ uses the same options through NodejsFunction):
-// ESM, minified, AWS SDK bundled, for Node 22. Output: dist/lambdas/<step>/index.mjs.
+// Builds every step's handler with the stack's bundling options (lib/bundling.ts): ESM, minified, AWS SDK
+// bundled. Output: dist/lambdas/<step>/index.mjs.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
-import { STEP_FOLDERS } from '../sandbox/workflow';
+import { type BuildOptions, build } from 'esbuild';
+import { BUNDLE } from '../lib/bundling';
+import { STEP_NAMES } from '../lib/steps';
 
 const ROOT = join(__dirname, '..');
 
-export const bundleOptions = {
+const bundleOptions: BuildOptions = {
   bundle: true,
   platform: 'node',
   format: 'esm',
-  target: 'node22',
-  minify: true,
+  target: BUNDLE.target,
+  minify: BUNDLE.minify,
+  mainFields: [...BUNDLE.mainFields],
+  banner: { js: BUNDLE.banner },
   sourcemap: false,
-  mainFields: ['module', 'main'] as string[],
-  // ESM bundles of CommonJS dependencies still call require(); give them one.
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
   logLevel: 'warning',
-} as const;
+};
 
 export const buildBundles = async (
   outDir = join(ROOT, 'dist', 'lambdas'),
 ): Promise<Record<string, string>> => {
   const outputs: Record<string, string> = {};
-  for (const folder of STEP_FOLDERS) {
+  for (const folder of STEP_NAMES) {
     const outfile = join(outDir, folder, 'index.mjs');
     mkdirSync(join(outDir, folder), { recursive: true });
     await build({ ...bundleOptions, entryPoints: [join(ROOT, 'lambdas', folder, 'handler.ts')], outfile });

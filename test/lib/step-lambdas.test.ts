@@ -92,7 +92,7 @@ describe('step functions', () => {
       if (!match || state.TimeoutSeconds === undefined) continue;
       const step = STEPS.find((s) => pascalCase(s.name) === match[1]);
       expect(step).toBeDefined();
-      expect(step?.timeout.toSeconds()).toBeLessThanOrEqual(state.TimeoutSeconds);
+      expect(step?.timeoutSeconds).toBeLessThanOrEqual(state.TimeoutSeconds);
       checked.add(match[1] ?? '');
     }
     expect(checked.size).toBeGreaterThan(8);
