@@ -1,5 +1,5 @@
-import { clients } from '../shared/clients';
+import { ssmClient } from '../shared/clients';
 import { step } from '../shared/handler';
 import { AwaitCommandInputSchema, awaitCommand } from './await-command';
 
-export const handler = step(AwaitCommandInputSchema, (input) => awaitCommand(clients().ssm, input));
+export const handler = step(AwaitCommandInputSchema, (input) => awaitCommand(ssmClient(), input));

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { clients } from '../shared/clients';
+import { s3Client, sfnClient, ssmClient } from '../shared/clients';
 import { once, readEnv } from '../shared/env';
 import { step } from '../shared/handler';
 import { AwaitReadinessInputSchema, awaitReadiness } from './await-readiness';
@@ -7,5 +7,5 @@ import { AwaitReadinessInputSchema, awaitReadiness } from './await-readiness';
 const env = once(() => readEnv({ PARAMETER_PREFIX: z.string().min(1) }));
 
 export const handler = step(AwaitReadinessInputSchema, (input) =>
-  awaitReadiness(clients(), env().PARAMETER_PREFIX, input),
+  awaitReadiness({ ssm: ssmClient(), sfn: sfnClient(), s3: s3Client() }, env().PARAMETER_PREFIX, input),
 );

@@ -1,5 +1,7 @@
-import { clients } from '../shared/clients';
+import { s3Client, ssmClient } from '../shared/clients';
 import { step } from '../shared/handler';
 import { CertificateInputSchema, certificate } from './certificate';
 
-export const handler = step(CertificateInputSchema, (input) => certificate(clients(), input));
+export const handler = step(CertificateInputSchema, (input) =>
+  certificate({ ssm: ssmClient(), s3: s3Client() }, input),
+);

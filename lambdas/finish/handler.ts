@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { clients } from '../shared/clients';
+import { s3Client, snsClient, ssmClient } from '../shared/clients';
 import { once, readEnv } from '../shared/env';
 import { step } from '../shared/handler';
 import { FinishInputSchema, finish } from './finish';
@@ -13,4 +13,6 @@ const env = once(() => {
   return { parameterPrefix: e.PARAMETER_PREFIX, runsBucket: e.RUNS_BUCKET, topicArn: e.TOPIC_ARN };
 });
 
-export const handler = step(FinishInputSchema, (input) => finish(clients(), env(), input));
+export const handler = step(FinishInputSchema, (input) =>
+  finish({ s3: s3Client(), ssm: ssmClient(), sns: snsClient() }, env(), input),
+);

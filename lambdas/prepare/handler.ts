@@ -1,5 +1,7 @@
-import { clients } from '../shared/clients';
+import { s3Client, ssmClient } from '../shared/clients';
 import { step } from '../shared/handler';
 import { PrepareInputSchema, prepare } from './prepare';
 
-export const handler = step(PrepareInputSchema, (input) => prepare(clients(), input));
+export const handler = step(PrepareInputSchema, (input) =>
+  prepare({ ssm: ssmClient(), s3: s3Client() }, input),
+);

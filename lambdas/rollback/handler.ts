@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { clients } from '../shared/clients';
+import { ec2Client, s3Client, snsClient } from '../shared/clients';
 import { once, readEnv } from '../shared/env';
 import { step } from '../shared/handler';
 import { RunStateSchema } from '../shared/schemas';
@@ -7,4 +7,6 @@ import { rollback } from './rollback';
 
 const env = once(() => readEnv({ TOPIC_ARN: z.string().min(1) }));
 
-export const handler = step(RunStateSchema, (state) => rollback(clients(), env(), state));
+export const handler = step(RunStateSchema, (state) =>
+  rollback({ ec2: ec2Client(), s3: s3Client(), sns: snsClient() }, env(), state),
+);

@@ -7,7 +7,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 
 /**
  * The one place AWS SDK clients are built. Domain code never constructs a client: it takes one as a
- * parameter, and handlers get theirs from here.
+ * parameter, and handlers get theirs from here (only those their step calls).
  *
  * Plugins (tracing, a simulated account) are kept on `globalThis` under a registered symbol rather than
  * in this module, because every Lambda bundle carries its own copy of this file and a plugin must reach
@@ -45,6 +45,25 @@ const build = <C extends PluggableClient>(service: ServiceName, make: () => C): 
 // instead of failing the step on the first burst.
 const common = { maxAttempts: 5, retryMode: 'adaptive' } as const;
 
+/** A process-wide client, built on first use (after any plugin registration). */
+const singleton = <C extends PluggableClient>(service: ServiceName, make: () => C): (() => C) => {
+  let client: C | undefined;
+  return () => {
+    client ??= build(service, make);
+    return client;
+  };
+};
+
+// One accessor per service, so a handler references only the clients its step calls and esbuild leaves
+// the other SDK clients out of its bundle.
+export const ec2Client = /* @__PURE__ */ singleton('ec2', () => new EC2Client(common));
+export const ssmClient = /* @__PURE__ */ singleton('ssm', () => new SSMClient(common));
+export const s3Client = /* @__PURE__ */ singleton('s3', () => new S3Client(common));
+export const snsClient = /* @__PURE__ */ singleton('sns', () => new SNSClient(common));
+export const sfnClient = /* @__PURE__ */ singleton('sfn', () => new SFNClient(common));
+export const eventsClient = /* @__PURE__ */ singleton('events', () => new EventBridgeClient(common));
+
+/** A fresh set of every client (tests mock them per test). */
 export const createClients = () => ({
   ec2: build('ec2', () => new EC2Client(common)),
   ssm: build('ssm', () => new SSMClient(common)),
@@ -55,9 +74,12 @@ export const createClients = () => ({
 });
 export type Clients = ReturnType<typeof createClients>;
 
-let shared: Clients | undefined;
-/** Clients for this process, built on first use (after any plugin registration). */
-export const clients = (): Clients => {
-  shared ??= createClients();
-  return shared;
-};
+/** This process's clients, all of them: for tools that use several services (the CLI, the demo). */
+export const clients = (): Clients => ({
+  ec2: ec2Client(),
+  ssm: ssmClient(),
+  s3: s3Client(),
+  sns: snsClient(),
+  sfn: sfnClient(),
+  events: eventsClient(),
+});

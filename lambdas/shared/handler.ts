@@ -9,7 +9,7 @@ import { logger } from './logger';
 /**
  * Wraps a step's domain function as a Lambda handler: parses the event at the boundary (the error names
  * the field), injects the Lambda context into the logger and resets correlation keys between invocations.
- * Handlers stay one line: `export const handler = step(Schema, (input) => domain(clients(), input));`
+ * Handlers stay one line: `export const handler = step(Schema, (input) => domain({ ssm: ssmClient() }, input));`
  */
 export const step = <S extends z.ZodType, R>(
   schema: S,

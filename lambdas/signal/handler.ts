@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { clients } from '../shared/clients';
+import { sfnClient, ssmClient } from '../shared/clients';
 import { once, readEnv } from '../shared/env';
 import { step } from '../shared/handler';
 import { signal } from './signal';
@@ -7,4 +7,6 @@ import { signal } from './signal';
 const env = once(() => readEnv({ PARAMETER_PREFIX: z.string().min(1) }));
 
 // Any event is accepted at the boundary: signal() itself logs and ignores shapes it does not know.
-export const handler = step(z.unknown(), (event) => signal(clients(), env().PARAMETER_PREFIX, event));
+export const handler = step(z.unknown(), (event) =>
+  signal({ ssm: ssmClient(), sfn: sfnClient() }, env().PARAMETER_PREFIX, event),
+);

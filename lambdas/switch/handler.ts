@@ -1,9 +1,11 @@
 import { z } from 'zod';
-import { clients } from '../shared/clients';
+import { ec2Client, s3Client, snsClient } from '../shared/clients';
 import { once, readEnv } from '../shared/env';
 import { step } from '../shared/handler';
 import { SwitchEventSchema, switchAddress } from './switch';
 
 const env = once(() => readEnv({ TOPIC_ARN: z.string().min(1) }));
 
-export const handler = step(SwitchEventSchema, (state) => switchAddress(clients(), env(), state));
+export const handler = step(SwitchEventSchema, (state) =>
+  switchAddress({ ec2: ec2Client(), s3: s3Client(), sns: snsClient() }, env(), state),
+);
