@@ -1,7 +1,13 @@
 #!/usr/bin/env node
-// npm bin entry: runs the TypeScript CLI through tsx's loader, so `npx understudy` works right after `npm ci`.
+// npm bin entry: runs the TypeScript CLI with tsx (the same way `npm run demo` does), so `npx understudy`
+// works right after `npm ci` without a build step.
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { register } from 'tsx/cjs/api';
+import { fileURLToPath } from 'node:url';
 
-register();
-createRequire(import.meta.url)('./cli.ts');
+const require = createRequire(import.meta.url);
+const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
+const result = spawnSync(process.execPath, [require.resolve('tsx/cli'), cli, ...process.argv.slice(2)], {
+  stdio: 'inherit',
+});
+process.exit(result.status ?? 1);
