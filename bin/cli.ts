@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { ConfigError, parseConfig } from '../lambdas/shared/config';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config-loader';
 
 /**
  * `npx understudy ...`: the operator's entry point. Commands that need the simulated account load
@@ -32,25 +30,15 @@ const config = program.command('config').description('work with understudy.confi
 config
   .command('validate')
   .description('validate a config file; every problem is printed with the field and the fix')
-  .argument('[file]', 'config file', 'understudy.config.json')
+  .argument('[file]', 'config file', DEFAULT_CONFIG_PATH)
   .action((file: string) => {
-    const path = resolve(file);
-    let raw: unknown;
     try {
-      raw = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (error) {
-      console.error(`${file}: cannot read it as JSON: ${(error as Error).message}`);
-      process.exitCode = 2;
-      return;
-    }
-    try {
-      const parsed = parseConfig(raw, file);
+      const parsed = loadConfig(file);
       console.log(
         `${file} is valid: ${parsed.targets.length} target(s): ${parsed.targets.map((t) => t.name).join(', ')}`,
       );
     } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      console.error(error.message);
+      console.error(error instanceof Error ? error.message : String(error));
       process.exitCode = 1;
     }
   });

@@ -160,7 +160,11 @@ export const formatIssues = (error: z.ZodError, root = ''): string[] =>
     const message =
       issue.code === 'unrecognized_keys'
         ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove ${issue.keys.length > 1 ? 'them' : 'it'}`
-        : issue.message;
+        : issue.code === 'invalid_type' && issue.message.endsWith('received undefined')
+          ? `missing: add this ${issue.expected} field`
+          : issue.code === 'invalid_type'
+            ? `${issue.message.replace(/^Invalid input: /, '')}: change it to a ${issue.expected}`
+            : issue.message;
     return `${path || '(root)'}: ${message}`;
   });
 

@@ -1,0 +1,51 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+describe('npx understudy demo --json', () => {
+  it('prints the scenario contract of design §5 for the happy scenario', async () => {
+    const { stdout } = await run('npx', ['understudy', 'demo', '--json', '--scenario', 'happy'], {
+      cwd: join(__dirname, '..', '..'),
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const { scenarios } = JSON.parse(stdout) as { scenarios: Record<string, unknown>[] };
+    const [happy] = scenarios;
+
+    expect(scenarios).toHaveLength(1);
+    expect(Object.keys(happy ?? {}).sort()).toEqual(
+      [
+        'name',
+        'outcome',
+        'oldInstanceId',
+        'newInstanceId',
+        'elasticIpInstanceId',
+        'failedProbes',
+        'downtimeMs',
+        'stateTransitions',
+        'tfstateSerialBefore',
+        'tfstateSerialAfter',
+        'wallMs',
+        'timeline',
+      ].sort(),
+    );
+    expect(happy?.outcome).toBe('replaced');
+    expect(happy?.elasticIpInstanceId).toBe(happy?.newInstanceId);
+    expect(happy?.oldInstanceId).not.toBe(happy?.newInstanceId);
+    expect(happy?.tfstateSerialBefore).toBeNull();
+    const timeline = happy?.timeline as { state: string; startMs: number; durationMs: number }[];
+    expect(timeline.map((t) => t.state)).toEqual(
+      expect.arrayContaining(['Preflight', 'Launch', 'Switch', 'Finish']),
+    );
+  }, 120_000);
+
+  it('refuses an unknown scenario with the list of known ones', async () => {
+    const failure = await run('npx', ['understudy', 'demo', '--scenario', 'nope'], {
+      cwd: join(__dirname, '..', '..'),
+    }).catch((error: { code: number; stderr: string }) => error);
+
+    expect((failure as { code: number }).code).toBe(2);
+    expect((failure as { stderr: string }).stderr).toContain('happy');
+  }, 60_000);
+});
