@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXECUTION_TIMEOUT_SECONDS } from '../../lambdas/shared/constants';
 import { ALL_ERROR_NAMES, PLATFORM_ERROR_NAMES } from '../../lambdas/shared/errors';
+import { placeholderFor, STEP_NAMES } from '../../lib/steps';
 
 type State = Record<string, unknown> & { Type: string };
 const aslPath = join(__dirname, '..', '..', 'statemachine', 'replace.asl.json');
@@ -58,13 +59,22 @@ describe('the replace state machine definition', () => {
   });
 
   it('names only step functions whose handler exists in lambdas/', () => {
-    const placeholders = new Set(
-      [...text.matchAll(/\$\{([A-Za-z]+)FunctionArn\}/g)].map((m) => m[1] as string),
-    );
+    const placeholders = new Set([...text.matchAll(/\$\{([A-Za-z]+)\}/g)].map((m) => m[1] as string));
+    const stepOf = new Map(STEP_NAMES.map((step) => [placeholderFor(step), step]));
     expect(placeholders.size).toBeGreaterThan(5);
-    for (const pascal of placeholders) {
-      const folder = pascal.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
-      expect(existsSync(join(__dirname, '..', '..', 'lambdas', folder, 'handler.ts'))).toBe(true);
+    for (const placeholder of placeholders) {
+      const step = stepOf.get(placeholder);
+      expect({ placeholder, step: step ?? 'none' }).toEqual({ placeholder, step: expect.any(String) });
+      expect(existsSync(join(__dirname, '..', '..', 'lambdas', step ?? '', 'handler.ts'))).toBe(true);
+    }
+  });
+
+  it('retries Transient on every task whose function can throw it', () => {
+    for (const [name, state] of tasks) {
+      expect({ name, transient: retriers(state).some((r) => r.ErrorEquals.includes('Transient')) }).toEqual({
+        name,
+        transient: true,
+      });
     }
   });
 
