@@ -6,7 +6,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig } from '../lambdas/shared/config';
-import { Tags } from '../lambdas/shared/constants';
+import { parameterNames, runKeys, Tags } from '../lambdas/shared/constants';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
 import { pascalCase, STEP_NAMES, type StepName } from './steps';
 
@@ -57,7 +57,7 @@ export class StepPermissions extends Construct {
 }
 
 /** The statements of every step, built against `scope`'s stack (account, region, partition). */
-export const stepStatements = (
+const stepStatements = (
   scope: Construct,
   props: StepPermissionsProps,
 ): Record<StepName, JustifiedStatement[]> => {
@@ -82,15 +82,12 @@ export const stepStatements = (
       arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
       ...(account === undefined ? {} : { account }),
     });
-  const prefix = props.parameterPrefix;
+  const names = parameterNames(props.parameterPrefix);
   const eipArns = props.targets.map((t) =>
     stack.formatArn({ service: 'ec2', resource: 'elastic-ip', resourceName: t.allocationId }),
   );
 
   const tagged = { [`aws:ResourceTag/${Tags.target}`]: targetNames };
-  // Everything but the target tag itself: a step may relabel a box it manages, never move it into
-  // or out of Understudy's reach.
-  const relabelKeys = { 'aws:TagKeys': [Tags.role, Tags.execution, Tags.retireAfter] };
 
   const allow = (sid: string, actions: string[], resources: string[], conditions?: Record<string, unknown>) =>
     new iam.PolicyStatement({ sid, actions, resources, ...(conditions === undefined ? {} : { conditions }) });
@@ -114,35 +111,47 @@ export const stepStatements = (
     },
   ];
 
-  const lockObjects = props.runsBucket.arnForObjects('locks/*');
+  const lockObjects = [props.runsBucket.arnForObjects(runKeys.lock('*'))];
+  const lockWildcard = 'one lock object per target under locks/, named after the target at run time';
   // Without ListBucket a missing object reads as AccessDenied instead of NoSuchKey, and "no lock yet"
   // could not be told apart from "not allowed".
   const listRuns: JustifiedStatement = {
     statement: allow('TellMissingObjectsApart', ['s3:ListBucket'], [props.runsBucket.bucketArn]),
   };
-  /** Every task renews the target lock's lease (conditional put); preflight and finish may release it. */
-  const lock = (mode: 'renew' | 'release'): JustifiedStatement[] => [
+  // Every task renews the target lock's lease (conditional put); only preflight and finish release it.
+  const renewLock: JustifiedStatement[] = [
+    {
+      statement: allow('RenewTargetLock', ['s3:GetObject', 's3:PutObject'], lockObjects),
+      wildcardReason: lockWildcard,
+    },
+    listRuns,
+  ];
+  const takeAndReleaseLock: JustifiedStatement[] = [
     {
       statement: allow(
-        mode === 'renew' ? 'RenewTargetLock' : 'TakeAndReleaseTargetLock',
-        ['s3:GetObject', 's3:PutObject', ...(mode === 'release' ? ['s3:DeleteObject'] : [])],
-        [lockObjects],
+        'TakeAndReleaseTargetLock',
+        ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+        lockObjects,
       ),
-      wildcardReason: 'one lock object per target under locks/, named after the target at run time',
+      wildcardReason: lockWildcard,
     },
     listRuns,
   ];
 
-  const tokenParameters = [parameterArn(`${prefix}/tokens/*`), parameterArn(`${prefix}/events/*`)];
-  const tokenWildcard =
-    'task tokens and early readiness events are stored per instance id under the stack prefix, named at run time';
-  const sendTask: JustifiedStatement = {
+  // The token is a credential for the execution: only await-readiness writes it and only the signal
+  // reads it. The early event travels the other way.
+  const tokens = parameterArn(names.token('*'));
+  const earlyEvents = parameterArn(names.earlyEvent('*'));
+  const tokenWildcard = 'one task token per candidate instance id under the stack prefix, named at run time';
+  const earlyEventWildcard =
+    'one early readiness event per candidate instance id under the stack prefix, named at run time';
+  const completeTask = (...calls: ('Success' | 'Failure' | 'Heartbeat')[]): JustifiedStatement => ({
     statement: allow(
       'CompleteReadinessTask',
-      ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+      calls.map((call) => `states:SendTask${call}`),
       [props.stateMachine.stateMachineArn],
     ),
-  };
+  });
 
   const moveAddress: JustifiedStatement[] = [
     { statement: allow('AssociateTargetAddresses', ['ec2:AssociateAddress'], eipArns) },
@@ -178,6 +187,16 @@ export const stepStatements = (
     },
   ];
 
+  // Everything but the target tag itself: a step may relabel a box it manages, never move it into or
+  // out of Understudy's reach.
+  const relabel = (sid: string): JustifiedStatement => ({
+    statement: allow(sid, ['ec2:CreateTags'], [instances], {
+      StringEquals: tagged,
+      'ForAllValues:StringEquals': { 'aws:TagKeys': [Tags.role, Tags.execution, Tags.retireAfter] },
+    }),
+    wildcardReason: `${TAGGED_INSTANCE_REASON}; the understudy:target tag itself cannot be changed`,
+  });
+
   const imageParameters = props.targets.flatMap((t) =>
     t.image.ssmParameter === undefined ? [] : [t.image.ssmParameter],
   );
@@ -189,7 +208,7 @@ export const stepStatements = (
   return {
     preflight: [
       {
-        statement: allow('ReadTargetSettings', ['ssm:GetParameter'], [parameterArn(`${prefix}/targets/*`)]),
+        statement: allow('ReadTargetSettings', ['ssm:GetParameter'], [parameterArn(names.target('*'))]),
         wildcardReason:
           'one parameter per configured target under the stack prefix, looked up by the name in the input',
       },
@@ -202,20 +221,20 @@ export const stepStatements = (
         'ec2:DescribeInstances',
         'ec2:DescribeInstanceTypes',
         'ec2:DescribeRouteTables',
-        'ec2:DescribeSubnets',
-        'ec2:DescribeVolumes',
         'ec2:DescribeVpcEndpoints',
       ]),
-      ...lock('release'),
+      ...takeAndReleaseLock,
       {
-        // The box behind the EIP carries no Understudy tag the first time, so this cannot be scoped by
-        // resource tag: instead the request may only add the target tag, with a configured target name.
+        // The box behind the EIP carries no Understudy tag the first time, so this cannot be scoped by a
+        // tag value: the box must have no target tag at all (so a box of another target cannot be
+        // claimed), and the request may only add the target tag, with a configured target name.
         statement: allow('AdoptCurrentBox', ['ec2:CreateTags'], [instances], {
           StringEquals: { [`aws:RequestTag/${Tags.target}`]: targetNames },
           'ForAllValues:StringEquals': { 'aws:TagKeys': [Tags.target] },
+          Null: { [`aws:ResourceTag/${Tags.target}`]: 'true' },
         }),
         wildcardReason:
-          'the box to adopt is found at run time; the request may only set understudy:target to a configured target name',
+          'the box to adopt is found at run time; it must be untagged, and the request may only set understudy:target to a configured target name',
       },
       ...publish,
     ],
@@ -293,7 +312,7 @@ export const stepStatements = (
         wildcardReason:
           'volumes encrypted with a customer key use the key of the current box, known at run time; only through EC2 (kms:ViaService)',
       },
-      ...lock('renew'),
+      ...renewLock,
     ],
 
     'await-running': [
@@ -307,37 +326,35 @@ export const stepStatements = (
     ],
 
     'await-readiness': [
+      { statement: allow('KeepTaskToken', ['ssm:PutParameter'], [tokens]), wildcardReason: tokenWildcard },
       {
-        // Reads the early-event parameter too: an agent event that beat the token is used right away.
-        statement: allow('KeepTaskToken', ['ssm:PutParameter', 'ssm:GetParameter'], tokenParameters),
-        wildcardReason: tokenWildcard,
+        // An agent event that beat the token is used right away.
+        statement: allow('ReadEarlyEvent', ['ssm:GetParameter'], [earlyEvents]),
+        wildcardReason: earlyEventWildcard,
       },
-      sendTask,
-      ...lock('renew'),
+      completeTask('Success', 'Failure'),
+      ...renewLock,
     ],
 
     signal: [
+      { statement: allow('LookUpTaskToken', ['ssm:GetParameter'], [tokens]), wildcardReason: tokenWildcard },
       {
-        statement: allow('LookUpTaskToken', ['ssm:GetParameter', 'ssm:PutParameter'], tokenParameters),
-        wildcardReason: tokenWildcard,
+        // An agent event that beats the token is kept for await-readiness.
+        statement: allow('KeepEarlyEvent', ['ssm:PutParameter'], [earlyEvents]),
+        wildcardReason: earlyEventWildcard,
       },
-      sendTask,
+      completeTask('Success', 'Failure', 'Heartbeat'),
     ],
 
-    prepare: [...runCommand, ...lock('renew')],
+    prepare: [...runCommand, ...renewLock],
 
     'await-command': [describe('ReadCommandResult', ['ssm:GetCommandInvocation'])],
 
-    switch: [
-      describe('ConfirmAddress', ['ec2:DescribeAddresses']),
-      ...moveAddress,
-      ...lock('renew'),
-      ...publish,
-    ],
+    switch: [describe('ConfirmAddress', ['ec2:DescribeAddresses']), ...moveAddress, ...renewLock, ...publish],
 
-    certificate: [...runCommand, ...lock('renew')],
+    certificate: [...runCommand, ...renewLock],
 
-    probe: [...lock('renew'), ...publish],
+    probe: [...renewLock, ...publish],
 
     rollback: [
       describe('InspectAddressAndBoxes', [
@@ -356,14 +373,8 @@ export const stepStatements = (
         ),
         wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=candidate or failed`,
       },
-      {
-        statement: allow('LabelFailedCandidate', ['ec2:CreateTags'], [instances], {
-          StringEquals: tagged,
-          'ForAllValues:StringEquals': relabelKeys,
-        }),
-        wildcardReason: `${TAGGED_INSTANCE_REASON}; the understudy:target tag itself cannot be changed`,
-      },
-      ...lock('renew'),
+      relabel('LabelFailedCandidate'),
+      ...renewLock,
       ...publish,
     ],
 
@@ -373,30 +384,25 @@ export const stepStatements = (
         statement: allow('StopOldBox', ['ec2:StopInstances'], [instances], { StringEquals: tagged }),
         wildcardReason: TAGGED_INSTANCE_REASON,
       },
-      {
-        statement: allow('LabelRetiredBox', ['ec2:CreateTags'], [instances], {
-          StringEquals: tagged,
-          'ForAllValues:StringEquals': relabelKeys,
-        }),
-        wildcardReason: `${TAGGED_INSTANCE_REASON}; the understudy:target tag itself cannot be changed`,
-      },
-      ...lock('renew'),
+      // The old box becomes retired, the new one serving: both carry the target tag, whatever their role.
+      relabel('LabelRetiredAndServingBoxes'),
+      ...renewLock,
       ...publish,
     ],
 
     finish: [
-      ...lock('release'),
+      ...takeAndReleaseLock,
       {
         statement: allow(
           'WriteRunRecord',
           ['s3:GetObject', 's3:PutObject'],
-          [props.runsBucket.arnForObjects('runs/*')],
+          [props.runsBucket.arnForObjects(runKeys.record('*', '*'))],
         ),
         wildcardReason: 'run records are keyed by target and execution name, known at run time',
       },
       {
-        statement: allow('CleanUpTaskTokens', ['ssm:DeleteParameters'], tokenParameters),
-        wildcardReason: tokenWildcard,
+        statement: allow('CleanUpTaskTokens', ['ssm:DeleteParameters'], [tokens, earlyEvents]),
+        wildcardReason: `${tokenWildcard}; ${earlyEventWildcard}`,
       },
       ...publish,
     ],
