@@ -15,15 +15,12 @@ try {
   process.exit(1);
 }
 
-const account = process.env.CDK_DEFAULT_ACCOUNT;
-const region = process.env.CDK_DEFAULT_REGION;
-
 new UnderstudyStack(app, 'Understudy', {
   description:
     'Understudy: replaces the EC2 server behind an Elastic IP with a fresh one from a prebuilt AMI',
   config,
   // Offline, without credentials, the CLI sets neither: the stack is then environment-agnostic.
-  ...(account !== undefined || region !== undefined ? { env: { account, region } } : {}),
+  env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });
 
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

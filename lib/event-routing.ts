@@ -20,16 +20,6 @@ export interface EventRoutingProps {
   readonly signalFunction: lambda.IFunction;
   /** Started by replacement requests, with the event's `detail` as the execution input. */
   readonly stateMachine: sfn.IStateMachine;
-  /**
-   * How many times EventBridge retries delivering an event to a target.
-   * @default 20
-   */
-  readonly retryAttempts?: number;
-  /**
-   * How long EventBridge keeps trying to deliver an event.
-   * @default Duration.hours(2)
-   */
-  readonly maxEventAge?: Duration;
 }
 
 /**
@@ -47,10 +37,7 @@ export class EventRouting extends Construct {
 
   constructor(scope: Construct, id: string, props: EventRoutingProps) {
     super(scope, id);
-    const delivery = {
-      retryAttempts: props.retryAttempts ?? 20,
-      maxEventAge: props.maxEventAge ?? Duration.hours(2),
-    };
+    const delivery = { retryAttempts: 20, maxEventAge: Duration.hours(2) };
 
     this.agentRule = new events.Rule(this, 'AgentEvents', {
       eventBus: props.eventBus,

@@ -12,9 +12,15 @@ export interface JustifiedStatement {
   readonly wildcardReason?: string;
 }
 
-// cdk-nag names an IAM5 finding after the resource as written in the template, with intrinsics
-// flattened to `<Ref>` / `<Resource.Attribute>`; the acknowledgement id has to match it exactly.
-const flatten = (value: unknown): string => {
+/** A policy field that CloudFormation accepts as one value or a list, as a list. */
+export const asList = <T>(value: T | T[] | undefined): T[] =>
+  value === undefined ? [] : Array.isArray(value) ? value : [value];
+
+/**
+ * A template value as one string, intrinsics written `<Ref>` / `<Resource.Attribute>`. cdk-nag names an
+ * IAM5 finding after the resource flattened this way; the acknowledgement id has to match it exactly.
+ */
+export const flatten = (value: unknown): string => {
   if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/\}/g, '>');
   if (value !== null && typeof value === 'object') {
     const node = value as Record<string, unknown>;
@@ -36,13 +42,12 @@ export const wildcardFindings = (scope: IConstruct, statement: iam.PolicyStateme
     Action?: unknown;
     Resource?: unknown;
   };
-  const list = (v: unknown): unknown[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   return [
-    ...list(json.Action)
+    ...asList(json.Action)
       .map(flatten)
       .filter((a) => a.includes('*'))
       .map((a) => `AwsSolutions-IAM5[Action::${a}]`),
-    ...list(json.Resource)
+    ...asList(json.Resource)
       .map(flatten)
       .filter((r) => r.includes('*'))
       .map((r) => `AwsSolutions-IAM5[Resource::${r}]`),

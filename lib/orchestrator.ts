@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -16,17 +16,10 @@ export interface OrchestratorProps {
   readonly functions: Readonly<Record<StepName, lambda.IFunction>>;
   /** Where the failed, timed-out and aborted execution alarms go. */
   readonly alarmTopic: sns.ITopic;
-  /**
-   * The Amazon States Language file of the workflow.
-   * @default - the repository's `statemachine/replace.asl.json`
-   */
-  readonly definitionPath?: string;
-  /**
-   * Retention of the execution log group.
-   * @default logs.RetentionDays.THREE_MONTHS
-   */
-  readonly logRetention?: logs.RetentionDays;
 }
+
+/** The workflow, in Amazon States Language. */
+const DEFINITION_PATH = join(__dirname, '..', 'statemachine', 'replace.asl.json');
 
 /** The `${Name}` placeholders a definition file uses, sorted. */
 export const placeholdersIn = (definition: string): string[] =>
@@ -44,20 +37,21 @@ export class Orchestrator extends Construct {
 
   constructor(scope: Construct, id: string, props: OrchestratorProps) {
     super(scope, id);
-    const definitionPath = props.definitionPath ?? join(__dirname, '..', 'statemachine', 'replace.asl.json');
     const invoked = STEPS.filter((s) => s.invokedByStateMachine).map((s) => s.name);
     const substitutions = Object.fromEntries(
       invoked.map((step) => [placeholderFor(step), props.functions[step].functionArn]),
     );
-    checkPlaceholders(definitionPath, Object.keys(substitutions));
+    checkPlaceholders(placeholdersIn(readFileSync(DEFINITION_PATH, 'utf8')), Object.keys(substitutions));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      retention: logs.RetentionDays.THREE_MONTHS,
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
-      definitionBody: sfn.DefinitionBody.fromFile(definitionPath),
+      // A fixed name, so that users (and the README) can find the machine to start in the console.
+      stateMachineName: `${Stack.of(this).stackName}-Replace`,
+      definitionBody: sfn.DefinitionBody.fromFile(DEFINITION_PATH),
       definitionSubstitutions: substitutions,
       stateMachineType: sfn.StateMachineType.STANDARD,
       tracingEnabled: true,
@@ -73,6 +67,15 @@ export class Orchestrator extends Construct {
         resources: invoked.map((step) => props.functions[step].functionArn),
       }),
     );
+
+    // Only the statements CDK wrote for tracing and logging are acknowledged, on the policy that holds
+    // them: a wildcard added anywhere else under the role is still reported.
+    Validations.of(this.stateMachine.role.node.findChild('DefaultPolicy')).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'X-Ray trace writes and CloudWatch Logs delivery management (logs:CreateLogDelivery and friends) added by CDK ' +
+        'for tracing and logging have no resource-level permissions',
+    });
 
     const alarmOn = (name: string, metric: cloudwatch.Metric, what: string): cloudwatch.Alarm => {
       const alarm = new cloudwatch.Alarm(this, name, {
@@ -95,21 +98,23 @@ export class Orchestrator extends Construct {
   }
 }
 
-/** Fails synth when the definition and the step table disagree, in either direction. */
-const checkPlaceholders = (definitionPath: string, supplied: readonly string[]): void => {
-  const used = placeholdersIn(readFileSync(definitionPath, 'utf8'));
+/**
+ * Fails synth when the placeholders the definition `used` and those the step table `supplied` disagree,
+ * in either direction.
+ */
+export const checkPlaceholders = (used: readonly string[], supplied: readonly string[]): void => {
   const missing = used.filter((p) => !supplied.includes(p));
   const unused = supplied.filter((p) => !used.includes(p));
   const problems = [
     ...missing.map(
       (p) =>
-        `${definitionPath} uses \${${p}} but no step supplies it: add the step to lib/steps.ts ` +
+        `statemachine/replace.asl.json uses \${${p}} but no step supplies it: add the step to lib/steps.ts ` +
         '(with its lambdas/<step>/handler.ts) or remove the placeholder',
     ),
     ...unused.map(
       (p) =>
-        `${definitionPath} never uses \${${p}}: reference the function in the definition or mark the step ` +
-        'invokedByStateMachine: false in lib/steps.ts',
+        `statemachine/replace.asl.json never uses \${${p}}: reference the function in the definition or mark ` +
+        'the step invokedByStateMachine: false in lib/steps.ts',
     ),
   ];
   if (problems.length > 0) throw new Error(problems.join('\n'));

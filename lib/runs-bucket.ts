@@ -2,19 +2,6 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 
-export interface RunsBucketProps {
-  /**
-   * What happens to the bucket (locks and run records) when the stack is deleted.
-   * @default RemovalPolicy.RETAIN
-   */
-  readonly removalPolicy?: RemovalPolicy;
-  /**
-   * How long an overwritten or deleted lock or run record stays recoverable as a noncurrent version.
-   * @default Duration.days(90)
-   */
-  readonly noncurrentVersionExpiration?: Duration;
-}
-
 /**
  * Per-target locks (`locks/<target>.json`, conditional writes) and run records (`runs/...`). Versioned,
  * so a lock overwritten by a takeover or a record rewritten by a retry can still be inspected.
@@ -22,7 +9,7 @@ export interface RunsBucketProps {
 export class RunsBucket extends Construct {
   readonly bucket: s3.Bucket;
 
-  constructor(scope: Construct, id: string, props: RunsBucketProps = {}) {
+  constructor(scope: Construct, id: string) {
     super(scope, id);
 
     this.bucket = new s3.Bucket(this, 'Bucket', {
@@ -31,11 +18,13 @@ export class RunsBucket extends Construct {
       enforceSSL: true,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      // Locks and run records outlive the stack: they are the history of every replacement.
+      removalPolicy: RemovalPolicy.RETAIN,
       lifecycleRules: [
         {
           id: 'expire-old-versions',
-          noncurrentVersionExpiration: props.noncurrentVersionExpiration ?? Duration.days(90),
+          // How long an overwritten or deleted lock or run record stays recoverable.
+          noncurrentVersionExpiration: Duration.days(90),
           abortIncompleteMultipartUploadAfter: Duration.days(1),
         },
       ],

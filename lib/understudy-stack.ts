@@ -1,4 +1,4 @@
-import { CfnOutput, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
@@ -15,16 +15,6 @@ import { TargetParameters } from './target-parameters';
 export interface UnderstudyStackProps extends StackProps {
   /** The validated configuration (`loadConfig`). */
   readonly config: UnderstudyConfig;
-  /**
-   * The workflow definition.
-   * @default - the repository's `statemachine/replace.asl.json`
-   */
-  readonly definitionPath?: string;
-  /**
-   * Folder holding one `<step>/handler.ts` per step.
-   * @default - the repository's `lambdas/` folder
-   */
-  readonly lambdasRoot?: string;
 }
 
 /** Understudy: the replacement workflow, its functions, event routing, notifications and run storage. */
@@ -63,7 +53,6 @@ export class UnderstudyStack extends Stack {
         topicArn: this.notifications.topic.topicArn,
         eventBusName: this.eventBus.eventBusName,
       },
-      ...(props.lambdasRoot === undefined ? {} : { lambdasRoot: props.lambdasRoot }),
     });
     const steps = this.lambdas.steps;
     const byStep = <T>(pick: (step: StepName) => T): Record<StepName, T> =>
@@ -72,7 +61,6 @@ export class UnderstudyStack extends Stack {
     this.orchestrator = new Orchestrator(this, 'Workflow', {
       functions: byStep<lambda.IFunction>((name) => steps[name].fn),
       alarmTopic: this.notifications.topic,
-      ...(props.definitionPath === undefined ? {} : { definitionPath: props.definitionPath }),
     });
 
     this.permissions = new StepPermissions(this, 'Permissions', {
@@ -91,8 +79,6 @@ export class UnderstudyStack extends Stack {
       stateMachine: this.orchestrator.stateMachine,
     });
 
-    this.acknowledgeServiceWildcards();
-
     new CfnOutput(this, 'StateMachineArn', { value: this.orchestrator.stateMachine.stateMachineArn });
     new CfnOutput(this, 'EventBusName', { value: this.eventBus.eventBusName });
     new CfnOutput(this, 'TopicArn', { value: this.notifications.topic.topicArn });
@@ -100,23 +86,6 @@ export class UnderstudyStack extends Stack {
     new CfnOutput(this, 'InstancePolicyArn', {
       value: this.routing.instancePolicy.managedPolicyArn,
       description: 'Attach to the role of every instance that runs the Understudy readiness agent',
-    });
-  }
-
-  /** The wildcards CDK itself writes for X-Ray and log delivery, which have no resource-level permissions. */
-  private acknowledgeServiceWildcards(): void {
-    for (const name of STEP_NAMES) {
-      Validations.of(this.lambdas.steps[name].role).acknowledge({
-        id: 'AwsSolutions-IAM5[Resource::*]',
-        reason:
-          'xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing: ACTIVE) have no resource-level permissions',
-      });
-    }
-    Validations.of(this.orchestrator.stateMachine).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'X-Ray trace writes and CloudWatch Logs delivery management (logs:CreateLogDelivery and friends) added by CDK ' +
-        'for tracing and logging have no resource-level permissions',
     });
   }
 }

@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
-import { placeholdersIn } from '../../lib/orchestrator';
+import { asList, flatten } from '../../lib/nag-findings';
+import { checkPlaceholders, placeholdersIn } from '../../lib/orchestrator';
 import { placeholderFor, STEP_NAMES, STEPS } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
-import { asList, flat, REPO, type Statement, statementsOfRole, synthesize } from './stack-fixture';
+import { logicalId, REPO, type Statement, statementsOfRole, synthesize } from './stack-fixture';
 
 const ASL_PATH = join(REPO, 'statemachine', 'replace.asl.json');
 /** `${Name}` as it appears in the ASL. */
@@ -14,8 +14,6 @@ const ref = (name: string): string => `\${${name}}`;
 let stack: UnderstudyStack;
 let template: Template;
 let machine: { Properties: Record<string, unknown> };
-const logicalId = (c: { node: { defaultChild?: unknown } }) =>
-  stack.getLogicalId(c.node.defaultChild as never);
 
 beforeAll(() => {
   ({ stack, template } = synthesize());
@@ -23,6 +21,10 @@ beforeAll(() => {
 });
 
 describe('state machine', () => {
+  test('is named after the stack, so it can be found as <stack>-Replace', () => {
+    expect(machine.Properties.StateMachineName).toBe('Understudy-Replace');
+  });
+
   test('is a Standard state machine built from the ASL file', () => {
     expect(machine.Properties.StateMachineType).toBe('STANDARD');
     // A file definition becomes an asset; nothing is inlined.
@@ -58,11 +60,11 @@ describe('state machine', () => {
   });
 
   test('its role may invoke every function the definition names, by unqualified ARN only', () => {
-    const roleId = logicalId(stack.orchestrator.stateMachine.role as never);
+    const roleId = logicalId(stack.orchestrator.stateMachine.role);
     const invoke = statementsOfRole(template, roleId).filter((s) =>
       asList(s.Action).includes('lambda:InvokeFunction'),
     );
-    const resources = invoke.flatMap((s: Statement) => asList(s.Resource)).map(flat);
+    const resources = invoke.flatMap((s: Statement) => asList(s.Resource)).map(flatten);
     const expected = STEPS.filter((s) => s.invokedByStateMachine).map(
       (s) => `<${logicalId(stack.lambdas.steps[s.name].fn)}.Arn>`,
     );
@@ -70,10 +72,10 @@ describe('state machine', () => {
   });
 
   test('its role cannot invoke the signal function, which only the agent rule calls', () => {
-    const roleId = logicalId(stack.orchestrator.stateMachine.role as never);
+    const roleId = logicalId(stack.orchestrator.stateMachine.role);
     const resources = statementsOfRole(template, roleId)
       .flatMap((s) => asList(s.Resource))
-      .map(flat);
+      .map(flatten);
     expect(resources.join(' ')).not.toContain(logicalId(stack.lambdas.steps.signal.fn));
   });
 
@@ -96,25 +98,23 @@ describe('state machine', () => {
 });
 
 describe('placeholder checks', () => {
-  const withDefinition = (mutate: (text: string) => string): string => {
-    const dir = mkdtempSync(join(tmpdir(), 'understudy-asl-'));
-    const path = join(dir, 'replace.asl.json');
-    writeFileSync(path, mutate(readFileSync(ASL_PATH, 'utf8')));
-    return path;
-  };
+  const asl = readFileSync(ASL_PATH, 'utf8');
+  const supplied = STEPS.filter((s) => s.invokedByStateMachine).map((s) => placeholderFor(s.name));
+
+  test('accepts the committed ASL with the step table', () => {
+    expect(() => checkPlaceholders(placeholdersIn(asl), supplied)).not.toThrow();
+  });
 
   test('fails synth when the ASL uses a placeholder no step supplies', () => {
-    const definitionPath = withDefinition((t) => t.replace(ref('SwitchFunctionArn'), ref('SwapFunctionArn')));
-    expect(() => synthesize({ definitionPath })).toThrow(
+    const used = placeholdersIn(asl.replace(ref('SwitchFunctionArn'), ref('SwapFunctionArn')));
+    expect(() => checkPlaceholders(used, supplied)).toThrow(
       /uses \$\{SwapFunctionArn\} but no step supplies it/,
     );
   });
 
   test('fails synth when a step the state machine should invoke is missing from the ASL', () => {
-    const definitionPath = withDefinition((t) =>
-      t.replace(ref('RetireFunctionArn'), ref('FinishFunctionArn')),
-    );
-    expect(() => synthesize({ definitionPath })).toThrow(/never uses \$\{RetireFunctionArn\}/);
+    const used = placeholdersIn(asl.replace(ref('RetireFunctionArn'), ref('FinishFunctionArn')));
+    expect(() => checkPlaceholders(used, supplied)).toThrow(/never uses \$\{RetireFunctionArn\}/);
   });
 
   test('finds each placeholder once, sorted', () => {
@@ -122,23 +122,11 @@ describe('placeholder checks', () => {
   });
 
   test('the step table names the thirteen step folders, and placeholders are their PascalCase', () => {
-    expect([...STEP_NAMES].sort()).toEqual(
-      [
-        'preflight',
-        'launch',
-        'await-running',
-        'await-readiness',
-        'signal',
-        'prepare',
-        'await-command',
-        'switch',
-        'certificate',
-        'probe',
-        'rollback',
-        'retire',
-        'finish',
-      ].sort(),
-    );
+    const folders = readdirSync(join(REPO, 'lambdas'), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory() && entry.name !== 'shared')
+      .map((entry) => entry.name);
+    expect(folders).toHaveLength(13);
+    expect([...STEP_NAMES].sort()).toEqual(folders.sort());
     expect(placeholderFor('await-command')).toBe('AwaitCommandFunctionArn');
   });
 });

@@ -1,10 +1,11 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Validations } from 'aws-cdk-lib';
+import { App, CfnElement, Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { parseConfig } from '../../lambdas/shared/config';
-import { STEP_NAMES } from '../../lib/steps';
+import type { IConstruct } from 'constructs';
+import { loadConfig } from '../../lib/config-loader';
+import { asList } from '../../lib/nag-findings';
 import { UnderstudyStack, type UnderstudyStackProps } from '../../lib/understudy-stack';
 
 export const REPO = join(__dirname, '..', '..');
@@ -16,42 +17,8 @@ const cdkJsonContext = (): Record<string, unknown> =>
 export const ACCOUNT = '123456789012';
 export const REGION = 'eu-west-1';
 
-/** Two targets that exercise both image sources and both TLS modes. */
-export const sampleConfig = () =>
-  parseConfig({
-    notifications: { emails: ['ops@example.com', 'oncall@example.com'] },
-    targets: [
-      {
-        name: 'web',
-        allocationId: 'eipalloc-0123456789abcdef0',
-        domain: 'www.example.com',
-        image: { ssmParameter: '/golden/web/ami' },
-        tls: { mode: 'http-01', email: 'ops@example.com' },
-      },
-      {
-        name: 'api',
-        allocationId: 'eipalloc-0fedcba987654321f',
-        domain: 'api.example.com',
-        image: { imageId: 'ami-0123456789abcdef0' },
-        tls: { mode: 'none' },
-      },
-    ],
-  });
-
-/**
- * NodejsFunction insists that each entry file exists even when bundling is skipped; the real handlers are
- * written by others in parallel, so template tests point at empty stand-ins instead.
- */
-export const standInLambdasRoot = (): string => {
-  // Under the project root (NodejsFunction requires it) but in an ignored folder; the same content every
-  // time, so parallel test files may write it concurrently.
-  const root = join(REPO, 'node_modules', '.cache', 'understudy-test', 'lambdas');
-  for (const step of STEP_NAMES) {
-    mkdirSync(join(root, step), { recursive: true });
-    writeFileSync(join(root, step, 'handler.ts'), 'export const handler = async () => ({});\n');
-  }
-  return root;
-};
+/** The committed example: two targets that exercise both image sources and both TLS modes. */
+export const exampleConfig = () => loadConfig(join(REPO, 'understudy.config.example.json'));
 
 export interface Synthesized {
   readonly app: App;
@@ -60,20 +27,28 @@ export interface Synthesized {
 }
 
 /**
- * Builds the stack without bundling (handlers are other people's work in progress, and bundling 13
- * functions costs seconds), in a fixed account and region so that ARNs read as plain strings.
+ * Builds the stack without bundling (bundling 13 functions costs seconds and proves nothing about the
+ * template), in a fixed account and region so that ARNs read as plain strings.
  */
 export const synthesize = (overrides: Partial<UnderstudyStackProps> = {}, withNag = false): Synthesized => {
   const app = new App({ context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [] } });
   const stack = new UnderstudyStack(app, 'Understudy', {
     env: { account: ACCOUNT, region: REGION },
-    config: sampleConfig(),
-    lambdasRoot: standInLambdasRoot(),
+    config: exampleConfig(),
     ...overrides,
   });
   // The plugin must be registered before the first synth: an App synthesizes once.
   if (withNag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack, template: Template.fromStack(stack) };
+};
+
+/** The logical id of a construct's CloudFormation resource, as the template names it. */
+export const logicalId = (construct: IConstruct): string => {
+  const resource = construct.node.defaultChild;
+  if (resource === undefined || !CfnElement.isCfnElement(resource)) {
+    throw new Error(`${construct.node.path} has no CloudFormation resource of its own`);
+  }
+  return Stack.of(construct).getLogicalId(resource);
 };
 
 export interface Statement {
@@ -83,20 +58,6 @@ export interface Statement {
   readonly Resource: unknown;
   readonly Condition?: Record<string, Record<string, unknown>>;
 }
-
-export const asList = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-
-/** Renders a template value as one string: `{Fn::GetAtt: [X, Arn]}` → `<X.Arn>`, `{Ref: X}` → `<X>`. */
-export const flat = (value: unknown): string => {
-  if (typeof value === 'string') return value;
-  const node = value as Record<string, unknown>;
-  const join = node['Fn::Join'] as [string, unknown[]] | undefined;
-  if (join) return join[1].map(flat).join(join[0]);
-  if (node.Ref !== undefined) return `<${String(node.Ref)}>`;
-  const getAtt = node['Fn::GetAtt'] as [string, string] | undefined;
-  if (getAtt) return `<${getAtt[0]}.${getAtt[1]}>`;
-  return JSON.stringify(value);
-};
 
 /** Every Allow statement of every policy attached to a role, from the template. */
 export const statementsOfRole = (template: Template, roleLogicalId: string): Statement[] => {

@@ -4,14 +4,14 @@ import { Stack } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { pascalCase, STEP_NAMES, STEPS } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
-import { REPO, synthesize } from './stack-fixture';
+import { logicalId, REPO, synthesize } from './stack-fixture';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 
 let stack: UnderstudyStack;
 let template: Template;
 const fnOf = (step: (typeof STEP_NAMES)[number]): Resource => {
-  const id = stack.getLogicalId(stack.lambdas.steps[step].fn.node.defaultChild as never);
+  const id = logicalId(stack.lambdas.steps[step].fn);
   return template.toJSON().Resources[id] as Resource;
 };
 
@@ -51,7 +51,7 @@ describe('step functions', () => {
 
   test.each(STEP_NAMES)('%s writes to its own log group, kept three months and retained', (step) => {
     const logGroup = stack.lambdas.steps[step].logGroup;
-    const logGroupId = stack.getLogicalId(logGroup.node.defaultChild as never);
+    const logGroupId = logicalId(logGroup);
     expect(fnOf(step).Properties.LoggingConfig).toEqual({ LogGroup: { Ref: logGroupId } });
     const resource = template.toJSON().Resources[logGroupId];
     expect(resource.Properties.RetentionInDays).toBe(90);
@@ -67,7 +67,7 @@ describe('step functions', () => {
 
   test('no function role carries an AWS managed policy', () => {
     for (const step of STEP_NAMES) {
-      const roleId = stack.getLogicalId(stack.lambdas.steps[step].role.node.defaultChild as never);
+      const roleId = logicalId(stack.lambdas.steps[step].role);
       expect(template.toJSON().Resources[roleId].Properties.ManagedPolicyArns).toBeUndefined();
     }
   });
