@@ -5,7 +5,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { describeAwsError, hasCode, rethrowIfTransient } from '../shared/aws-errors';
-import { ErrorNames, UnderstudyError } from '../shared/errors';
+import { ErrorNames, failure, UnderstudyError } from '../shared/errors';
 import { correlate } from '../shared/logger';
 import { CommandRefSchema } from '../shared/schemas';
 
@@ -33,12 +33,9 @@ const tail = (text: string | undefined, limit: number): string => {
   return trimmed.length <= limit ? trimmed : `…${trimmed.slice(-limit)}`;
 };
 
-const pending = (input: AwaitCommandInput, detail: string, cause?: unknown): UnderstudyError =>
-  new UnderstudyError(
-    ErrorNames.CommandPending,
-    `${input.purpose} on ${input.command.instanceId} is still running (${detail}); polling again`,
-    cause === undefined ? undefined : { cause },
-  );
+const pending = failure(ErrorNames.CommandPending);
+const stillRunning = (input: AwaitCommandInput, detail: string): string =>
+  `${input.purpose} on ${input.command.instanceId} is still running (${detail}); polling again`;
 
 /** One look at the command: CommandPending while it runs, its output tail on Success, CommandFailed otherwise. */
 export const awaitCommand = async (ssm: SSMClient, input: AwaitCommandInput): Promise<CommandResult> => {
@@ -49,7 +46,8 @@ export const awaitCommand = async (ssm: SSMClient, input: AwaitCommandInput): Pr
     out = await ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
   } catch (error) {
     // Right after SendCommand the invocation may not be visible yet (eventual consistency).
-    if (hasCode(error, 'InvocationDoesNotExist')) throw pending(input, 'not visible yet', error);
+    if (hasCode(error, 'InvocationDoesNotExist'))
+      throw pending(stillRunning(input, 'not visible yet'), error);
     rethrowIfTransient(error, 'GetCommandInvocation');
     throw new UnderstudyError(
       ErrorNames.CommandFailed,
@@ -59,7 +57,7 @@ export const awaitCommand = async (ssm: SSMClient, input: AwaitCommandInput): Pr
   }
 
   const status = out.Status ?? 'Pending';
-  if (STILL_RUNNING.has(status)) throw pending(input, out.StatusDetails ?? status);
+  if (STILL_RUNNING.has(status)) throw pending(stillRunning(input, out.StatusDetails ?? status));
   if (status === 'Success')
     return { status: 'Success', output: tail(out.StandardOutputContent, OUTPUT_TAIL) };
 

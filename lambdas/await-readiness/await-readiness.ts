@@ -2,9 +2,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { awsCall } from '../shared/aws-errors';
 import { parameterNames } from '../shared/constants';
-import { renewLock } from '../shared/lock';
+import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { LaunchResultSchema, RunStateSchema } from '../shared/schemas';
 import { completeTask, decide, readEarlyEvent, writeTokenRecord } from '../signal/callback';
@@ -33,8 +32,7 @@ export const awaitReadiness = async (
   const { state } = input;
   const instanceId = state.launch.instanceId;
   correlate({ target: state.run.target.name, execution: state.execution.name, instance: instanceId });
-  const lock = state.run.lock;
-  if (lock) await awsCall('renewing the target lock', () => renewLock(clients.s3, lock));
+  await renewHeldLock(clients.s3, state.run.lock);
 
   const names = parameterNames(parameterPrefix);
   const policy = state.run.target.readiness.onRecoverableErrors;

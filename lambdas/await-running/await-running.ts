@@ -1,11 +1,8 @@
-import {
-  DescribeInstancesCommand,
-  type EC2Client,
-  ModifyInstanceAttributeCommand,
-} from '@aws-sdk/client-ec2';
+import { type EC2Client, ModifyInstanceAttributeCommand } from '@aws-sdk/client-ec2';
 import type { z } from 'zod';
-import { awsCall, failAs, hasCode } from '../shared/aws-errors';
-import { ErrorNames, UnderstudyError } from '../shared/errors';
+import { awsCall, failAs } from '../shared/aws-errors';
+import { describeInstanceById } from '../shared/ec2';
+import { ErrorNames, failure, UnderstudyError } from '../shared/errors';
 import { correlate, logger } from '../shared/logger';
 import { type LaunchResult, LaunchResultSchema, RunStateSchema } from '../shared/schemas';
 
@@ -21,8 +18,7 @@ export interface AwaitRunningClients {
   readonly ec2: EC2Client;
 }
 
-const notReady = (message: string, cause?: unknown) =>
-  new UnderstudyError(ErrorNames.InstanceNotReady, message, cause === undefined ? undefined : { cause });
+const notReady = failure(ErrorNames.InstanceNotReady);
 
 export const awaitRunning = (clients: AwaitRunningClients, state: AwaitRunningEvent): Promise<LaunchResult> =>
   check(clients, state).catch(
@@ -34,16 +30,8 @@ const check = async (clients: AwaitRunningClients, state: AwaitRunningEvent): Pr
   const id = state.launch.instanceId;
   correlate({ target: state.run.target.name, execution: state.execution.name, instance: id });
 
-  const out = await awsCall(
-    'DescribeInstances',
-    () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })),
-    // Right after RunInstances the id may not be visible yet (eventual consistency): keep polling.
-    (error) =>
-      hasCode(error, 'InvalidInstanceID.NotFound')
-        ? notReady(`candidate ${id} is not visible yet`, error)
-        : undefined,
-  );
-  const instance = out.Reservations?.[0]?.Instances?.[0];
+  const instance = await describeInstanceById(ec2, id);
+  // Right after RunInstances the id may not be visible yet (eventual consistency): keep polling.
   if (!instance) throw notReady(`candidate ${id} is not visible yet`);
   const current = instance.State?.Name;
   if (current === 'pending') throw notReady(`candidate ${id} is pending`);

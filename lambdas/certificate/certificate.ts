@@ -1,12 +1,12 @@
-import type { S3Client } from '@aws-sdk/client-s3';
-import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { z } from 'zod';
-import { awsCall } from '../shared/aws-errors';
-import { type CommandRef, sendCommandOnce } from '../shared/commands';
+import {
+  type CandidateCommandClients,
+  type CommandRef,
+  SCRIPT_PREAMBLE,
+  sendForCandidate,
+} from '../shared/commands';
 import type { TargetConfig } from '../shared/config';
 import { ErrorNames, UnderstudyError } from '../shared/errors';
-import { renewLock } from '../shared/lock';
-import { correlate } from '../shared/logger';
 import { LaunchResultSchema, RunStateSchema } from '../shared/schemas';
 import { shellQuote } from '../shared/shell';
 
@@ -30,33 +30,21 @@ export const certificateScript = (target: TargetConfig): string[] => {
     );
   }
   return [
-    'set -euo pipefail',
+    ...SCRIPT_PREAMBLE,
     `certbot --nginx -d ${shellQuote(target.domain)} --non-interactive --agree-tos -m ${shellQuote(target.tls.email)} --keep-until-expiring`,
     'nginx -t',
     'systemctl reload nginx',
   ];
 };
 
-export interface CertificateClients {
-  readonly ssm: SSMClient;
-  readonly s3: S3Client;
-}
+export type CertificateClients = CandidateCommandClients;
 
 /** Sends certbot to the candidate (once per execution) and returns the command to poll. */
 export const certificate = async (
   clients: CertificateClients,
   state: CertificateInput,
 ): Promise<{ command: CommandRef }> => {
-  const instanceId = state.launch.instanceId;
-  correlate({ target: state.run.target.name, execution: state.execution.name, instance: instanceId });
+  // Built first: a target in the wrong TLS mode is refused before the lock or the agent is touched.
   const commands = certificateScript(state.run.target);
-  const lock = state.run.lock;
-  if (lock) await awsCall('renewing the target lock', () => renewLock(clients.s3, lock));
-  const { command } = await sendCommandOnce(clients.ssm, {
-    instanceId,
-    executionName: state.execution.name,
-    purpose: PURPOSE,
-    commands,
-  });
-  return { command };
+  return sendForCandidate(clients, state, PURPOSE, commands);
 };

@@ -2,10 +2,10 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/clie
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteParametersCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { describeAwsError, hasCode, isTransient } from '../shared/aws-errors';
+import { describeAwsError, isNotFound, isTransient } from '../shared/aws-errors';
 import { formatIssues, TargetNameSchema } from '../shared/config';
 import { parameterNames, runKeys } from '../shared/constants';
-import { ErrorNames, UnderstudyError } from '../shared/errors';
+import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
 import { releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { type Outcome, publish } from '../shared/notify';
@@ -141,15 +141,24 @@ interface Facts {
 
 export const decideOutcome = (f: Facts): Decision => {
   const failure = f.error ? `${f.error.Error}: ${causeText(f.error) ?? 'no details'}` : undefined;
+  const failedWith = (cause: string, summary = `${f.target}: failed: ${cause}`): Decision => ({
+    outcome: 'failed',
+    error: f.error?.Error ?? 'Failed',
+    cause,
+    summary,
+    warnings: [],
+  });
+  const manual = (cause: string): Decision => ({
+    outcome: 'manual-action-needed',
+    error: 'ManualActionNeeded',
+    cause,
+    summary: `${f.target}: manual action needed: ${cause}`,
+    warnings: [],
+  });
+
   if (!f.plan) {
     const cause = failure ?? 'the run stopped before preflight produced a plan';
-    return {
-      outcome: 'failed',
-      error: f.error?.Error ?? 'Failed',
-      cause,
-      summary: `${f.target}: nothing was changed; ${cause}`,
-      warnings: [],
-    };
+    return failedWith(cause, `${f.target}: nothing was changed; ${cause}`);
   }
   const old = f.plan.old.instanceId;
   if (f.plan.action === 'no-op') {
@@ -185,27 +194,16 @@ export const decideOutcome = (f: Facts): Decision => {
       };
     }
     const commands = f.rollback.commands ?? [];
-    const cause = `${reason}; the rollback could not restore service by itself${commands.length ? `, run: ${commands.join(' && ')}` : ''}`;
-    return {
-      outcome: 'manual-action-needed',
-      error: 'ManualActionNeeded',
-      cause,
-      summary: `${f.target}: manual action needed: ${cause}`,
-      warnings: [],
-    };
+    return manual(
+      `${reason}; the rollback could not restore service by itself${commands.length ? `, run: ${commands.join(' && ')}` : ''}`,
+    );
   }
   if (f.rollbackError) {
-    const cause =
+    return manual(
       `${failure ?? 'the replacement failed'}, then the rollback failed (${f.rollbackError.Error}: ${causeText(f.rollbackError) ?? 'no details'}); ` +
-      `check where Elastic IP ${f.plan.eip.allocationId} points and move it back to ${old} with ` +
-      `aws ec2 associate-address --allocation-id ${f.plan.eip.allocationId} --instance-id ${old} --allow-reassociation`;
-    return {
-      outcome: 'manual-action-needed',
-      error: 'ManualActionNeeded',
-      cause,
-      summary: `${f.target}: manual action needed: ${cause}`,
-      warnings: [],
-    };
+        `check where Elastic IP ${f.plan.eip.allocationId} points and move it back to ${old} with ` +
+        `aws ec2 associate-address --allocation-id ${f.plan.eip.allocationId} --instance-id ${old} --allow-reassociation`,
+    );
   }
   if (f.retire || f.retireError) {
     const warnings: string[] = [];
@@ -221,14 +219,7 @@ export const decideOutcome = (f: Facts): Decision => {
       warnings,
     };
   }
-  const cause = failure ?? 'the run ended without a retire or rollback record';
-  return {
-    outcome: 'failed',
-    error: f.error?.Error ?? 'Failed',
-    cause,
-    summary: `${f.target}: failed: ${cause}`,
-    warnings: [],
-  };
+  return failedWith(failure ?? 'the run ended without a retire or rollback record');
 };
 
 const readRecord = async (
@@ -241,13 +232,7 @@ const readRecord = async (
     const parsed: unknown = JSON.parse((await out.Body?.transformToString()) ?? '{}');
     return typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
   } catch (error) {
-    if (
-      hasCode(error, 'NoSuchKey') ||
-      (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 404
-    ) {
-      return undefined;
-    }
-    if (error instanceof SyntaxError) return undefined;
+    if (isNotFound(error) || error instanceof SyntaxError) return undefined;
     throw transient(`GetObject s3://${bucket}/${key}`, error);
   }
 };
@@ -319,13 +304,17 @@ export const finish = async (
 
   // Release only the lock this execution took: the state says which, the lock object says whose it is now.
   const lock = pick(LockSchema, run.lock);
-  let lockResult: 'released' | 'absent' | 'not-ours' | 'none' = 'none';
+  let lockResult: 'released' | 'absent' | 'not-ours' | 'unreadable' | 'none' = 'none';
   if (lock && lock.owner === execution.arn) {
     try {
       lockResult = await releaseLock(clients.s3, lock);
     } catch (error) {
-      if (error instanceof UnderstudyError) throw error;
-      throw transient(`releasing the lock s3://${lock.bucket}/${lock.key}`, error);
+      if (isUnderstudyError(error, ErrorNames.Transient)) throw error;
+      // A lock Finish cannot read or delete must not cost the run its record and its outcome message.
+      lockResult = 'unreadable';
+      warnings.push(
+        `the lock s3://${lock.bucket}/${lock.key} could not be released (${describeAwsError(error)}); inspect and delete it by hand`,
+      );
     }
     if (lockResult === 'not-ours')
       logger.warn('the target lock now belongs to another execution; left in place');

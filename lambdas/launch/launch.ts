@@ -2,14 +2,12 @@ import { createHash } from 'node:crypto';
 import {
   type BlockDeviceMapping,
   DescribeImagesCommand,
-  DescribeInstanceAttributeCommand,
   DescribeInstanceCreditSpecificationsCommand,
   DescribeInstancesCommand,
   DescribeVolumesCommand,
   type EC2Client,
   type Image,
   type Instance,
-  type InstanceAttributeName,
   RunInstancesCommand,
   type RunInstancesCommandInput,
   type Tag,
@@ -18,8 +16,9 @@ import {
 import type { S3Client } from '@aws-sdk/client-s3';
 import { awsCall, describeAwsError, failAs, hasCode } from '../shared/aws-errors';
 import { Tags } from '../shared/constants';
-import { ErrorNames, UnderstudyError } from '../shared/errors';
-import { renewLock } from '../shared/lock';
+import { describeInstanceById, instanceAttribute } from '../shared/ec2';
+import { ErrorNames, failure } from '../shared/errors';
+import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import type { ExecutionContext, LaunchResult, Plan, RunState } from '../shared/schemas';
 
@@ -45,10 +44,9 @@ const PROVISIONED_IOPS = new Set(['io1', 'io2', 'gp3']);
  * the API's limit.
  */
 export const clientTokenFor = (execution: Pick<ExecutionContext, 'arn' | 'redriveCount'>): string =>
-  createHash('sha256').update(`${execution.arn}#${execution.redriveCount}`).digest('hex').slice(0, 64);
+  createHash('sha256').update(`${execution.arn}#${execution.redriveCount}`).digest('hex');
 
-const launchFailed = (message: string, cause?: unknown) =>
-  new UnderstudyError(ErrorNames.LaunchFailed, message, cause === undefined ? undefined : { cause });
+const launchFailed = failure(ErrorNames.LaunchFailed);
 
 /** What DescribeInstances leaves out and RunInstances needs (§A2). */
 export interface OldInstanceFacts {
@@ -63,23 +61,10 @@ export interface OldInstanceFacts {
 }
 
 const describeOld = async (ec2: EC2Client, instanceId: string): Promise<Instance> => {
-  const out = await awsCall(
-    'DescribeInstances',
-    () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })),
-    (error) =>
-      hasCode(error, 'InvalidInstanceID.NotFound')
-        ? launchFailed(`the server being replaced (${instanceId}) no longer exists`, error)
-        : undefined,
-  );
-  const instance = out.Reservations?.[0]?.Instances?.[0];
+  const instance = await describeInstanceById(ec2, instanceId);
   if (!instance) throw launchFailed(`the server being replaced (${instanceId}) no longer exists`);
   return instance;
 };
-
-const attribute = (ec2: EC2Client, instanceId: string, name: InstanceAttributeName) =>
-  awsCall(`DescribeInstanceAttribute(${name})`, () =>
-    ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: instanceId, Attribute: name })),
-  );
 
 export const isBurstable = (instanceType: string): boolean =>
   BURSTABLE_FAMILIES.has(instanceType.split('.')[0] ?? '');
@@ -87,10 +72,10 @@ export const isBurstable = (instanceType: string): boolean =>
 const gatherFacts = async (ec2: EC2Client, instance: Instance): Promise<OldInstanceFacts> => {
   const id = instance.InstanceId as string;
   const [userData, termination, stop, shutdown] = await Promise.all([
-    attribute(ec2, id, 'userData'),
-    attribute(ec2, id, 'disableApiTermination'),
-    attribute(ec2, id, 'disableApiStop'),
-    attribute(ec2, id, 'instanceInitiatedShutdownBehavior'),
+    instanceAttribute(ec2, id, 'userData'),
+    instanceAttribute(ec2, id, 'disableApiTermination'),
+    instanceAttribute(ec2, id, 'disableApiStop'),
+    instanceAttribute(ec2, id, 'instanceInitiatedShutdownBehavior'),
   ]);
   // The call fails for non-burstable types, and the default differs per family (T2 standard, T3+ unlimited).
   const cpuCredits = isBurstable(instance.InstanceType ?? '')
@@ -233,9 +218,8 @@ export const buildRunInstances = (
       : {}),
     ...(facts.disableApiStop !== undefined ? { DisableApiStop: facts.disableApiStop } : {}),
     ...(facts.shutdownBehavior ? { InstanceInitiatedShutdownBehavior: facts.shutdownBehavior as never } : {}),
-    ...(facts.cpuCredits && isBurstable(old.InstanceType ?? '')
-      ? { CreditSpecification: { CpuCredits: facts.cpuCredits } }
-      : {}),
+    // gatherFacts reads credits only for burstable types, the only ones that accept the field.
+    ...(facts.cpuCredits ? { CreditSpecification: { CpuCredits: facts.cpuCredits } } : {}),
     ...(metadata
       ? {
           MetadataOptions: {
@@ -315,7 +299,7 @@ const runLaunch = async (clients: LaunchClients, state: RunState): Promise<Launc
   const { ec2, s3 } = clients;
   const plan = state.run;
   correlate({ target: plan.target.name, execution: state.execution.name });
-  if (plan.lock) await renewLock(s3, plan.lock);
+  await renewHeldLock(s3, plan.lock);
 
   const token = clientTokenFor(state.execution);
   const old = await describeOld(ec2, plan.old.instanceId);

@@ -2,7 +2,6 @@ import {
   CreateTagsCommand,
   DescribeAddressesCommand,
   DescribeImagesCommand,
-  DescribeInstancesCommand,
   DescribeInstanceTypesCommand,
   DescribeRouteTablesCommand,
   DescribeVpcEndpointsCommand,
@@ -21,15 +20,17 @@ import { awsCall, describeAwsError, failAs, hasCode } from '../shared/aws-errors
 import {
   formatIssues,
   ImageIdSchema,
+  issuePath,
   type TargetConfig,
   TargetNameSchema,
   TargetSchema,
 } from '../shared/config';
 import { LOCK_LEASE_SECONDS, parameterNames, runKeys, Tags } from '../shared/constants';
+import { describeInstanceById } from '../shared/ec2';
 import { ErrorNames, invalidInput, refused, UnderstudyError } from '../shared/errors';
 import { acquireLock, readLock, releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publish } from '../shared/notify';
+import { publishQuietly } from '../shared/notify';
 import { probeOnce } from '../shared/probe';
 import {
   type ExecutionContext,
@@ -73,9 +74,11 @@ const DEFAULT_ROUTE = '0.0.0.0/0';
 const parseInput = (raw: unknown): ExecutionInput => {
   const parsed = ExecutionInputSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = formatIssues(parsed.error, 'input');
-    const field = problems[0]?.split(': ')[0] ?? 'input';
-    throw new UnderstudyError(ErrorNames.InvalidInput, problems.join('; '), { field });
+    const first = parsed.error.issues[0];
+    const field = first ? issuePath(first.path, 'input') : 'input';
+    throw new UnderstudyError(ErrorNames.InvalidInput, formatIssues(parsed.error, 'input').join('; '), {
+      field,
+    });
   }
   // The name becomes part of an SSM parameter name and an S3 key: hold it to the config's pattern.
   const name = TargetNameSchema.safeParse(parsed.data.target);
@@ -85,22 +88,29 @@ const parseInput = (raw: unknown): ExecutionInput => {
   return parsed.data;
 };
 
+/** A parameter's value, or undefined when it does not exist. */
+const parameterValue = async (ssm: SSMClient, name: string): Promise<string | undefined> => {
+  try {
+    const out = await awsCall('GetParameter', () => ssm.send(new GetParameterCommand({ Name: name })));
+    return out.Parameter?.Value ?? '';
+  } catch (error) {
+    if (hasCode(error, 'ParameterNotFound')) return undefined;
+    throw error;
+  }
+};
+
 const loadTarget = async (ssm: SSMClient, prefix: string, name: string): Promise<TargetConfig> => {
   const parameter = parameterNames(prefix).target(name);
-  const out = await awsCall(
-    'GetParameter',
-    () => ssm.send(new GetParameterCommand({ Name: parameter })),
-    (error) =>
-      hasCode(error, 'ParameterNotFound')
-        ? invalidInput(
-            'input.target',
-            `unknown target ${name}; configured targets are listed in understudy.config.json`,
-          )
-        : undefined,
-  );
+  const value = await parameterValue(ssm, parameter);
+  if (value === undefined) {
+    throw invalidInput(
+      'input.target',
+      `unknown target ${name}; configured targets are listed in understudy.config.json`,
+    );
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(out.Parameter?.Value ?? '');
+    raw = JSON.parse(value);
   } catch {
     throw invalidInput(
       'input.target',
@@ -132,20 +142,13 @@ const resolveImageId = async (
   if (target.image.imageId) return target.image.imageId;
   const name = target.image.ssmParameter;
   if (!name) throw refused(`target ${target.name} names no image (image.imageId or image.ssmParameter)`);
-  const out = await awsCall(
-    'GetParameter',
-    () => ssm.send(new GetParameterCommand({ Name: name })),
-    (error) =>
-      hasCode(error, 'ParameterNotFound')
-        ? refused(
-            `image parameter ${name} (target ${target.name} image.ssmParameter) does not exist; publish the AMI id there or pass input.imageId`,
-            {
-              field: 'image.ssmParameter',
-            },
-          )
-        : undefined,
-  );
-  const value = out.Parameter?.Value ?? '';
+  const value = await parameterValue(ssm, name);
+  if (value === undefined) {
+    throw refused(
+      `image parameter ${name} (target ${target.name} image.ssmParameter) does not exist; publish the AMI id there or pass input.imageId`,
+      { field: 'image.ssmParameter' },
+    );
+  }
   if (!ImageIdSchema.safeParse(value).success) {
     throw refused(
       `image parameter ${name} holds "${value.slice(0, 64)}", not an AMI id; publish an ami-... id there`,
@@ -244,12 +247,7 @@ const describeInstance = async (
         field: 'allocationId',
       },
     );
-  const out = await awsCall(
-    'DescribeInstances',
-    () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })),
-    (error) => (hasCode(error, 'InvalidInstanceID.NotFound') ? gone() : undefined),
-  );
-  const instance = out.Reservations?.[0]?.Instances?.[0];
+  const instance = await describeInstanceById(ec2, instanceId);
   if (!instance) throw gone();
   if (instance.State?.Name !== 'running') {
     throw refused(
@@ -497,7 +495,7 @@ const runPreflight = async (
 
   const lockKey = runKeys.lock(target.name);
   if (input.dryRun) {
-    const held = await awsCall('GetObject', () => readLock(s3, env.RUNS_BUCKET, lockKey));
+    const held = await readLock(s3, env.RUNS_BUCKET, lockKey);
     return {
       ...plan,
       action: 'dry-run',
@@ -513,16 +511,14 @@ const runPreflight = async (
     };
   }
 
-  const lock = await awsCall('PutObject', () =>
-    acquireLock(s3, {
-      bucket: env.RUNS_BUCKET,
-      key: lockKey,
-      owner: execution.arn,
-      executionName: execution.name,
-      target: target.name,
-      leaseSeconds: LOCK_LEASE_SECONDS,
-    }),
-  );
+  const lock = await acquireLock(s3, {
+    bucket: env.RUNS_BUCKET,
+    key: lockKey,
+    owner: execution.arn,
+    executionName: execution.name,
+    target: target.name,
+    leaseSeconds: LOCK_LEASE_SECONDS,
+  });
   try {
     if (owner === undefined) {
       await awsCall('CreateTags', () =>
@@ -563,8 +559,10 @@ const announce = async (
   execution: ExecutionContext,
 ) => {
   const base = { target: plan.target.name, execution: execution.name };
-  try {
-    await publish(sns, topicArn, {
+  await publishQuietly(
+    sns,
+    topicArn,
+    {
       ...base,
       kind: 'progress',
       event: 'started',
@@ -575,17 +573,21 @@ const announce = async (
         baselineHealthy: plan.baseline.healthy,
         ...(plan.reason ? { reason: plan.reason } : {}),
       },
-    });
-    if (lock.tookOverFrom) {
-      await publish(sns, topicArn, {
+    },
+    'the start notification',
+  );
+  if (lock.tookOverFrom) {
+    await publishQuietly(
+      sns,
+      topicArn,
+      {
         ...base,
         kind: 'warning',
         event: 'lock-taken-over',
         summary: `took over the expired lock of ${lock.tookOverFrom}; that run died without releasing it`,
         details: { previousOwner: lock.tookOverFrom },
-      });
-    }
-  } catch (error) {
-    logger.warn('could not publish the start notification', { error: describeAwsError(error) });
+      },
+      'the lock takeover warning',
+    );
   }
 };

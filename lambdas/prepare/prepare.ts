@@ -1,11 +1,11 @@
-import type { S3Client } from '@aws-sdk/client-s3';
-import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { awsCall } from '../shared/aws-errors';
-import { type CommandRef, sendCommandOnce } from '../shared/commands';
+import {
+  type CandidateCommandClients,
+  type CommandRef,
+  SCRIPT_PREAMBLE,
+  sendForCandidate,
+} from '../shared/commands';
 import type { TargetConfig } from '../shared/config';
-import { renewLock } from '../shared/lock';
-import { correlate } from '../shared/logger';
 import { LaunchResultSchema, RunStateSchema } from '../shared/schemas';
 import { shellQuote } from '../shared/shell';
 
@@ -47,30 +47,13 @@ export const localCheckCommands = (target: TargetConfig): string[] => {
 };
 
 export const prepareScript = (target: TargetConfig): string[] => [
-  'set -euo pipefail',
+  ...SCRIPT_PREAMBLE,
   ...tlsCommands(target),
   ...localCheckCommands(target),
 ];
 
-export interface PrepareClients {
-  readonly ssm: SSMClient;
-  readonly s3: S3Client;
-}
+export type PrepareClients = CandidateCommandClients;
 
 /** Sends the candidate's local app check (once per execution) and returns the command to poll. */
-export const prepare = async (
-  clients: PrepareClients,
-  state: PrepareInput,
-): Promise<{ command: CommandRef }> => {
-  const instanceId = state.launch.instanceId;
-  correlate({ target: state.run.target.name, execution: state.execution.name, instance: instanceId });
-  const lock = state.run.lock;
-  if (lock) await awsCall('renewing the target lock', () => renewLock(clients.s3, lock));
-  const { command } = await sendCommandOnce(clients.ssm, {
-    instanceId,
-    executionName: state.execution.name,
-    purpose: PURPOSE,
-    commands: prepareScript(state.run.target),
-  });
-  return { command };
-};
+export const prepare = (clients: PrepareClients, state: PrepareInput): Promise<{ command: CommandRef }> =>
+  sendForCandidate(clients, state, PURPOSE, prepareScript(state.run.target));

@@ -1,13 +1,12 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { z } from 'zod';
-import { awsCall } from '../shared/aws-errors';
 import { ErrorNames, UnderstudyError } from '../shared/errors';
-import { renewLock } from '../shared/lock';
+import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publish } from '../shared/notify';
+import { publishQuietly } from '../shared/notify';
 import { type ProbeVerdict, probeOnce, sleep } from '../shared/probe';
-import { RunStateSchema } from '../shared/schemas';
+import { BaselineSchema, RunStateSchema } from '../shared/schemas';
 
 /**
  * Probe through the EIP after the switch, as the state machine's loop body: `verify` until the target's
@@ -27,7 +26,7 @@ export const ProbeStateSchema = z.object({
   failures: z.number().int().min(0),
   done: z.boolean(),
   /** The latest verdict, for the next invocation's error message. */
-  last: z.object({ healthy: z.boolean(), status: z.number().optional(), detail: z.string() }).optional(),
+  last: BaselineSchema.optional(),
 });
 export type ProbeState = z.infer<typeof ProbeStateSchema>;
 
@@ -61,8 +60,7 @@ export const probe = async (
   const { health } = target;
   const publicIp = state.run.eip.publicIp;
   correlate({ target: target.name, execution: state.execution.name, instance: state.launch?.instanceId });
-  const lock = state.run.lock;
-  if (lock) await awsCall('renewing the target lock', () => renewLock(clients.s3, lock));
+  await renewHeldLock(clients.s3, state.run.lock);
 
   const invokedAt = Date.now();
   const budgetEnd = invokedAt + (options.budgetMs ?? INVOCATION_BUDGET_MS);
@@ -112,14 +110,20 @@ export const probe = async (
           consecutiveSuccesses: 0,
           consecutiveFailures: 0,
         };
-        await publish(clients.sns, options.topicArn, {
-          kind: 'progress',
-          event: 'verified',
-          target: target.name,
-          execution: state.execution.name,
-          summary: `${target.domain} answered ${health.consecutiveSuccesses} times in a row through ${publicIp}; baking for ${health.bakeSeconds} s`,
-          details: { instanceId: state.launch?.instanceId, publicIp, requests: s.requests },
-        });
+        // The switch is verified; a lost progress message must not send it to rollback.
+        await publishQuietly(
+          clients.sns,
+          options.topicArn,
+          {
+            kind: 'progress',
+            event: 'verified',
+            target: target.name,
+            execution: state.execution.name,
+            summary: `${target.domain} answered ${health.consecutiveSuccesses} times in a row through ${publicIp}; baking for ${health.bakeSeconds} s`,
+            details: { instanceId: state.launch?.instanceId, publicIp, requests: s.requests },
+          },
+          'the verified notification',
+        );
         if (health.bakeSeconds === 0) return { ...s, done: true };
       } else if (Date.now() >= verifyDeadline) {
         throw new UnderstudyError(

@@ -1,24 +1,21 @@
-import {
-  CreateTagsCommand,
-  DescribeInstanceAttributeCommand,
-  DescribeInstancesCommand,
-  type EC2Client,
-  StopInstancesCommand,
-} from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, type EC2Client, StopInstancesCommand } from '@aws-sdk/client-ec2';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { awsCall, describeAwsError, failAs, hasCode } from '../shared/aws-errors';
 import { Tags } from '../shared/constants';
+import { describeInstanceById, instanceAttribute } from '../shared/ec2';
 import { ErrorNames } from '../shared/errors';
-import { renewLock } from '../shared/lock';
+import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publish } from '../shared/notify';
+import { publishQuietly } from '../shared/notify';
 import type { RunState } from '../shared/schemas';
 
 /**
  * Retire: the old server is stopped, not terminated, and labelled with the end of its rollback window;
  * terminating it after the window is another component's job. A server that cannot be stopped here
  * (stop protection) is left running with a warning: the replacement itself already succeeded.
+ * The new box is relabelled `serving`: the permissions that park a failed candidate are scoped to
+ * role=candidate, and must never reach the box that now carries the site.
  */
 
 export interface RetireClients {
@@ -49,26 +46,28 @@ const runRetire = async (clients: RetireClients, env: RetireEnv, state: RunState
   const plan = state.run;
   const id = plan.old.instanceId;
   correlate({ target: plan.target.name, execution: state.execution.name, instance: id });
-  if (plan.lock) await renewLock(s3, plan.lock);
+  await renewHeldLock(s3, plan.lock);
+
+  const serving = state.launch?.instanceId;
+  if (serving) {
+    await awsCall('CreateTags', () =>
+      ec2.send(new CreateTagsCommand({ Resources: [serving], Tags: [{ Key: Tags.role, Value: 'serving' }] })),
+    );
+  }
 
   const retireAfter = new Date(Date.now() + plan.target.rollback.windowHours * 3_600_000).toISOString();
-  let instance: Awaited<ReturnType<typeof describe>>;
-  try {
-    instance = await describe(ec2, id);
-  } catch (error) {
-    if (!hasCode(error, 'InvalidInstanceID.NotFound')) throw error;
+  const instance = await describeInstanceById(ec2, id);
+  if (!instance) {
     return { oldInstanceId: id, stopped: false, retireAfter, note: `old server ${id} no longer exists` };
   }
-  const current = instance?.State?.Name ?? 'unknown';
+  const current = instance.State?.Name ?? 'unknown';
 
   let stopped = current === 'stopping' || current === 'stopped';
   let note: string | undefined;
   if (current === 'terminated' || current === 'shutting-down') {
     note = `old server ${id} is already ${current}`;
   } else if (!stopped) {
-    const protection = await awsCall('DescribeInstanceAttribute(disableApiStop)', () =>
-      ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: id, Attribute: 'disableApiStop' })),
-    );
+    const protection = await instanceAttribute(ec2, id, 'disableApiStop');
     if (protection.DisableApiStop?.Value === true) {
       note = `old server ${id} has stop protection (disableApiStop) and was left running; stop it by hand before ${retireAfter}`;
     } else {
@@ -98,25 +97,19 @@ const runRetire = async (clients: RetireClients, env: RetireEnv, state: RunState
 
   if (note) {
     logger.warn('old server not stopped', { note });
-    try {
-      await publish(sns, env.TOPIC_ARN, {
+    await publishQuietly(
+      sns,
+      env.TOPIC_ARN,
+      {
         kind: 'warning',
         event: 'old-server-running',
         target: plan.target.name,
         execution: state.execution.name,
         summary: note,
         details: { oldInstanceId: id, retireAfter },
-      });
-    } catch (error) {
-      logger.warn('could not publish the retire warning', { error: describeAwsError(error) });
-    }
+      },
+      'the retire warning',
+    );
   }
   return { oldInstanceId: id, stopped, retireAfter, ...(note ? { note } : {}) };
-};
-
-const describe = async (ec2: EC2Client, id: string) => {
-  const out = await awsCall('DescribeInstances', () =>
-    ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })),
-  );
-  return out.Reservations?.[0]?.Instances?.[0];
 };

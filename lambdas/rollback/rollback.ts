@@ -1,9 +1,5 @@
 import {
-  type Address,
-  AssociateAddressCommand,
   CreateTagsCommand,
-  DescribeAddressesCommand,
-  DescribeInstanceAttributeCommand,
   DescribeInstancesCommand,
   type EC2Client,
   type Instance,
@@ -13,14 +9,17 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { awsCall, describeAwsError, hasCode } from '../shared/aws-errors';
+import { awsCall, describeAwsError } from '../shared/aws-errors';
+import type { TargetConfig } from '../shared/config';
 import { Tags } from '../shared/constants';
+import { associateAndConfirm, describeInstanceById, instanceAttribute, readAddress } from '../shared/ec2';
 import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
-import { renewLock } from '../shared/lock';
+import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publish } from '../shared/notify';
-import { probeUntilHealthy, schemeFor, sleep } from '../shared/probe';
+import { publishQuietly } from '../shared/notify';
+import { probeUntilHealthy, schemeFor } from '../shared/probe';
 import type { RunState } from '../shared/schemas';
+import { shellQuote } from '../shared/shell';
 
 /**
  * Rollback: puts the service back on the old server, whatever step failed. It reads the account as it
@@ -69,25 +68,6 @@ export interface RollbackResult {
 const DEFAULT_VERIFY_MS = 120_000;
 const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped'];
 
-const readAddress = async (ec2: EC2Client, allocationId: string): Promise<Address | undefined> => {
-  const out = await awsCall('DescribeAddresses', () =>
-    ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] })),
-  );
-  return out.Addresses?.[0];
-};
-
-const describeById = async (ec2: EC2Client, instanceId: string): Promise<Instance | undefined> => {
-  try {
-    const out = await awsCall('DescribeInstances', () =>
-      ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })),
-    );
-    return out.Reservations?.[0]?.Instances?.[0];
-  } catch (error) {
-    if (hasCode(error, 'InvalidInstanceID.NotFound')) return undefined;
-    throw error;
-  }
-};
-
 /** Every instance this execution launched that still exists: by tag, plus the recorded id. */
 const findCandidates = async (ec2: EC2Client, state: RunState): Promise<Instance[]> => {
   const out = await awsCall('DescribeInstances', () =>
@@ -104,7 +84,7 @@ const findCandidates = async (ec2: EC2Client, state: RunState): Promise<Instance
   const found = out.Reservations?.flatMap((r) => r.Instances ?? []) ?? [];
   const recorded = state.launch?.instanceId;
   if (recorded && !found.some((i) => i.InstanceId === recorded)) {
-    const instance = await describeById(ec2, recorded);
+    const instance = await describeInstanceById(ec2, recorded);
     if (!instance) {
       // RunInstances returned this id, so NotFound is the API's eventual consistency: look again later.
       throw new UnderstudyError(
@@ -122,9 +102,7 @@ const booleanAttribute = async (
   instanceId: string,
   name: 'disableApiStop' | 'disableApiTermination',
 ): Promise<boolean> => {
-  const out = await awsCall(`DescribeInstanceAttribute(${name})`, () =>
-    ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: instanceId, Attribute: name })),
-  );
+  const out = await instanceAttribute(ec2, instanceId, name);
   return (name === 'disableApiStop' ? out.DisableApiStop?.Value : out.DisableApiTermination?.Value) === true;
 };
 
@@ -180,6 +158,16 @@ const associateCommand = (c: Commands, instanceId: string) =>
   `aws ec2 associate-address --region ${c.region} --allocation-id ${c.allocationId} --instance-id ${instanceId} --allow-reassociation`;
 const confirmCommand = (c: Commands) =>
   `aws ec2 describe-addresses --region ${c.region} --allocation-ids ${c.allocationId} --query 'Addresses[0].InstanceId' --output text`;
+/**
+ * A request to the service through the Elastic IP, as a browser makes it: `--resolve` pins the domain to
+ * the address, so curl sends the domain as SNI and Host and checks the certificate against it (a bare
+ * IP with a Host header sends no SNI and would get the server's default certificate).
+ */
+export const checkCommand = (target: TargetConfig, publicIp: string): string => {
+  const scheme = schemeFor(target);
+  const port = scheme === 'https' ? 443 : 80;
+  return `curl -sS -o /dev/null -w '%{http_code}\\n' --resolve ${shellQuote(`${target.domain}:${port}:${publicIp}`)} ${shellQuote(`${scheme}://${target.domain}${target.health.path}`)}`;
+};
 const parkCommand = (c: Commands, mode: 'stop' | 'terminate', instanceId: string) =>
   `aws ec2 ${mode === 'stop' ? 'stop' : 'terminate'}-instances --region ${c.region} --instance-ids ${instanceId}`;
 
@@ -198,33 +186,25 @@ export const rollback = async (
   const restoreCommands = [associateCommand(c, oldId), confirmCommand(c)];
 
   try {
-    if (plan.lock) {
-      // The rollback restores service whether or not the lease is still ours: never stop for the lock.
-      await renewLock(s3, plan.lock).catch((error: unknown) =>
-        logger.warn('could not renew the lock during rollback', { error: describeAwsError(error) }),
-      );
-    }
+    // The rollback restores service whether or not the lease is still ours: never stop for the lock.
+    await renewHeldLock(s3, plan.lock).catch((error: unknown) =>
+      logger.warn('could not renew the lock during rollback', { error: describeAwsError(error) }),
+    );
 
     const commands: string[] = [];
     const notes: string[] = [];
     let address = await readAddress(ec2, c.allocationId);
-    const old = await describeById(ec2, oldId);
+    const old = await describeInstanceById(ec2, oldId);
     const oldState = old?.State?.Name ?? 'gone';
     let eipRestored = address?.InstanceId === oldId;
 
     if (!eipRestored) {
       if (oldState === 'running') {
         try {
-          await awsCall('AssociateAddress', () =>
-            ec2.send(
-              new AssociateAddressCommand({
-                AllocationId: c.allocationId,
-                InstanceId: oldId,
-                AllowReassociation: true,
-              }),
-            ),
-          );
-          address = await confirm(ec2, c.allocationId, oldId, options);
+          ({ address } = await associateAndConfirm(ec2, c.allocationId, oldId, {
+            ...(options.confirmAttempts !== undefined ? { attempts: options.confirmAttempts } : {}),
+            ...(options.confirmDelayMs !== undefined ? { delayMs: options.confirmDelayMs } : {}),
+          }));
           eipRestored = address?.InstanceId === oldId;
           if (!eipRestored)
             notes.push(
@@ -285,9 +265,7 @@ export const rollback = async (
         healthNote = 'service answers healthy through the Elastic IP';
       } else {
         healthNote = `the Elastic IP is back on ${oldId} but the service does not answer healthy: ${verdict.last.detail}`;
-        commands.push(
-          `curl -sS -o /dev/null -w '%{http_code}\\n' -H 'Host: ${plan.target.domain}' ${schemeFor(plan.target)}://${plan.eip.publicIp}${plan.target.health.path}`,
-        );
+        commands.push(checkCommand(plan.target, plan.eip.publicIp));
       }
     } else {
       healthNote = 'service not verified: the Elastic IP is not on the old server';
@@ -323,30 +301,16 @@ export const rollback = async (
   }
 };
 
-const confirm = async (
-  ec2: EC2Client,
-  allocationId: string,
-  instanceId: string,
-  options: RollbackOptions,
-): Promise<Address | undefined> => {
-  const attempts = Math.max(1, options.confirmAttempts ?? 3);
-  let address: Address | undefined;
-  for (let attempt = 1; attempt <= attempts; attempt += 1) {
-    address = await readAddress(ec2, allocationId);
-    if (address?.InstanceId === instanceId) return address;
-    if (attempt < attempts) await sleep(options.confirmDelayMs ?? 1000);
-  }
-  return address;
-};
-
 const warn = async (
   sns: SNSClient,
   topicArn: string,
   state: RunState,
   result: RollbackResult,
 ): Promise<void> => {
-  try {
-    await publish(sns, topicArn, {
+  await publishQuietly(
+    sns,
+    topicArn,
+    {
       kind: 'warning',
       event: result.outcome,
       target: state.run.target.name,
@@ -359,8 +323,7 @@ const warn = async (
         candidates: result.candidates,
         commands: result.commands,
       },
-    });
-  } catch (error) {
-    logger.warn('could not publish the rollback warning', { error: describeAwsError(error) });
-  }
+    },
+    'the rollback warning',
+  );
 };

@@ -53,15 +53,23 @@ export const hasCode = (error: unknown, ...codes: readonly string[]): boolean =>
   return code !== undefined && codes.includes(code);
 };
 
+const statusOf = (error: unknown): number | undefined =>
+  typeof error === 'object' && error !== null
+    ? (error as SdkErrorShape).$metadata?.httpStatusCode
+    : undefined;
+
 export const isTransient = (error: unknown): boolean => {
   if (typeof error !== 'object' || error === null) return false;
-  // Our own Transient errors pass through unchanged.
-  if (errorCode(error) === ErrorNames.Transient) return false;
   const code = errorCode(error);
+  // Our own Transient errors pass through unchanged.
+  if (code === ErrorNames.Transient) return false;
   if (code !== undefined && TRANSIENT_NAMES.has(code)) return true;
-  const status = (error as SdkErrorShape).$metadata?.httpStatusCode;
+  const status = statusOf(error);
   return status !== undefined && status >= 500 && status <= 599;
 };
+
+/** An S3 object that is not there: `NoSuchKey` from GetObject, a bare 404 from HEAD-style answers. */
+export const isNotFound = (error: unknown): boolean => hasCode(error, 'NoSuchKey') || statusOf(error) === 404;
 
 const messageOf = (error: unknown): string =>
   typeof error === 'object' && error !== null && typeof (error as SdkErrorShape).message === 'string'
@@ -84,9 +92,6 @@ export const rethrowIfTransient = (error: unknown, operation?: string): void => 
     { cause: error },
   );
 };
-
-/** Alias kept for the name the step contracts first used. */
-export const asTransient = rethrowIfTransient;
 
 /** A short `Code: message` line for an SDK failure, for error messages and notifications. */
 export const describeAwsError = (error: unknown): string => {

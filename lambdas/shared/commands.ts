@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   type Command,
   DescribeInstanceInformationCommand,
@@ -8,7 +9,9 @@ import {
 } from '@aws-sdk/client-ssm';
 import { describeAwsError, hasCode, rethrowIfTransient } from './aws-errors';
 import { ErrorNames, UnderstudyError } from './errors';
-import { logger } from './logger';
+import { renewHeldLock } from './lock';
+import { correlate, logger } from './logger';
+import type { LaunchResult, RunState } from './schemas';
 
 /**
  * SSM Run Command sent at most once per execution and purpose. A Lambda retry (or a crash right after
@@ -24,6 +27,13 @@ const COMMENT_LIMIT = 100;
 const PREFIX = 'understudy:';
 /** A new instance has seen only a handful of commands; this bounds a runaway listing. */
 const MAX_LIST_PAGES = 20;
+
+/**
+ * The first lines of every script. The agent runs AWS-RunShellScript as `sh -c <script file>`; on
+ * Debian and Ubuntu `sh` is dash, which has no `pipefail` (Debian 12), so `set -o pipefail` would fail
+ * every command. `sh` execs the file, so the shebang puts the script under bash before any line runs.
+ */
+export const SCRIPT_PREAMBLE: readonly string[] = ['#!/bin/bash', 'set -euo pipefail'];
 
 export interface CommandRef {
   readonly commandId: string;
@@ -157,4 +167,31 @@ export const sendCommandOnce = async (
     }
     throw failed('SendCommand', instanceId, error);
   }
+};
+
+export interface CandidateCommandClients {
+  readonly ssm: SSMClient;
+  readonly s3: S3Client;
+}
+
+/**
+ * A step's command on the candidate: correlates the logs, renews the run's lock (a lost lock sends
+ * nothing), then sends `commands` once per execution and purpose. Returns the command to poll.
+ */
+export const sendForCandidate = async (
+  clients: CandidateCommandClients,
+  state: Pick<RunState, 'execution' | 'run'> & { readonly launch: LaunchResult },
+  purpose: string,
+  commands: readonly string[],
+): Promise<{ command: CommandRef }> => {
+  const instanceId = state.launch.instanceId;
+  correlate({ target: state.run.target.name, execution: state.execution.name, instance: instanceId });
+  await renewHeldLock(clients.s3, state.run.lock);
+  const { command } = await sendCommandOnce(clients.ssm, {
+    instanceId,
+    executionName: state.execution.name,
+    purpose,
+    commands,
+  });
+  return { command };
 };

@@ -149,14 +149,18 @@ export const ConfigSchema = z
 export type TargetConfig = z.infer<typeof TargetSchema>;
 export type UnderstudyConfig = z.infer<typeof ConfigSchema>;
 
+/** A zod issue path as the user writes it under `root`, e.g. `targets[0].domain`; `(root)` when empty. */
+export const issuePath = (path: readonly PropertyKey[], root = ''): string =>
+  path.reduce<string>(
+    (acc, part) =>
+      typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part),
+    root,
+  ) || '(root)';
+
 /** One line per problem, each naming the field path and the fix, e.g. `targets[0].domain: use a lowercase DNS name`. */
 export const formatIssues = (error: z.ZodError, root = ''): string[] =>
   error.issues.map((issue) => {
-    const path = issue.path.reduce<string>(
-      (acc, part) =>
-        typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part),
-      root,
-    );
+    const path = issuePath(issue.path, root);
     const message =
       issue.code === 'unrecognized_keys'
         ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove ${issue.keys.length > 1 ? 'them' : 'it'}`
@@ -165,7 +169,7 @@ export const formatIssues = (error: z.ZodError, root = ''): string[] =>
           : issue.code === 'invalid_type'
             ? `${issue.message.replace(/^Invalid input: /, '')}: change it to a ${issue.expected}`
             : issue.message;
-    return `${path || '(root)'}: ${message}`;
+    return `${path}: ${message}`;
   });
 
 export class ConfigError extends Error {

@@ -78,11 +78,17 @@ export const invalidInput = (field: string, message: string): UnderstudyError =>
 export const refused = (message: string, options?: ErrorOptions & { field?: string }): UnderstudyError =>
   new UnderstudyError(ErrorNames.PreflightRefused, message, options);
 
+/**
+ * A maker of one named error, for a step that raises it from several places.
+ *
+ * @example const launchFailed = failure(ErrorNames.LaunchFailed); throw launchFailed('no instance', cause);
+ */
+export const failure =
+  (name: ErrorName) =>
+  (message: string, cause?: unknown): UnderstudyError =>
+    new UnderstudyError(name, message, cause === undefined ? undefined : { cause });
+
 export const isUnderstudyError = (error: unknown, name?: ErrorName): error is UnderstudyError =>
   error instanceof Error &&
   ALL_ERROR_NAMES.includes(error.name) &&
   (name === undefined || error.name === name);
-
-/** Narrows an unknown catch value to an Error carrying the AWS SDK's `name` (e.g. `InvalidInstanceID.NotFound`). */
-export const awsErrorName = (error: unknown): string | undefined =>
-  error instanceof Error ? error.name : undefined;

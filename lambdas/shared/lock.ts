@@ -1,5 +1,12 @@
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  type GetObjectCommandOutput,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { z } from 'zod';
+import { isNotFound, rethrowIfTransient } from './aws-errors';
 import { ErrorNames, UnderstudyError } from './errors';
 import type { Lock } from './schemas';
 
@@ -8,6 +15,8 @@ import type { Lock } from './schemas';
  * It carries a lease (longer than any execution can live); a lease that ran out belongs to a run that
  * died, so it may be taken over (compare-and-swap on its ETag) and the takeover is reported.
  * Renewals and the release check the owner and swap on the ETag, so a run never touches a lock it lost.
+ * A throttled or failing S3 surfaces as `Transient` from here, so every step retries it the same way
+ * instead of mistaking a busy S3 for its own failure.
  */
 
 const LockBodySchema = z.object({
@@ -34,7 +43,6 @@ const isPreconditionFailed = (error: unknown) =>
   (error as Error)?.name === 'PreconditionFailed' || statusOf(error) === 412;
 const isConflict = (error: unknown) =>
   (error as Error)?.name === 'ConditionalRequestConflict' || statusOf(error) === 409;
-const isMissing = (error: unknown) => (error as Error)?.name === 'NoSuchKey' || statusOf(error) === 404;
 
 const transient = (what: string, cause: unknown) =>
   new UnderstudyError(ErrorNames.Transient, `${what}: concurrent write on the lock object, retrying`, {
@@ -50,44 +58,62 @@ const bodyFor = (request: LockRequest, acquiredAt: string): string =>
     expiresAt: new Date(Date.now() + request.leaseSeconds * 1000).toISOString(),
   } satisfies LockBody);
 
+const parseJson = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+};
+
 /** Reads the lock, or undefined when nobody holds it. */
 export const readLock = async (
   s3: S3Client,
   bucket: string,
   key: string,
 ): Promise<{ body: LockBody; etag: string } | undefined> => {
+  let out: GetObjectCommandOutput;
+  let text: string;
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    const text = (await out.Body?.transformToString()) ?? '';
-    const parsed = LockBodySchema.safeParse(JSON.parse(text));
-    if (!parsed.success || out.ETag === undefined) {
-      throw new UnderstudyError(
-        ErrorNames.LockHeld,
-        `lock s3://${bucket}/${key} is unreadable; inspect and delete it by hand`,
-      );
-    }
-    return { body: parsed.data, etag: out.ETag };
+    out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    text = (await out.Body?.transformToString()) ?? '';
   } catch (error) {
-    if (isMissing(error)) return undefined;
+    if (isNotFound(error)) return undefined;
+    rethrowIfTransient(error, `GetObject s3://${bucket}/${key}`);
     throw error;
   }
+  // Neither run can tell whose a garbled lock is, so neither may take or delete it.
+  const parsed = LockBodySchema.safeParse(parseJson(text));
+  if (!parsed.success || out.ETag === undefined) {
+    throw new UnderstudyError(
+      ErrorNames.LockHeld,
+      `lock s3://${bucket}/${key} is unreadable; inspect and delete it by hand`,
+    );
+  }
+  return { body: parsed.data, etag: out.ETag };
 };
 
-const put = (
+const put = async (
   s3: S3Client,
   request: LockRequest,
   body: string,
   condition: { IfNoneMatch: '*' } | { IfMatch: string },
-) =>
-  s3.send(
-    new PutObjectCommand({
-      Bucket: request.bucket,
-      Key: request.key,
-      Body: body,
-      ContentType: 'application/json',
-      ...condition,
-    }),
-  );
+): Promise<void> => {
+  try {
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: request.bucket,
+        Key: request.key,
+        Body: body,
+        ContentType: 'application/json',
+        ...condition,
+      }),
+    );
+  } catch (error) {
+    rethrowIfTransient(error, `PutObject s3://${request.bucket}/${request.key}`);
+    throw error;
+  }
+};
 
 /** Takes the lock (or confirms this execution already holds it: a retried preflight). */
 export const acquireLock = async (s3: S3Client, request: LockRequest): Promise<Lock> => {
@@ -159,6 +185,11 @@ export const renewLock = async (s3: S3Client, lock: Lock): Promise<void> => {
   }
 };
 
+/** Renews the run's lock when it holds one (a dry run or a no-op holds none). */
+export const renewHeldLock = async (s3: S3Client, lock: Lock | undefined): Promise<void> => {
+  if (lock) await renewLock(s3, lock);
+};
+
 /** Deletes the lock only if this execution holds it; returns what it found. */
 export const releaseLock = async (s3: S3Client, lock: Lock): Promise<'released' | 'absent' | 'not-ours'> => {
   const current = await readLock(s3, lock.bucket, lock.key);
@@ -167,8 +198,9 @@ export const releaseLock = async (s3: S3Client, lock: Lock): Promise<'released' 
   try {
     await s3.send(new DeleteObjectCommand({ Bucket: lock.bucket, Key: lock.key, IfMatch: current.etag }));
   } catch (error) {
-    if (isMissing(error)) return 'absent';
+    if (isNotFound(error)) return 'absent';
     if (isPreconditionFailed(error) || isConflict(error)) throw transient('release', error);
+    rethrowIfTransient(error, `DeleteObject s3://${lock.bucket}/${lock.key}`);
     throw error;
   }
   return 'released';

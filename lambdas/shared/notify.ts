@@ -1,4 +1,6 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { describeAwsError } from './aws-errors';
+import { logger } from './logger';
 
 /**
  * Notifications on the Understudy topic. Exactly one `outcome` message per run (published by Finish);
@@ -46,4 +48,23 @@ export const publish = async (sns: SNSClient, topicArn: string, note: Notificati
       },
     }),
   );
+};
+
+/**
+ * Publishes a progress or warning message that must not decide the run: the step's work is done (or
+ * its own outcome is already known), so a lost message is logged and the step carries on.
+ *
+ * @example await publishQuietly(sns, topicArn, note, 'the switch notification');
+ */
+export const publishQuietly = async (
+  sns: SNSClient,
+  topicArn: string,
+  note: Notification,
+  logContext: string,
+): Promise<void> => {
+  try {
+    await publish(sns, topicArn, note);
+  } catch (error) {
+    logger.warn(`could not publish ${logContext}`, { event: note.event, error: describeAwsError(error) });
+  }
 };

@@ -141,16 +141,6 @@ export const heartbeat = async (sfn: SFNClient, token: string): Promise<'sent' |
   }
 };
 
-const readParameter = async (ssm: SSMClient, name: string, decrypt: boolean): Promise<string | undefined> => {
-  try {
-    const out = await ssm.send(new GetParameterCommand({ Name: name, WithDecryption: decrypt }));
-    return out.Parameter?.Value;
-  } catch (error) {
-    if (hasCode(error, 'ParameterNotFound')) return undefined;
-    throw sanitized(`GetParameter ${name}`, error);
-  }
-};
-
 const parseJson = (text: string): unknown => {
   try {
     return JSON.parse(text);
@@ -159,42 +149,55 @@ const parseJson = (text: string): unknown => {
   }
 };
 
-export const readTokenRecord = async (ssm: SSMClient, name: string): Promise<TokenRecord | undefined> => {
-  const value = await readParameter(ssm, name, true);
+/**
+ * A JSON parameter in the shape `schema` describes, or undefined when it is absent or malformed (a
+ * malformed record is logged and treated as absent: the other side writes it again).
+ */
+export const readJsonParameter = async <S extends z.ZodType>(
+  ssm: SSMClient,
+  name: string,
+  schema: S,
+  options: { readonly decrypt: boolean },
+): Promise<z.infer<S> | undefined> => {
+  let value: string | undefined;
+  try {
+    const out = await ssm.send(new GetParameterCommand({ Name: name, WithDecryption: options.decrypt }));
+    value = out.Parameter?.Value;
+  } catch (error) {
+    if (hasCode(error, 'ParameterNotFound')) return undefined;
+    throw sanitized(`GetParameter ${name}`, error);
+  }
   if (value === undefined) return undefined;
-  const parsed = TokenRecordSchema.safeParse(parseJson(value));
+  const parsed = schema.safeParse(parseJson(value));
   if (!parsed.success) {
-    logger.warn('token parameter is not in the expected shape; treating it as absent', { parameter: name });
+    logger.warn('parameter is not in the expected shape; treating it as absent', { parameter: name });
     return undefined;
   }
   return parsed.data;
 };
 
-export const writeTokenRecord = async (ssm: SSMClient, name: string, record: TokenRecord): Promise<void> => {
+/** Writes (or overwrites) a parameter; a failure is reported by its code only. */
+export const putParameter = async (
+  ssm: SSMClient,
+  name: string,
+  type: 'String' | 'SecureString',
+  value: string,
+): Promise<void> => {
   try {
-    await ssm.send(
-      new PutParameterCommand({
-        Name: name,
-        Type: 'SecureString',
-        Value: JSON.stringify(record),
-        Overwrite: true,
-      }),
-    );
+    await ssm.send(new PutParameterCommand({ Name: name, Type: type, Value: value, Overwrite: true }));
   } catch (error) {
     throw sanitized(`PutParameter ${name}`, error);
   }
 };
 
-export const readEarlyEvent = async (ssm: SSMClient, name: string): Promise<EarlyEvent | undefined> => {
-  const value = await readParameter(ssm, name, false);
-  if (value === undefined) return undefined;
-  const parsed = EarlyEventSchema.safeParse(parseJson(value));
-  if (!parsed.success) {
-    logger.warn('early event parameter is not in the expected shape; ignoring it', { parameter: name });
-    return undefined;
-  }
-  return parsed.data;
-};
+export const readTokenRecord = (ssm: SSMClient, name: string): Promise<TokenRecord | undefined> =>
+  readJsonParameter(ssm, name, TokenRecordSchema, { decrypt: true });
+
+export const writeTokenRecord = (ssm: SSMClient, name: string, record: TokenRecord): Promise<void> =>
+  putParameter(ssm, name, 'SecureString', JSON.stringify(record));
+
+export const readEarlyEvent = (ssm: SSMClient, name: string): Promise<EarlyEvent | undefined> =>
+  readJsonParameter(ssm, name, EarlyEventSchema, { decrypt: false });
 
 /**
  * Serialises the event within the parameter size limit: cloud-init can report many long errors, and
@@ -215,12 +218,5 @@ export const earlyEventValue = (event: EarlyEvent): string => {
   return value;
 };
 
-export const writeEarlyEvent = async (ssm: SSMClient, name: string, event: EarlyEvent): Promise<void> => {
-  try {
-    await ssm.send(
-      new PutParameterCommand({ Name: name, Type: 'String', Value: earlyEventValue(event), Overwrite: true }),
-    );
-  } catch (error) {
-    throw sanitized(`PutParameter ${name}`, error);
-  }
-};
+export const writeEarlyEvent = (ssm: SSMClient, name: string, event: EarlyEvent): Promise<void> =>
+  putParameter(ssm, name, 'String', earlyEventValue(event));

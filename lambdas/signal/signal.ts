@@ -5,7 +5,6 @@ import { parameterNames } from '../shared/constants';
 import { correlate, logger } from '../shared/logger';
 import { AgentEventSchema } from '../shared/schemas';
 import {
-  type Completion,
   completeTask,
   decide,
   type FinalDetailType,
@@ -21,15 +20,6 @@ export interface SignalClients {
   readonly ssm: SSMClient;
   readonly sfn: SFNClient;
 }
-
-const complete = async (
-  sfn: SFNClient,
-  record: TokenRecord,
-  completion: Completion,
-): Promise<SignalAction> => {
-  const result = await completeTask(sfn, record.token, completion);
-  return result === 'closed' ? 'ignored' : result;
-};
 
 /**
  * Turns one readiness-agent event into a task completion or heartbeat. Anything else that reaches the
@@ -66,15 +56,22 @@ export const signal = async (
   }
 
   const final: FinalDetailType = detailType;
-  if (record)
-    return { action: await complete(clients.sfn, record, decide(final, detail, record.onRecoverableErrors)) };
+  /** Completes the task under the policy the token record carries; a task already closed is ignored. */
+  const complete = async (found: TokenRecord): Promise<{ action: SignalAction }> => {
+    const result = await completeTask(
+      clients.sfn,
+      found.token,
+      decide(final, detail, found.onRecoverableErrors),
+    );
+    return { action: result === 'closed' ? 'ignored' : result };
+  };
+  if (record) return complete(record);
 
   // The agent can finish before await-readiness stored the token. Keep the event for it, then look for
   // the token once more: if it was stored meanwhile, await-readiness may already have missed our event.
   await writeEarlyEvent(clients.ssm, names.earlyEvent(detail.instanceId), { detailType: final, detail });
   const late = await readTokenRecord(clients.ssm, tokenName);
-  if (late)
-    return { action: await complete(clients.sfn, late, decide(final, detail, late.onRecoverableErrors)) };
+  if (late) return complete(late);
   logger.info('kept the readiness event until the task token is stored', { detailType: final });
   return { action: 'kept' };
 };

@@ -1,18 +1,13 @@
-import {
-  type Address,
-  AssociateAddressCommand,
-  DescribeAddressesCommand,
-  type EC2Client,
-} from '@aws-sdk/client-ec2';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { z } from 'zod';
-import { awsCall, describeAwsError, failAs } from '../shared/aws-errors';
-import { ErrorNames, UnderstudyError } from '../shared/errors';
-import { renewLock } from '../shared/lock';
+import { describeAwsError, failAs } from '../shared/aws-errors';
+import { associateAndConfirm, readAddress } from '../shared/ec2';
+import { ErrorNames, failure } from '../shared/errors';
+import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publish } from '../shared/notify';
-import { sleep } from '../shared/probe';
+import { publishQuietly } from '../shared/notify';
 import { LaunchResultSchema, RunStateSchema, type SwitchResult } from '../shared/schemas';
 
 /**
@@ -40,18 +35,7 @@ export interface SwitchOptions {
   readonly confirmDelayMs?: number;
 }
 
-const switchFailed = (message: string, cause?: unknown) =>
-  new UnderstudyError(ErrorNames.SwitchFailed, message, cause === undefined ? undefined : { cause });
-
-/** The Elastic IP as the API sees it now. */
-export const readAddress = async (ec2: EC2Client, allocationId: string): Promise<Address> => {
-  const out = await awsCall('DescribeAddresses', () =>
-    ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] })),
-  );
-  const address = out.Addresses?.[0];
-  if (!address) throw switchFailed(`Elastic IP ${allocationId} no longer exists (released?)`);
-  return address;
-};
+const switchFailed = failure(ErrorNames.SwitchFailed);
 
 export const switchAddress = (
   clients: SwitchClients,
@@ -77,9 +61,10 @@ const runSwitch = async (
   const candidate = state.launch.instanceId;
   const oldId = state.run.old.instanceId;
   correlate({ target: state.run.target.name, execution: state.execution.name, instance: candidate });
-  if (state.run.lock) await renewLock(s3, state.run.lock);
+  await renewHeldLock(s3, state.run.lock);
 
   const before = await readAddress(ec2, allocationId);
+  if (!before) throw switchFailed(`Elastic IP ${allocationId} no longer exists (released?)`);
   if (before.InstanceId === candidate) {
     // A retry after the move succeeded: nothing to do, and no second notification.
     return {
@@ -96,58 +81,44 @@ const runSwitch = async (
     );
   }
 
-  const associated = await awsCall(
-    'AssociateAddress',
-    () =>
-      ec2.send(
-        new AssociateAddressCommand({
-          AllocationId: allocationId,
-          InstanceId: candidate,
-          AllowReassociation: true,
-        }),
-      ),
-    (error) =>
+  const { associationId, address: after } = await associateAndConfirm(ec2, allocationId, candidate, {
+    ...(options.confirmAttempts !== undefined ? { attempts: options.confirmAttempts } : {}),
+    ...(options.confirmDelayMs !== undefined ? { delayMs: options.confirmDelayMs } : {}),
+    mapError: (error) =>
       switchFailed(
         `AssociateAddress of ${allocationId} to ${candidate} failed: ${describeAwsError(error)}`,
         error,
       ),
-  );
-
-  const attempts = Math.max(1, options.confirmAttempts ?? 3);
-  let after: Address = before;
-  for (let attempt = 1; attempt <= attempts; attempt += 1) {
-    after = await readAddress(ec2, allocationId);
-    if (after.InstanceId === candidate) break;
-    if (attempt < attempts) await sleep(options.confirmDelayMs ?? 1000);
-  }
-  if (after.InstanceId !== candidate) {
+  });
+  if (after?.InstanceId !== candidate) {
     throw switchFailed(
-      `AssociateAddress answered ${associated.AssociationId ?? 'no association id'} but Elastic IP ${allocationId} is on ${after.InstanceId ?? 'no instance'}, not the candidate ${candidate}`,
+      `AssociateAddress answered ${associationId ?? 'no association id'} but Elastic IP ${allocationId} is on ${after?.InstanceId ?? 'no instance'}, not the candidate ${candidate}`,
     );
   }
 
   const result: SwitchResult = {
     moved: true,
-    ...((after.AssociationId ?? associated.AssociationId)
-      ? { associationId: after.AssociationId ?? associated.AssociationId }
+    ...((after.AssociationId ?? associationId)
+      ? { associationId: after.AssociationId ?? associationId }
       : {}),
     ...(before.InstanceId ? { previousInstanceId: before.InstanceId } : {}),
     ...(before.AssociationId ? { previousAssociationId: before.AssociationId } : {}),
     at: new Date().toISOString(),
   };
   logger.info('Elastic IP moved to the candidate', { from: before.InstanceId });
-  try {
-    await publish(sns, env.TOPIC_ARN, {
+  // The move happened; a lost progress message must not send a healthy switch to rollback.
+  await publishQuietly(
+    sns,
+    env.TOPIC_ARN,
+    {
       kind: 'progress',
       event: 'switched',
       target: state.run.target.name,
       execution: state.execution.name,
       summary: `${state.run.eip.publicIp} now points at ${candidate} (was ${before.InstanceId ?? 'unassociated'})`,
       details: { allocationId, candidate, previousInstanceId: before.InstanceId, at: result.at },
-    });
-  } catch (error) {
-    // The move happened; a lost progress message must not send a healthy switch to rollback.
-    logger.warn('could not publish the switch notification', { error: describeAwsError(error) });
-  }
+    },
+    'the switch notification',
+  );
   return result;
 };

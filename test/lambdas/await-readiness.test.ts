@@ -9,6 +9,7 @@ import { parameterNames } from '../../lambdas/shared/constants';
 import { logger } from '../../lambdas/shared/logger';
 import { signal } from '../../lambdas/signal/signal';
 import {
+  agentEvent,
   CANDIDATE_ID,
   captureLogs,
   fakeParameters,
@@ -18,6 +19,7 @@ import {
   makeState,
   makeTarget,
   PREFIX,
+  readyEvent,
 } from './ssm-steps.fixture';
 
 const ssm = mockClient(SSMClient);
@@ -28,14 +30,9 @@ const TOKEN = `AQCEAAAAKgAAAAMAAAAA${'readiness-token-'.repeat(20)}`;
 let params: ReturnType<typeof fakeParameters>;
 let tasks: ReturnType<typeof fakeTasks>;
 
-const agentEvent = (detailType: string, detail: Record<string, unknown> = {}) => ({
-  source: 'understudy.agent',
-  'detail-type': detailType,
-  detail: { instanceId: CANDIDATE_ID, status: 'done', exitCode: 0, errors: [], ...detail },
-});
 const input = (target = makeTarget()) => ({ taskToken: tasks.issue(TOKEN), state: makeState(target) });
 const awaitIt = (i = input()) => awaitReadiness(createClients(), PREFIX, i);
-const signalIt = (e = agentEvent('Instance Ready')) => signal(createClients(), PREFIX, e);
+const signalIt = (e: unknown = readyEvent()) => signal(createClients(), PREFIX, e);
 
 beforeEach(() => {
   ssm.reset();
@@ -74,7 +71,7 @@ describe('awaitReadiness', () => {
   });
 
   it('completes the task from an event that arrived before the token', async () => {
-    await signalIt(agentEvent('Instance Ready'));
+    await signalIt(readyEvent());
 
     const result = await awaitIt();
 
@@ -97,7 +94,7 @@ describe('awaitReadiness', () => {
   });
 
   it("applies the target's policy to an early exit-code-2 event", async () => {
-    await signalIt(agentEvent('Instance Ready', { exitCode: 2, errors: ['deprecated'] }));
+    await signalIt(readyEvent({ exitCode: 2, errors: ['deprecated'] }));
 
     await awaitIt(input(makeTarget({ readiness: { onRecoverableErrors: 'accept' } })));
 

@@ -19,6 +19,7 @@ import {
   makeState,
   makeTarget,
   runScript,
+  ssmReadyToSend,
 } from './ssm-steps.fixture';
 
 const ssm = mockClient(SSMClient);
@@ -26,11 +27,7 @@ const ssm = mockClient(SSMClient);
 beforeEach(() => {
   ssm.reset();
   fakeS3().seedLock();
-  ssm.on(DescribeInstanceInformationCommand).resolves({
-    InstanceInformationList: [{ InstanceId: CANDIDATE_ID, PingStatus: 'Online' }],
-  });
-  ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-  ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-cert' } });
+  ssmReadyToSend(ssm, 'cmd-cert');
 });
 
 describe('certificate', () => {
@@ -45,6 +42,7 @@ describe('certificate', () => {
       TimeoutSeconds: 600,
       Parameters: {
         commands: [
+          '#!/bin/bash',
           'set -euo pipefail',
           "certbot --nginx -d 'www.example.com' --non-interactive --agree-tos -m 'ops@example.com' --keep-until-expiring",
           'nginx -t',

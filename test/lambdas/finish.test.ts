@@ -133,6 +133,36 @@ describe('finish', () => {
     expect(s3.mock).not.toHaveReceivedCommandWith(GetObjectCommand, { Key: runKeys.lock('web') });
   });
 
+  it('still writes the record and publishes the outcome when the lock is unreadable, with a warning', async () => {
+    s3.seedLock(EXECUTION_ARN, EXECUTION_NAME, 'not json');
+
+    const result = await run(replaced());
+
+    expect(result).toEqual({ succeeded: true, outcome: 'replaced', recordKey });
+    expect(s3.objects.has(runKeys.lock('web'))).toBe(true);
+    expect(record()).toMatchObject({
+      lock: 'unreadable',
+      warnings: [expect.stringContaining('is unreadable; inspect and delete it by hand')],
+      notifiedAt: expect.any(String),
+    });
+    expect(outcomeMessages()).toHaveLength(1);
+  });
+
+  it('retries (Transient) when S3 throttles the lock release, before writing anything', async () => {
+    s3.mock.on(DeleteObjectCommand).rejects(
+      new S3ServiceException({
+        name: 'SlowDown',
+        $fault: 'server',
+        $metadata: { httpStatusCode: 503 },
+        message: 'slow down',
+      }),
+    );
+
+    await expect(run(replaced())).rejects.toMatchObject({ name: 'Transient' });
+    expect(s3.objects.has(recordKey)).toBe(false);
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 0);
+  });
+
   it('reports a preflight refusal as failed, with the reason, when there is no plan', async () => {
     const result = await run({
       input: { target: 'web' },

@@ -9,7 +9,7 @@ import {
   type Instance,
   RunInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { clientTokenFor, launch } from '../../lambdas/launch/launch';
 import { createClients } from '../../lambdas/shared/clients';
@@ -90,7 +90,7 @@ describe('launch', () => {
       MaxCount: 1,
       ClientToken: clientTokenFor({ arn: EXECUTION_ARN, redriveCount: 0 }),
       SubnetId: SUBNET_ID,
-      SecurityGroupIds: ['sg-0web1111aaaa2222b', 'sg-0vpn3333cccc4444d'],
+      SecurityGroupIds: ['sg-0eb01111aaaa2222b', 'sg-0ad03333cccc4444d'],
       UserData: USER_DATA_B64,
       KeyName: 'ops-2024',
       IamInstanceProfile: { Arn: 'arn:aws:iam::123456789012:instance-profile/web-server' },
@@ -190,7 +190,7 @@ describe('launch', () => {
       {
         DeviceIndex: 0,
         SubnetId: SUBNET_ID,
-        Groups: ['sg-0web1111aaaa2222b', 'sg-0vpn3333cccc4444d'],
+        Groups: ['sg-0eb01111aaaa2222b', 'sg-0ad03333cccc4444d'],
         AssociatePublicIpAddress: true,
         DeleteOnTermination: true,
       },
@@ -268,6 +268,13 @@ describe('launch', () => {
       'web-other',
     );
     await expect(launch(createClients(), runState())).rejects.toMatchObject({ name: 'LockLost' });
+    expect(ec2).toHaveReceivedCommandTimes(RunInstancesCommand, 0);
+  });
+
+  it('retries (Transient) instead of failing the launch when S3 is busy during the lock renewal', async () => {
+    s3.on(GetObjectCommand).rejects(awsError('SlowDown', 'Please reduce your request rate.', 503));
+
+    await expect(launch(createClients(), runState())).rejects.toMatchObject({ name: 'Transient' });
     expect(ec2).toHaveReceivedCommandTimes(RunInstancesCommand, 0);
   });
 

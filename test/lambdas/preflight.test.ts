@@ -229,11 +229,11 @@ describe('preflight checks', () => {
     withOldInstance((i) => {
       i.BlockDeviceMappings?.push({
         DeviceName: '/dev/sdf',
-        Ebs: { VolumeId: 'vol-0data000000000001', DeleteOnTermination: false },
+        Ebs: { VolumeId: 'vol-0da7a000000000001', DeleteOnTermination: false },
       });
     });
     await expect(run()).rejects.toMatchObject({
-      ...refusal('/dev/sdf vol-0data000000000001'),
+      ...refusal('/dev/sdf vol-0da7a000000000001'),
       field: 'dataVolumes',
       message: expect.stringContaining('"dataVolumes": "fresh"'),
     });
@@ -245,7 +245,7 @@ describe('preflight checks', () => {
     withOldInstance((i) => {
       i.BlockDeviceMappings?.push({
         DeviceName: '/dev/sdf',
-        Ebs: { VolumeId: 'vol-0data000000000001', DeleteOnTermination: false },
+        Ebs: { VolumeId: 'vol-0da7a000000000001', DeleteOnTermination: false },
       });
     });
     await expect(run()).resolves.toMatchObject({ action: 'replace' });
@@ -264,10 +264,10 @@ describe('preflight checks', () => {
     withOldInstance((i) => {
       const eth0 = i.NetworkInterfaces?.[0];
       if (eth0)
-        i.NetworkInterfaces?.push({ ...structuredClone(eth0), NetworkInterfaceId: 'eni-0second000000001' });
+        i.NetworkInterfaces?.push({ ...structuredClone(eth0), NetworkInterfaceId: 'eni-05ec0dd000000001' });
     });
     await expect(run()).rejects.toMatchObject(
-      refusal('2 network interfaces (eni-0123456789abcdef0, eni-0second000000001)'),
+      refusal('2 network interfaces (eni-0123456789abcdef0, eni-05ec0dd000000001)'),
     );
     expectNothingMutated();
   });
@@ -353,7 +353,7 @@ describe('preflight egress (design §2.2)', () => {
     onlyLocalRoute();
     const endpoints = ec2Fixtures.vpcEndpoints();
     endpoints.VpcEndpoints?.push({
-      VpcEndpointId: 'vpce-0events000000001',
+      VpcEndpointId: 'vpce-0e0e07500000001',
       VpcEndpointType: 'Interface',
       ServiceName: 'com.amazonaws.eu-west-1.events',
       // The wire value is lowercase although the SDK enum says "Available".

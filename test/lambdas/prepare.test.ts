@@ -24,23 +24,17 @@ import {
   makeState,
   makeTarget,
   runScript,
+  ssmReadyToSend,
 } from './ssm-steps.fixture';
 
 const ssm = mockClient(SSMClient);
 let s3: ReturnType<typeof fakeS3>;
 
-const online = () =>
-  ssm.on(DescribeInstanceInformationCommand).resolves({
-    InstanceInformationList: [{ InstanceId: CANDIDATE_ID, PingStatus: 'Online' }],
-  });
-
 beforeEach(() => {
   ssm.reset();
   s3 = fakeS3();
   s3.seedLock();
-  online();
-  ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-  ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-new' } });
+  ssmReadyToSend(ssm, 'cmd-new');
 });
 
 describe('prepare', () => {
@@ -56,6 +50,7 @@ describe('prepare', () => {
       TimeoutSeconds: 600,
       Parameters: {
         commands: [
+          '#!/bin/bash',
           'set -euo pipefail',
           "curl -fsS --max-time 10 -H 'Host: www.example.com' 'http://127.0.0.1/healthz'",
         ],

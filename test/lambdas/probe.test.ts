@@ -1,47 +1,27 @@
 import 'aws-sdk-client-mock-jest';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handler } from '../../lambdas/probe/handler';
 import { type ProbeState, probe } from '../../lambdas/probe/probe';
 import { createClients } from '../../lambdas/shared/clients';
-import { addConnectHook, type ConnectHook, removeConnectHook } from '../../lambdas/shared/http';
+import { awsError } from '../fixtures/aws';
+import { type Site, startSite } from '../fixtures/site';
 import { fakeS3, lambdaContext, makeState, makeTarget, TOPIC } from './ssm-steps.fixture';
 
 const sns = mockClient(SNSClient);
 const PUBLIC_IP = '203.0.113.10';
 
-/** The site behind the EIP: answers with the scripted statuses in order, then with `then` forever. */
-let statuses: number[] = [];
-let then = 200;
-const seen: { host?: string; path?: string }[] = [];
-let server: http.Server;
-let hook: ConnectHook;
+/** The site behind the EIP. */
+let site: Site;
 
-beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    seen.push({ host: req.headers.host, path: req.url });
-    res.writeHead(statuses.shift() ?? then, { 'content-type': 'text/plain' });
-    res.end('service is up');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  hook = (host) => (host === PUBLIC_IP ? { host: '127.0.0.1', port } : undefined);
-  addConnectHook(hook);
-});
-
-afterAll(async () => {
-  removeConnectHook(hook);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-});
-
-beforeEach(() => {
+beforeEach(async () => {
   sns.reset();
   fakeS3().seedLock();
-  statuses = [];
-  then = 200;
-  seen.length = 0;
+  site = await startSite(PUBLIC_IP, 200, 'service is up');
+});
+
+afterEach(async () => {
+  await site.close();
 });
 
 const health = (overrides: Record<string, unknown> = {}) => ({
@@ -76,7 +56,7 @@ describe('probe', () => {
     const result = await run(stateWith({}));
 
     expect(result).toMatchObject({ phase: 'bake', done: true, requests: 2, failures: 0 });
-    expect(seen).toEqual([
+    expect(site.requests).toEqual([
       { host: 'www.example.com', path: '/healthz' },
       { host: 'www.example.com', path: '/healthz' },
     ]);
@@ -87,8 +67,17 @@ describe('probe', () => {
     });
   });
 
+  it('keeps a verified switch when the verified message cannot be published', async () => {
+    sns.on(PublishCommand).rejects(awsError('AuthorizationError', 'not allowed', 403));
+
+    const result = await run(stateWith({}));
+
+    expect(result).toMatchObject({ phase: 'bake', done: true, requests: 2, failures: 0 });
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
+  });
+
   it('starts the streak again after a failed answer', async () => {
-    statuses = [200, 503];
+    site.statuses.push(200, 503);
 
     const result = await run(stateWith({}));
 
@@ -96,7 +85,7 @@ describe('probe', () => {
   });
 
   it('fails with the last verdict once the deadline has passed without the streak', async () => {
-    then = 502;
+    site.status = 502;
     const previous: ProbeState = {
       ...baking(0),
       phase: 'verify',
@@ -112,17 +101,17 @@ describe('probe', () => {
   });
 
   it('fails the bake after N consecutive failures', async () => {
-    then = 500;
+    site.status = 500;
 
     await expect(run(stateWith({ bakeSeconds: 300 }, baking(0)))).rejects.toMatchObject({
       name: 'BakeFailed',
       message: expect.stringMatching(/failed 2 times in a row.*bakeFailureThreshold 2/),
     });
-    expect(seen).toHaveLength(2);
+    expect(site.requests).toHaveLength(2);
   });
 
   it('tolerates failures below the threshold and ends the bake clean when bakeSeconds have passed', async () => {
-    statuses = [500];
+    site.statuses.push(500);
 
     const result = await run(stateWith({ bakeSeconds: 10, bakeFailureThreshold: 2 }, baking(8_500)));
 

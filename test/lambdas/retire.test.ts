@@ -5,7 +5,7 @@ import {
   EC2Client,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { retire } from '../../lambdas/retire/retire';
@@ -19,6 +19,7 @@ const ec2 = mockClient(EC2Client);
 const s3 = mockClient(S3Client);
 const sns = mockClient(SNSClient);
 const env = { TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:understudy' };
+const NEW_INSTANCE_ID = 'i-0c0ffee000000beef';
 
 const oldIs = (name: string) => {
   const old = ec2Fixtures.oldInstance();
@@ -96,6 +97,39 @@ describe('retire', () => {
       name: 'RetireFailed',
       message: expect.stringContaining('UnauthorizedOperation'),
     });
+  });
+
+  it('relabels the new box as serving, so the candidate-only permissions no longer reach it', async () => {
+    const state = { ...runState(), launch: { instanceId: NEW_INSTANCE_ID, clientToken: 'a'.repeat(64) } };
+
+    await retire(createClients(), env, state);
+
+    expect(ec2).toHaveReceivedCommandWith(CreateTagsCommand, {
+      Resources: [NEW_INSTANCE_ID],
+      Tags: [{ Key: 'understudy:role', Value: 'serving' }],
+    });
+  });
+
+  it('relabels the new box as serving even when the old box is already gone', async () => {
+    ec2
+      .on(DescribeInstancesCommand)
+      .rejects(awsError('InvalidInstanceID.NotFound', `The instance ID '${OLD_INSTANCE_ID}' does not exist`));
+    const state = { ...runState(), launch: { instanceId: NEW_INSTANCE_ID, clientToken: 'a'.repeat(64) } };
+
+    const result = await retire(createClients(), env, state);
+
+    expect(result).toMatchObject({ stopped: false, note: `old server ${OLD_INSTANCE_ID} no longer exists` });
+    expect(ec2).toHaveReceivedCommandWith(CreateTagsCommand, {
+      Resources: [NEW_INSTANCE_ID],
+      Tags: [{ Key: 'understudy:role', Value: 'serving' }],
+    });
+  });
+
+  it('retries (Transient) instead of failing the retire when S3 is busy during the lock renewal', async () => {
+    s3.on(GetObjectCommand).rejects(awsError('SlowDown', 'Please reduce your request rate.', 503));
+
+    await expect(retire(createClients(), env, runState())).rejects.toMatchObject({ name: 'Transient' });
+    expect(ec2).toHaveReceivedCommandTimes(StopInstancesCommand, 0);
   });
 
   it('handler: retires from the state document', async () => {

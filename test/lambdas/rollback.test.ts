@@ -45,7 +45,7 @@ const seed = () => {
     address: {
       ...(ec2Fixtures.addresses().Addresses?.[0] ?? {}),
       InstanceId: CANDIDATE,
-      AssociationId: 'eipassoc-0new0000000000001',
+      AssociationId: 'eipassoc-0e0a0000000000001',
     },
     old: ec2Fixtures.oldInstance(),
     candidate: {
@@ -63,7 +63,7 @@ const seed = () => {
   ec2.on(DescribeAddressesCommand).callsFake(async () => ({ Addresses: [structuredClone(world.address)] }));
   ec2.on(AssociateAddressCommand).callsFake(async (input: { InstanceId?: string }) => {
     world.address.InstanceId = input.InstanceId;
-    world.address.AssociationId = 'eipassoc-0back000000000001';
+    world.address.AssociationId = 'eipassoc-0bac0000000000001';
     return { AssociationId: world.address.AssociationId };
   });
   ec2
@@ -222,6 +222,23 @@ describe('rollback', () => {
       serviceHealthy: false,
     });
     expect(result.summary).toContain('does not answer healthy: status 502');
+    expect(result.commands).toEqual([
+      `curl -sS -o /dev/null -w '%{http_code}\\n' --resolve 'www.example.com:80:${PUBLIC_IP}' 'http://www.example.com/healthz'`,
+    ]);
+  });
+
+  it('gives a check command that sends the domain as SNI over HTTPS, not a bare IP with a Host header', async () => {
+    const state = failedState({
+      run: planFor({ target: targetConfig({ tls: { mode: 'http-01', email: 'ops@example.com' } }) }),
+    });
+
+    const result = await rollback(createClients(), env, state, { ...fast, verifyDeadlineMs: 1_500 });
+
+    expect(result.outcome).toBe('manual-action-needed');
+    expect(result.commands).toContain(
+      `curl -sS -o /dev/null -w '%{http_code}\\n' --resolve 'www.example.com:443:${PUBLIC_IP}' 'https://www.example.com/healthz'`,
+    );
+    expect(result.commands.join('\n')).not.toContain('Host:');
   });
 
   it('returns manual-action-needed with the exact commands when the EIP cannot be moved back', async () => {

@@ -14,12 +14,14 @@ import { logger } from '../../lambdas/shared/logger';
 import { handler } from '../../lambdas/signal/handler';
 import { signal } from '../../lambdas/signal/signal';
 import {
+  agentEvent,
   CANDIDATE_ID,
   captureLogs,
   fakeParameters,
   fakeTasks,
   lambdaContext,
   PREFIX,
+  readyEvent,
 } from './ssm-steps.fixture';
 
 const ssm = mockClient(SSMClient);
@@ -30,19 +32,6 @@ const TOKEN = `AQCEAAAAKgAAAAMAAAAA${'secret-token-'.repeat(20)}`;
 let params: ReturnType<typeof fakeParameters>;
 let tasks: ReturnType<typeof fakeTasks>;
 
-const event = (detailType: string, detail: Record<string, unknown> = {}) => ({
-  version: '0',
-  id: 'a1b2c3',
-  source: 'understudy.agent',
-  account: '111122223333',
-  time: '2026-05-01T10:05:00Z',
-  region: 'eu-west-1',
-  resources: [],
-  'detail-type': detailType,
-  detail: { instanceId: CANDIDATE_ID, ...detail },
-});
-const ready = (detail: Record<string, unknown> = {}) =>
-  event('Instance Ready', { status: 'done', exitCode: 0, errors: [], ...detail });
 const storeToken = (onRecoverableErrors: 'fail' | 'accept' = 'fail') =>
   params.set(names.token(CANDIDATE_ID), {
     type: 'SecureString',
@@ -61,7 +50,7 @@ describe('signal', () => {
   it("completes the task with the agent's report when the token is stored", async () => {
     storeToken();
 
-    await expect(run(ready())).resolves.toEqual({ action: 'succeeded' });
+    await expect(run(readyEvent())).resolves.toEqual({ action: 'succeeded' });
 
     expect(tasks.tasks.get(TOKEN)).toMatchObject({
       state: 'succeeded',
@@ -72,7 +61,7 @@ describe('signal', () => {
   it('turns a progress event into a heartbeat', async () => {
     storeToken();
 
-    await expect(run(event('Instance Progress', { status: 'running' }))).resolves.toEqual({
+    await expect(run(agentEvent('Instance Progress', { status: 'running' }))).resolves.toEqual({
       action: 'heartbeat',
     });
 
@@ -80,7 +69,7 @@ describe('signal', () => {
   });
 
   it('ignores a progress event that arrives before the token, and keeps nothing for it', async () => {
-    await expect(run(event('Instance Progress'))).resolves.toEqual({ action: 'ignored' });
+    await expect(run(agentEvent('Instance Progress'))).resolves.toEqual({ action: 'ignored' });
 
     expect(sfn).toHaveReceivedCommandTimes(SendTaskHeartbeatCommand, 0);
     expect(params.size).toBe(0);
@@ -91,7 +80,11 @@ describe('signal', () => {
 
     await expect(
       run(
-        event('Instance Failed', { status: 'error', exitCode: 1, errors: ['package nginx: 404 Not Found'] }),
+        agentEvent('Instance Failed', {
+          status: 'error',
+          exitCode: 1,
+          errors: ['package nginx: 404 Not Found'],
+        }),
       ),
     ).resolves.toEqual({ action: 'failed' });
 
@@ -102,7 +95,7 @@ describe('signal', () => {
   it("fails exit code 2 (recoverable errors) under the target's 'fail' policy", async () => {
     storeToken('fail');
 
-    await expect(run(ready({ exitCode: 2, errors: ['deprecated key'] }))).resolves.toEqual({
+    await expect(run(readyEvent({ exitCode: 2, errors: ['deprecated key'] }))).resolves.toEqual({
       action: 'failed',
     });
 
@@ -112,7 +105,7 @@ describe('signal', () => {
   it("accepts exit code 2 (recoverable errors) under the target's 'accept' policy", async () => {
     storeToken('accept');
 
-    await expect(run(ready({ exitCode: 2, errors: ['deprecated key'] }))).resolves.toEqual({
+    await expect(run(readyEvent({ exitCode: 2, errors: ['deprecated key'] }))).resolves.toEqual({
       action: 'succeeded',
     });
 
@@ -125,9 +118,9 @@ describe('signal', () => {
 
   it('ignores a repeated Ready event (TaskTimedOut)', async () => {
     storeToken();
-    await run(ready());
+    await run(readyEvent());
 
-    await expect(run(ready())).resolves.toEqual({ action: 'ignored' });
+    await expect(run(readyEvent())).resolves.toEqual({ action: 'ignored' });
 
     expect(sfn).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 2);
     expect(tasks.tasks.get(TOKEN)?.state).toBe('succeeded');
@@ -139,11 +132,11 @@ describe('signal', () => {
       value: JSON.stringify({ token: 'stale-token', onRecoverableErrors: 'fail' }),
     });
 
-    await expect(run(ready())).resolves.toEqual({ action: 'ignored' });
+    await expect(run(readyEvent())).resolves.toEqual({ action: 'ignored' });
   });
 
   it('keeps a final event that arrives before the token, for await-readiness to use', async () => {
-    await expect(run(ready())).resolves.toEqual({ action: 'kept' });
+    await expect(run(readyEvent())).resolves.toEqual({ action: 'kept' });
 
     const stored = params.get(names.earlyEvent(CANDIDATE_ID));
     expect(stored?.type).toBe('String');
@@ -163,7 +156,7 @@ describe('signal', () => {
       },
     });
 
-    await expect(run(ready())).resolves.toEqual({ action: 'succeeded' });
+    await expect(run(readyEvent())).resolves.toEqual({ action: 'succeeded' });
 
     expect(tasks.tasks.get(TOKEN)?.state).toBe('succeeded');
   });
@@ -171,7 +164,7 @@ describe('signal', () => {
   it('keeps the early event within the 4 KB of a Standard parameter, first errors first', async () => {
     const errors = Array.from({ length: 40 }, (_, i) => `error ${i}: ${'x'.repeat(300)}`);
 
-    await run(event('Instance Failed', { status: 'error', exitCode: 1, errors }));
+    await run(agentEvent('Instance Failed', { status: 'error', exitCode: 1, errors }));
 
     const value = params.get(names.earlyEvent(CANDIDATE_ID))?.value ?? '';
     expect(Buffer.byteLength(value)).toBeLessThanOrEqual(4096);
@@ -180,9 +173,9 @@ describe('signal', () => {
   });
 
   it.each([
-    ['another source', { ...ready(), source: 'aws.ec2' }],
-    ['an unknown detail-type', event('Instance Rebooted')],
-    ['a malformed instance id', event('Instance Ready', { instanceId: 'not-an-instance' })],
+    ['another source', { ...readyEvent(), source: 'aws.ec2' }],
+    ['an unknown detail-type', agentEvent('Instance Rebooted')],
+    ['a malformed instance id', agentEvent('Instance Ready', { instanceId: 'not-an-instance' })],
     ['no detail at all', { source: 'understudy.agent', 'detail-type': 'Instance Ready' }],
   ])('logs and ignores %s', async (_label, e) => {
     await expect(run(e)).resolves.toEqual({ action: 'ignored' });
@@ -202,7 +195,7 @@ describe('signal', () => {
       }),
     );
 
-    const error = (await run(ready()).then(
+    const error = (await run(readyEvent()).then(
       () => undefined,
       (e: unknown) => e,
     )) as Error;
@@ -218,9 +211,9 @@ describe('signal', () => {
     const logs = captureLogs();
     try {
       storeToken();
-      await run(event('Instance Progress'));
-      await run(ready());
-      await run(ready()); // TaskTimedOut, whose message contains the token
+      await run(agentEvent('Instance Progress'));
+      await run(readyEvent());
+      await run(readyEvent()); // TaskTimedOut, whose message contains the token
       sfn.on(SendTaskHeartbeatCommand).rejects(
         new SFNServiceException({
           name: 'AccessDeniedException',
@@ -229,7 +222,7 @@ describe('signal', () => {
           message: `denied ${TOKEN}`,
         }),
       );
-      await run(event('Instance Progress')).catch(() => undefined);
+      await run(agentEvent('Instance Progress')).catch(() => undefined);
     } finally {
       logs.restore();
       logger.setLogLevel('SILENT');
@@ -246,6 +239,6 @@ describe('signal', () => {
     process.env.PARAMETER_PREFIX = PREFIX;
     storeToken();
 
-    await expect(handler(ready(), lambdaContext())).resolves.toEqual({ action: 'succeeded' });
+    await expect(handler(readyEvent(), lambdaContext())).resolves.toEqual({ action: 'succeeded' });
   });
 });

@@ -1,11 +1,13 @@
-import { Readable } from 'node:stream';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
   NoSuchKey,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
 } from '@aws-sdk/client-s3';
 import {
   InvalidToken,
@@ -17,19 +19,27 @@ import {
 } from '@aws-sdk/client-sfn';
 import {
   DeleteParametersCommand,
+  DescribeInstanceInformationCommand,
   GetParameterCommand,
+  ListCommandsCommand,
   ParameterAlreadyExists,
   ParameterNotFound,
   PutParameterCommand,
+  SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { sdkStreamMixin } from '@smithy/util-stream';
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock';
-import { type TargetConfig, TargetSchema } from '../../lambdas/shared/config';
+import type { TargetConfig } from '../../lambdas/shared/config';
 import { LOCK_LEASE_SECONDS, runKeys } from '../../lambdas/shared/constants';
-import type { Lock, Plan, RunState } from '../../lambdas/shared/schemas';
+import type { Lock, Plan } from '../../lambdas/shared/schemas';
+import { awsError, s3Body, lambdaContext as stepContext } from '../fixtures/aws';
+import { lockBody } from '../fixtures/lock';
+import { planFor, runState, targetConfig } from '../fixtures/target';
 
-/** Shared fixtures for the SSM/SFN-side step tests: a target, a run state, and an S3 that keeps objects. */
+/**
+ * Shared fixtures for the SSM/SFN-side step tests: a target, a run state, and an S3 that keeps objects.
+ * They are the common fixtures (test/fixtures) with this family's own account, execution and ids.
+ */
 
 export const BUCKET = 'understudy-runs';
 export const PREFIX = '/understudy/test';
@@ -39,13 +49,13 @@ export const EXECUTION_ARN = `arn:aws:states:eu-west-1:111122223333:execution:un
 export const OLD_ID = 'i-0aaaaaaaaaaaaaaa1';
 export const CANDIDATE_ID = 'i-0bbbbbbbbbbbbbbb2';
 
+/** An http-01 target with the schema's default health settings. */
 export const makeTarget = (overrides: Record<string, unknown> = {}): TargetConfig =>
-  TargetSchema.parse({
-    name: 'web',
+  targetConfig({
     allocationId: 'eipalloc-0123abcd',
-    domain: 'www.example.com',
     image: { imageId: 'ami-0123456789abcdef0' },
     tls: { mode: 'http-01', email: 'ops@example.com' },
+    health: {},
     ...overrides,
   });
 
@@ -56,26 +66,23 @@ export const lockFor = (owner = EXECUTION_ARN): Lock => ({
   leaseSeconds: LOCK_LEASE_SECONDS,
 });
 
-export const makePlan = (target: TargetConfig = makeTarget(), overrides: Partial<Plan> = {}): Plan => ({
-  action: 'replace',
-  target,
-  image: { imageId: 'ami-0123456789abcdef0', architecture: 'x86_64', rootDeviceName: '/dev/xvda' },
-  old: {
-    instanceId: OLD_ID,
-    imageId: 'ami-0fedcba9876543210',
-    instanceType: 't3.small',
-    subnetId: 'subnet-0123abcd',
-  },
-  eip: { allocationId: 'eipalloc-0123abcd', publicIp: '203.0.113.10', associationId: 'eipassoc-0123abcd' },
-  baseline: { healthy: true, status: 200, detail: 'status 200' },
-  needsPublicIp: false,
-  lock: lockFor(),
-  ...overrides,
-});
+export const makePlan = (target: TargetConfig = makeTarget(), overrides: Partial<Plan> = {}): Plan =>
+  planFor({
+    target,
+    image: { imageId: 'ami-0123456789abcdef0', architecture: 'x86_64', rootDeviceName: '/dev/xvda' },
+    old: {
+      instanceId: OLD_ID,
+      imageId: 'ami-0fedcba9876543210',
+      instanceType: 't3.small',
+      subnetId: 'subnet-0123abcd',
+    },
+    eip: { allocationId: 'eipalloc-0123abcd', publicIp: '203.0.113.10', associationId: 'eipassoc-0123abcd' },
+    lock: lockFor(),
+    ...overrides,
+  });
 
-export const makeState = (target: TargetConfig = makeTarget(), plan: Partial<Plan> = {}) =>
-  ({
-    input: { target: 'web', action: 'replace', dryRun: false },
+export const makeState = (target: TargetConfig = makeTarget(), plan: Partial<Plan> = {}) => ({
+  ...runState({
     execution: {
       arn: EXECUTION_ARN,
       name: EXECUTION_NAME,
@@ -83,13 +90,12 @@ export const makeState = (target: TargetConfig = makeTarget(), plan: Partial<Pla
       startTime: '2026-05-01T10:00:00.000Z',
     },
     run: makePlan(target, plan),
-    launch: { instanceId: CANDIDATE_ID, clientToken: 'f'.repeat(64) },
-  }) satisfies RunState & { launch: unknown };
+  }),
+  launch: { instanceId: CANDIDATE_ID, clientToken: 'f'.repeat(64) },
+});
 
-const body = (text: string) => sdkStreamMixin(Readable.from([Buffer.from(text)]));
-
-const s3Error = (name: string, status: number) =>
-  new S3ServiceException({ name, $fault: 'client', $metadata: { httpStatusCode: status }, message: name });
+const preconditionFailed = () =>
+  awsError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 412);
 
 /**
  * An S3 bucket in memory with ETags and the conditional writes the lock relies on (If-None-Match: *,
@@ -106,15 +112,14 @@ export const fakeS3 = () => {
         message: 'The specified key does not exist.',
         $metadata: { httpStatusCode: 404 },
       });
-    return { Body: body(object.text), ETag: object.etag };
+    return { Body: s3Body(object.text), ETag: object.etag };
   });
   mock
     .on(PutObjectCommand)
     .callsFake((input: { Key: string; Body: string; IfNoneMatch?: string; IfMatch?: string }) => {
       const current = objects.get(input.Key);
-      if (input.IfNoneMatch === '*' && current) throw s3Error('PreconditionFailed', 412);
-      if (input.IfMatch !== undefined && current?.etag !== input.IfMatch)
-        throw s3Error('PreconditionFailed', 412);
+      if (input.IfNoneMatch === '*' && current) throw preconditionFailed();
+      if (input.IfMatch !== undefined && current?.etag !== input.IfMatch) throw preconditionFailed();
       version += 1;
       const etag = `"etag-${version}"`;
       objects.set(input.Key, { text: String(input.Body), etag });
@@ -123,53 +128,35 @@ export const fakeS3 = () => {
   mock.on(DeleteObjectCommand).callsFake((input: { Key: string; IfMatch?: string }) => {
     const current = objects.get(input.Key);
     if (input.IfMatch !== undefined && current !== undefined && current.etag !== input.IfMatch) {
-      throw s3Error('PreconditionFailed', 412);
+      throw preconditionFailed();
     }
     objects.delete(input.Key);
     return {};
   });
-  const seedLock = (owner = EXECUTION_ARN, executionName = EXECUTION_NAME) => {
+  /** Puts `text` (a lock body by default) at the target's lock key, as a new version. */
+  const seedLock = (
+    owner = EXECUTION_ARN,
+    executionName = EXECUTION_NAME,
+    text = lockBody(owner, executionName),
+  ) => {
     version += 1;
-    objects.set(runKeys.lock('web'), {
-      text: JSON.stringify({
-        owner,
-        executionName,
-        target: 'web',
-        acquiredAt: '2026-05-01T10:00:01.000Z',
-        expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-      }),
-      etag: `"etag-${version}"`,
-    });
+    objects.set(runKeys.lock('web'), { text, etag: `"etag-${version}"` });
   };
   return { mock, objects, seedLock };
 };
 
 /** The parts of a Lambda context the middleware reads. */
-export const lambdaContext = () =>
-  ({
-    functionName: 'understudy-step',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:111122223333:function:understudy-step',
-    memoryLimitInMB: '256',
-    awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e8deadbeef',
-    logGroupName: '/aws/lambda/understudy-step',
-    logStreamName: '2026/05/01/[$LATEST]abcdef',
-    callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => 60_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  }) as import('aws-lambda').Context;
+export const lambdaContext = () => stepContext('understudy-step');
 
-/** Runs `script` (AWS-RunShellScript lines) in bash with stand-in commands first on PATH. */
+/**
+ * Runs `lines` (AWS-RunShellScript's `commands`) the way the SSM agent does: written to a script file,
+ * made executable and started with `sh -c <file>`, so the script's first line decides its shell.
+ * Stand-in commands come first on PATH.
+ */
 export const runScript = async (
   lines: readonly string[],
   standIns: Record<string, string>,
 ): Promise<{ code: number; stdout: string; stderr: string; dir: string }> => {
-  const { mkdtempSync, writeFileSync, chmodSync, mkdirSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const { spawnSync } = await import('node:child_process');
   const dir = mkdtempSync(join(tmpdir(), 'ssm-script-'));
   const bin = join(dir, 'bin');
   mkdirSync(bin);
@@ -177,15 +164,44 @@ export const runScript = async (
     writeFileSync(join(bin, name), `#!/usr/bin/env bash\n${text}\n`);
     chmodSync(join(bin, name), 0o755);
   }
+  const script = join(dir, '_script.sh');
+  writeFileSync(script, `${lines.join('\n')}\n`);
+  chmodSync(script, 0o755);
   const work = join(dir, 'work');
   mkdirSync(work);
-  const out = spawnSync('bash', ['-c', lines.join('\n')], {
+  const out = spawnSync('sh', ['-c', script], {
     cwd: work,
     encoding: 'utf8',
     env: { PATH: `${bin}:/usr/bin:/bin`, STANDIN_LOG: join(dir, 'calls.log') },
   });
   return { code: out.status ?? -1, stdout: out.stdout, stderr: out.stderr, dir: work };
 };
+
+/** An agent that is Online, has run nothing yet, and accepts the next command as `commandId`. */
+export const ssmReadyToSend = (ssm: AwsClientStub<SSMClient>, commandId: string) => {
+  ssm.on(DescribeInstanceInformationCommand).resolves({
+    InstanceInformationList: [{ InstanceId: CANDIDATE_ID, PingStatus: 'Online' }],
+  });
+  ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+  ssm.on(SendCommandCommand).resolves({ Command: { CommandId: commandId } });
+};
+
+/** A readiness-agent event as EventBridge delivers it, about the candidate. */
+export const agentEvent = (detailType: string, detail: Record<string, unknown> = {}) => ({
+  version: '0',
+  id: 'a1b2c3',
+  source: 'understudy.agent',
+  account: '111122223333',
+  time: '2026-05-01T10:05:00Z',
+  region: 'eu-west-1',
+  resources: [],
+  'detail-type': detailType,
+  detail: { instanceId: CANDIDATE_ID, ...detail },
+});
+
+/** The agent's report of a clean cloud-init run. */
+export const readyEvent = (detail: Record<string, unknown> = {}) =>
+  agentEvent('Instance Ready', { status: 'done', exitCode: 0, errors: [], ...detail });
 
 type ParameterHook = (name: string) => Promise<void> | void;
 

@@ -4,7 +4,7 @@ import {
   DisassociateAddressCommand,
   EC2Client,
 } from '@aws-sdk/client-ec2';
-import { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createClients } from '../../lambdas/shared/clients';
@@ -28,8 +28,8 @@ const eip = () => {
   ec2.on(DescribeAddressesCommand).callsFake(async () => ({ Addresses: [structuredClone(address)] }));
   ec2.on(AssociateAddressCommand).callsFake(async (input: { InstanceId?: string }) => {
     address.InstanceId = input.InstanceId;
-    address.AssociationId = 'eipassoc-0new0000000000001';
-    address.NetworkInterfaceId = 'eni-0cand00000000001';
+    address.AssociationId = 'eipassoc-0e0a0000000000001';
+    address.NetworkInterfaceId = 'eni-0ca0d00000000001';
     address.PrivateIpAddress = '10.0.1.77';
     return { AssociationId: address.AssociationId };
   });
@@ -58,7 +58,7 @@ describe('switch', () => {
     expect(ec2).toHaveReceivedCommandTimes(DisassociateAddressCommand, 0);
     expect(result).toMatchObject({
       moved: true,
-      associationId: 'eipassoc-0new0000000000001',
+      associationId: 'eipassoc-0e0a0000000000001',
       previousInstanceId: OLD_INSTANCE_ID,
       previousAssociationId: 'eipassoc-0aaaa1111bbbb2222',
     });
@@ -75,7 +75,7 @@ describe('switch', () => {
 
     expect(again).toMatchObject({
       moved: false,
-      associationId: 'eipassoc-0new0000000000001',
+      associationId: 'eipassoc-0e0a0000000000001',
       previousInstanceId: OLD_INSTANCE_ID,
     });
     expect(ec2).toHaveReceivedCommandTimes(AssociateAddressCommand, 1);
@@ -84,7 +84,7 @@ describe('switch', () => {
 
   it('fails with SwitchFailed when the address does not confirm on the candidate', async () => {
     ec2.on(DescribeAddressesCommand).resolves(ec2Fixtures.addresses());
-    ec2.on(AssociateAddressCommand).resolves({ AssociationId: 'eipassoc-0new0000000000001' });
+    ec2.on(AssociateAddressCommand).resolves({ AssociationId: 'eipassoc-0e0a0000000000001' });
     await expect(
       switchAddress(createClients(), env, state(), { confirmAttempts: 2, confirmDelayMs: 0 }),
     ).rejects.toMatchObject({
@@ -97,7 +97,7 @@ describe('switch', () => {
 
   it('refuses to take an EIP that someone moved to a third instance', async () => {
     const address = eip();
-    address.InstanceId = 'i-0stranger0000001';
+    address.InstanceId = 'i-05a0e000000000001';
     await expect(switchAddress(createClients(), env, state(), fast)).rejects.toMatchObject({
       name: 'SwitchFailed',
     });
@@ -128,6 +128,16 @@ describe('switch', () => {
     eip();
     sns.on(PublishCommand).rejects(awsError('AuthorizationError', 'not allowed', 403));
     await expect(switchAddress(createClients(), env, state(), fast)).resolves.toMatchObject({ moved: true });
+  });
+
+  it('retries (Transient) instead of failing the switch when S3 is busy during the lock renewal', async () => {
+    eip();
+    s3.on(GetObjectCommand).rejects(awsError('SlowDown', 'Please reduce your request rate.', 503));
+
+    await expect(switchAddress(createClients(), env, state(), fast)).rejects.toMatchObject({
+      name: 'Transient',
+    });
+    expect(ec2).toHaveReceivedCommandTimes(AssociateAddressCommand, 0);
   });
 
   it('handler: switches from the state document', async () => {
