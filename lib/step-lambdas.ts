@@ -77,9 +77,9 @@ export class StepLambdas extends Construct {
           NODE_OPTIONS: '--enable-source-maps',
         },
         bundling: {
-          format: nodejs.OutputFormat.ESM,
+          format: BUNDLE.format === 'esm' ? nodejs.OutputFormat.ESM : nodejs.OutputFormat.CJS,
           minify: BUNDLE.minify,
-          sourceMap: true,
+          sourceMap: BUNDLE.sourcemap,
           target: BUNDLE.target,
           mainFields: [...BUNDLE.mainFields],
           // The SDK is bundled too: the runtime's copy changes under us, and the bundle must carry the
