@@ -16,12 +16,14 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 
 export interface PluggableClient {
   readonly middlewareStack: { add: (...args: never[]) => unknown };
+  readonly config: object;
 }
 export type ClientPlugin = (client: PluggableClient, service: ServiceName) => void;
 export type ServiceName = 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events';
 
 const PLUGINS = Symbol.for('understudy.aws-client-plugins');
-type PluginHost = { [PLUGINS]?: ClientPlugin[] };
+const BUILT = Symbol.for('understudy.aws-clients-built');
+type PluginHost = { [PLUGINS]?: ClientPlugin[]; [BUILT]?: number };
 
 const plugins = (): ClientPlugin[] => {
   const host = globalThis as PluginHost;
@@ -35,9 +37,17 @@ export const addClientPlugin = (plugin: ClientPlugin): void => {
   if (!list.includes(plugin)) list.push(plugin);
 };
 
+/**
+ * Clients built so far in this process, by every copy of this module: a plugin registered later does
+ * not reach them, which a simulated account must know.
+ */
+export const builtClientCount = (): number => (globalThis as PluginHost)[BUILT] ?? 0;
+
 const build = <C extends PluggableClient>(service: ServiceName, make: () => C): C => {
   const client = make();
   for (const plugin of plugins()) plugin(client, service);
+  const host = globalThis as PluginHost;
+  host[BUILT] = (host[BUILT] ?? 0) + 1;
   return client;
 };
 

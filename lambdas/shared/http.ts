@@ -9,11 +9,18 @@ import tls from 'node:tls';
  * the domain as Host header and TLS SNI, checking status, body and the served certificate.
  *
  * Connection hooks live on `globalThis` (like client plugins) so a simulated account can route the
- * EIP's address to a local proxy; in AWS no hook is registered and sockets go where they say.
- * Trust anchors can be added the same way (a private CA for a test account), on top of Node's defaults.
+ * EIP's address to a local proxy, and see each socket it routed from the moment it is made; in AWS no
+ * hook is registered and sockets go where they say. Trust anchors can be added the same way (a private
+ * CA for a test account), on top of Node's defaults.
  */
 
-export type ConnectHook = (host: string, port: number) => { host: string; port: number } | undefined;
+export interface ConnectRoute {
+  readonly host: string;
+  readonly port: number;
+  /** Called with the socket as soon as it is created (before it connects). */
+  readonly onSocket?: (socket: net.Socket) => void;
+}
+export type ConnectHook = (host: string, port: number) => ConnectRoute | undefined;
 const HOOKS = Symbol.for('understudy.net-connect-hooks');
 const TRUST = Symbol.for('understudy.tls-extra-ca');
 type Host = { [HOOKS]?: ConnectHook[]; [TRUST]?: string[] };
@@ -33,7 +40,7 @@ export const addTrustedCa = (pem: string): void => {
   if (!host[TRUST].includes(pem)) host[TRUST].push(pem);
 };
 
-const route = (host: string, port: number): { host: string; port: number } => {
+const route = (host: string, port: number): ConnectRoute => {
   for (const hook of (globalThis as Host)[HOOKS] ?? []) {
     const target = hook(host, port);
     if (target) return target;
@@ -93,27 +100,32 @@ export const httpGet = (request: ProbeRequest): Promise<ProbeResponse> =>
       // No `agent`: with `agent: false` Node builds a fresh Agent and ignores createConnection (the request
       // would go to localhost:80); without one, createConnection makes the socket and nothing is pooled.
       timeout: request.timeoutMs,
-      createConnection: () =>
-        request.scheme === 'https'
-          ? tls.connect({
-              host: target.host,
-              port: target.port,
-              servername: request.domain,
-              ...(extraCa.length > 0 ? { secureContext: trustContext(extraCa) } : {}),
-            })
-          : net.connect({ host: target.host, port: target.port }),
+      createConnection: () => {
+        const socket =
+          request.scheme === 'https'
+            ? tls.connect({
+                host: target.host,
+                port: target.port,
+                servername: request.domain,
+                ...(extraCa.length > 0 ? { secureContext: trustContext(extraCa) } : {}),
+              })
+            : net.connect({ host: target.host, port: target.port });
+        target.onSocket?.(socket);
+        return socket;
+      },
     };
     const req = (request.scheme === 'https' ? https : http).request(options, (res) => {
+      // Read now: by the end of the body the server may have closed the socket, and a closed TLS socket
+      // has no peer certificate any more (the expiry check would be skipped without a word).
+      const cert = request.scheme === 'https' ? (res.socket as TLSSocket).getPeerCertificate?.() : undefined;
+      const certificateDaysLeft =
+        cert?.valid_to !== undefined ? (Date.parse(cert.valid_to) - Date.now()) / 86_400_000 : undefined;
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         if (body.length < MAX_BODY) body += chunk;
       });
       res.on('end', () => {
-        const socket = res.socket as TLSSocket;
-        const cert = request.scheme === 'https' ? socket.getPeerCertificate?.() : undefined;
-        const certificateDaysLeft =
-          cert?.valid_to !== undefined ? (Date.parse(cert.valid_to) - Date.now()) / 86_400_000 : undefined;
         done({
           ok: true,
           ...(res.statusCode !== undefined ? { status: res.statusCode } : {}),

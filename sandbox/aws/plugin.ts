@@ -1,11 +1,13 @@
 import type {
+  FinalizeHandler,
+  FinalizeHandlerArguments,
+  FinalizeRequestMiddleware,
   HandlerExecutionContext,
-  InitializeHandler,
-  InitializeHandlerArguments,
-  InitializeMiddleware,
+  RelativeMiddlewareOptions,
 } from '@smithy/types';
 import {
   addClientPlugin,
+  builtClientCount,
   type ClientPlugin,
   type PluggableClient,
   type ServiceName,
@@ -16,6 +18,10 @@ import {
  * answers each command from whichever sandbox is current. Both the plugin and "current" live on
  * globalThis (registered symbols), so bundled copies of this module and several sandboxes started one
  * after another in a jest file all meet the same plugin and the same current sandbox.
+ *
+ * The middleware sits right after the SDK's retry middleware, where the request would go on the wire:
+ * the command is serialized as for AWS, and the client's own retries (maxAttempts, adaptive backoff on
+ * throttling) happen as they would against AWS, their delays on the virtual clock.
  */
 
 export interface CommandRouter {
@@ -35,16 +41,29 @@ export const setCurrentSandbox = (router: CommandRouter | undefined): void => {
 };
 export const currentSandbox = (): CommandRouter | undefined => (globalThis as Host)[CURRENT];
 
-/** What `middlewareStack.add` accepts for an initialize-step middleware (the shared type erases it). */
-type AddInitialize = (
-  middleware: InitializeMiddleware<object, object>,
-  options: { step: 'initialize'; priority: 'high'; name: string; override: boolean },
-) => void;
+/** What the plugin touches on a client (the shared type erases the SDK's generics). */
+interface SdkClient {
+  readonly middlewareStack: {
+    addRelativeTo(
+      middleware: FinalizeRequestMiddleware<object, object>,
+      options: RelativeMiddlewareOptions,
+    ): void;
+  };
+  readonly config: { credentials?: unknown };
+}
+
+// Requests are never signed for real, but the SDK resolves an identity before it serializes: without
+// these it would walk the default credential chain (files, SSO, instance metadata) on every machine.
+const SANDBOX_CREDENTIALS = {
+  accessKeyId: 'ASIASANDBOXEXAMPLE',
+  secretAccessKey: 'sandbox',
+  sessionToken: 'sandbox',
+};
 
 const middlewareFor =
-  (service: ServiceName): InitializeMiddleware<object, object> =>
-  (_next: InitializeHandler<object, object>, context: HandlerExecutionContext) =>
-  async (args: InitializeHandlerArguments<object>) => {
+  (service: ServiceName): FinalizeRequestMiddleware<object, object> =>
+  (_next: FinalizeHandler<object, object>, context: HandlerExecutionContext) =>
+  async (args: FinalizeHandlerArguments<object>) => {
     const router = currentSandbox();
     const action = String(context.commandName ?? '').replace(/Command$/, '');
     if (!router) {
@@ -54,24 +73,36 @@ const middlewareFor =
     }
     const output = await router.dispatch(service, action, args.input as Record<string, unknown>);
     return {
-      output: { ...output, $metadata: { httpStatusCode: 200, attempts: 1, totalRetryDelay: 0 } },
+      output: { ...output, $metadata: { httpStatusCode: 200 } },
       response: {},
     };
   };
 
-const plugin: ClientPlugin = (client: PluggableClient, service: ServiceName) => {
-  const add = client.middlewareStack.add as unknown as AddInitialize;
-  add(middlewareFor(service), {
-    step: 'initialize',
-    priority: 'high',
+const plugin: ClientPlugin = (pluggable: PluggableClient, service: ServiceName) => {
+  const client = pluggable as unknown as SdkClient;
+  client.middlewareStack.addRelativeTo(middlewareFor(service), {
+    relation: 'after',
+    toMiddleware: 'retryMiddleware',
     name: 'understudySandbox',
     override: true,
   });
+  client.config.credentials = async () => SANDBOX_CREDENTIALS;
 };
 
-/** Registers the plugin once per process; clients built before this call are not routed. */
+/**
+ * Registers the plugin once per process. A client built before that would not be routed (it would talk
+ * to the real AWS account of whatever credentials the machine has), so that is refused.
+ */
 export const installSandboxPlugin = (): void => {
   const host = globalThis as Host;
-  host[PLUGIN] ??= plugin;
+  if (!host[PLUGIN]) {
+    const built = builtClientCount();
+    if (built > 0) {
+      throw new Error(
+        `Understudy sandbox: ${built} AWS SDK client(s) were built before the sandbox was started; they would call real AWS. Start the sandbox before the first clients() call.`,
+      );
+    }
+    host[PLUGIN] = plugin;
+  }
   addClientPlugin(host[PLUGIN]);
 };
