@@ -6,10 +6,12 @@ import type { VirtualClock } from './contracts';
  * The sandbox's virtual clock: `@sinonjs/fake-timers` owns setTimeout/setInterval/Date, and a driver on
  * the real event loop fires the next due fake timer whenever no sandbox work is in flight.
  *
- * Why "quiet turns": work that is not tracked yet (a probe's socket between `connect()` and the proxy's
- * accept, a promise chain about to call a modelled SDK command) needs a few real loop iterations to
- * show up as a hold. Each turn is a real `setImmediate`, so every one includes a poll phase where
- * loopback connects and accepts are delivered.
+ * Why a "quiet turn": a timer fires only after one real `setImmediate` found nothing in flight, so every
+ * promise chain has drained (a handler about to send its next SDK command reaches the sandbox's
+ * tracking first) and one poll phase has delivered pending I/O. Sockets to the Elastic IP hold the clock
+ * from the moment the client creates them (the connect hook in lambdas/shared/http.ts), so no guess is
+ * needed for the gap between a client's connect and the proxy's accept; more turns are an option for
+ * untracked real work a caller cannot hold for.
  *
  * The one way to misuse it: tracking (or holding for) work that itself waits on virtual time, such as a
  * modelled call that "hangs" on a timer. Time then never moves; the stall warning names the culprit.
@@ -18,7 +20,7 @@ import type { VirtualClock } from './contracts';
 export interface ClockOptions {
   /** Virtual epoch milliseconds at install; defaults to the real now. */
   readonly startMs?: number;
-  /** Real event-loop turns with nothing in flight before a timer fires (default 3, minimum 1). */
+  /** Real event-loop turns with nothing in flight before a timer fires (default 1, minimum 1). */
   readonly quietTurns?: number;
   /**
    * Real milliseconds of "work in flight, timers due, nothing changing" after which `onStall` is told
@@ -35,8 +37,6 @@ export interface SandboxClock extends VirtualClock {
   track<T>(work: Promise<T>, label?: string): Promise<T>;
   /** Labels of the holds and tracked promises open right now. */
   inFlight(): string[];
-  /** Fake timers fired so far by the driver. */
-  readonly fired: number;
 }
 
 const INSTALLED = Symbol.for('understudy.sandbox-clock');
@@ -56,7 +56,7 @@ export function installClock(options: ClockOptions = {}): SandboxClock {
   const realClearInterval = globalThis.clearInterval;
 
   const startMs = options.startMs ?? Date.now();
-  const quietTurns = Math.max(1, options.quietTurns ?? 3);
+  const quietTurns = Math.max(1, options.quietTurns ?? 1);
   const fake = withGlobal(globalThis).install({
     now: startMs,
     toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'],
@@ -70,7 +70,6 @@ export function installClock(options: ClockOptions = {}): SandboxClock {
   let stopped = false;
   let scheduled: NodeJS.Immediate | undefined;
   let quiet = 0;
-  let fired = 0;
   // Bumped on every hold and release: the stall watchdog's sign of progress.
   let activity = 0;
 
@@ -109,7 +108,6 @@ export function installClock(options: ClockOptions = {}): SandboxClock {
       return;
     }
     quiet = 0;
-    fired += 1;
     try {
       // Synchronous: jumps `now` to the timer's due time and calls it; a throw surfaces as it would
       // from a real timer, after the driver is rescheduled.
@@ -140,12 +138,18 @@ export function installClock(options: ClockOptions = {}): SandboxClock {
     schedule();
   };
 
+  // fake-timers truncates a delay to whole milliseconds, so 0.86 ms would fire at the same virtual
+  // instant; Node never fires a timer early (below 1 ms it waits 1 ms). A loop that waits for Date.now()
+  // to move, like the SDK's adaptive rate limiter, would otherwise spin forever.
+  const atLeast = (ms: number | undefined): number | undefined =>
+    typeof ms === 'number' && ms > 0 && !Number.isInteger(ms) ? Math.ceil(ms) : ms;
+
   const wrappedSetTimeout = (callback: Callback, ms?: number, ...args: unknown[]) => {
     let id = Number.NaN;
     const handle = (fakeSetTimeout as unknown as (cb: Callback, ms?: number) => TimerHandle)(() => {
       pending.delete(id);
       callback(...args);
-    }, ms);
+    }, atLeast(ms));
     id = idOf(handle);
     remember(handle);
     return handle;
@@ -153,7 +157,7 @@ export function installClock(options: ClockOptions = {}): SandboxClock {
   const wrappedSetInterval = (callback: Callback, ms?: number, ...args: unknown[]) => {
     const handle = (
       fakeSetInterval as unknown as (cb: Callback, ms?: number, ...a: unknown[]) => TimerHandle
-    )(callback, ms, ...args);
+    )(callback, atLeast(ms), ...args);
     remember(handle);
     return handle;
   };
@@ -224,9 +228,6 @@ export function installClock(options: ClockOptions = {}): SandboxClock {
         wrappedSetTimeout(() => resolve(), ms);
       }),
     inFlight: () => [...inflight.values()],
-    get fired() {
-      return fired;
-    },
     uninstall(): void {
       if (stopped) return;
       stopped = true;

@@ -69,6 +69,13 @@ export interface SandboxCa {
   readonly certPem: string;
   issue(domain: string, validDays?: number): Promise<{ certPem: string; keyPem: string }>;
 }
+/** The CA plus where it lives on disk: certbot's stand-in signs with it too. */
+export interface SandboxCaFiles extends SandboxCa {
+  /** Holds ca.crt, ca.key and the `openssl ca` database. */
+  readonly dir: string;
+  readonly certPath: string;
+  readonly keyPath: string;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Runtime: sandbox/shell.ts (SSM Run Command executes the exact script it was sent)
@@ -172,6 +179,12 @@ export interface SandboxApi {
   ): string;
   /** Route the account's Step Functions callbacks: tokens minted by the harness resolve/reject here. */
   registerTaskToken(token: string): Promise<unknown>;
+  /** The task is over (timed out, failed, cancelled): later callbacks with the token get TaskTimedOut. */
+  closeTaskToken(token: string): void;
+  /** Virtual epoch ms of the token's last SendTaskHeartbeat, if any. */
+  lastHeartbeat(token: string): number | undefined;
+  /** A bucket the account owns (S3 answers NoSuchBucket for any other). */
+  createBucket(name: string): void;
   /** EventBridge rules on the Understudy bus: events matching `pattern` go to `target`. */
   addRule(
     busName: string,
@@ -181,5 +194,9 @@ export interface SandboxApi {
   injectFault(rule: FaultRule): void;
   /** Where the EIP points now (instance id) per DescribeAddresses. */
   eipInstance(allocationId: string): string | undefined;
+  /**
+   * Releases everything; then rejects with an AggregateError if any background work or event target
+   * (the signal function) failed meanwhile, so such failures cannot pass unnoticed.
+   */
   stop(): Promise<void>;
 }

@@ -3,7 +3,7 @@ import { clients } from '../lambdas/shared/clients';
 import type { TargetConfig } from '../lambdas/shared/config';
 import { parameterNames } from '../lambdas/shared/constants';
 import { httpGet } from '../lambdas/shared/http';
-import type { ImageBehaviour, SandboxApi } from './contracts';
+import type { ImageBehaviour, SandboxApi, SeededTarget, SeedTargetOptions } from './contracts';
 import {
   type HandlerSet,
   LocalWorkflow,
@@ -147,15 +147,18 @@ export const demoTarget = (
   rollback: { windowHours: 24, failedCandidate: 'stop' },
 });
 
+/** The outcome the finish step recorded, if it ran. */
+export const finishOutcome = (run: WorkflowRun): string | undefined =>
+  (run.outputs.Finish as { finish?: { outcome?: string } } | undefined)?.finish?.outcome;
+
 const outcomeOf = (run: WorkflowRun): Outcome => {
-  const finish = run.outputs.Finish as { finish?: { outcome?: string } } | undefined;
-  const outcome = finish?.finish?.outcome;
+  const outcome = finishOutcome(run);
   if (outcome === 'replaced' || outcome === 'rolled-back' || outcome === 'no-op') return outcome;
   return 'failed';
 };
 
 export interface SandboxFactory {
-  start(): Promise<SandboxApi & { lastHeartbeat?(token: string): number | undefined }>;
+  start(): Promise<SandboxApi>;
 }
 
 /** What `cdk deploy` does for each configured target: its config block as an SSM parameter. */
@@ -170,6 +173,50 @@ export const putTargetConfig = async (prefix: string, target: TargetConfig): Pro
   );
 };
 
+export interface DeployOptions {
+  /** The image the run replaces the box with. */
+  readonly newImage: ImageBehaviour;
+  readonly imageName: string;
+  readonly seed?: Partial<SeedTargetOptions>;
+  readonly tls?: TargetConfig['tls'];
+  /** Adjusts the target's configuration before it is deployed. */
+  readonly target?: (target: TargetConfig) => TargetConfig;
+  readonly handlers: HandlerSet;
+}
+
+export interface Deployment {
+  readonly sandbox: SandboxApi;
+  readonly seeded: SeededTarget;
+  readonly target: TargetConfig;
+  readonly workflow: LocalWorkflow;
+  /** Calls made while setting up (what Terraform and `cdk deploy` did); the run's come after these. */
+  readonly setupCalls: number;
+}
+
+/**
+ * A fresh account as Terraform and `cdk deploy` leave it: the `web` service running behind its EIP, a
+ * new image registered, the runs bucket, the target's configuration, and the workflow with its event
+ * rules. The caller stops `deployment.sandbox`.
+ */
+export const deploy = async (factory: SandboxFactory, options: DeployOptions): Promise<Deployment> => {
+  applySandboxEnv();
+  const sandbox = await factory.start();
+  try {
+    sandbox.createBucket(SANDBOX_ENV.RUNS_BUCKET);
+    const seeded = await sandbox.seedTarget({ name: 'web', domain: 'web.example.test', ...options.seed });
+    const imageId = sandbox.registerImage(options.newImage, { name: options.imageName });
+    const base = demoTarget('web', seeded.allocationId, imageId, options.tls);
+    const target = options.target ? options.target(base) : base;
+    await putTargetConfig(SANDBOX_ENV.PARAMETER_PREFIX, target);
+    const workflow = new LocalWorkflow(sandbox, options.handlers);
+    workflow.wireEventRules(SANDBOX_ENV.EVENT_BUS_NAME);
+    return { sandbox, seeded, target, workflow, setupCalls: sandbox.calls.length };
+  } catch (error) {
+    await sandbox.stop().catch(() => undefined);
+    throw error;
+  }
+};
+
 export const runScenario = async (
   factory: SandboxFactory,
   scenario: Scenario,
@@ -177,14 +224,13 @@ export const runScenario = async (
 ): Promise<ScenarioResult> => {
   const wallStart = performance.now();
   applySandboxEnv();
-  const sandbox = await factory.start();
+  const { sandbox, seeded, target, workflow } = await deploy(factory, {
+    newImage: scenario.newImage,
+    imageName: `${scenario.name}-image`,
+    ...(scenario.tls ? { tls: scenario.tls } : {}),
+    handlers: handlers ?? (await sourceHandlers()),
+  });
   try {
-    const seeded = await sandbox.seedTarget({ name: 'web', domain: 'web.example.test' });
-    const imageId = sandbox.registerImage(scenario.newImage, { name: `${scenario.name}-image` });
-    const target = demoTarget('web', seeded.allocationId, imageId, scenario.tls);
-    await putTargetConfig(SANDBOX_ENV.PARAMETER_PREFIX, target);
-    const workflow = new LocalWorkflow(sandbox, handlers ?? (await sourceHandlers()));
-    workflow.wireEventRules(SANDBOX_ENV.EVENT_BUS_NAME);
     const client = new DowntimeClient(target, seeded.publicIp);
     const run = await workflow.run(
       { target: 'web', reason: `demo ${scenario.name}` },

@@ -16,7 +16,7 @@ import { createCa } from './tls';
  * await sandbox.stop();
  */
 useDefaultRuntime({
-  installClock: () => installClock(),
+  installClock,
   startInstanceServer,
   startAddressProxy,
   routeAddress,

@@ -184,12 +184,20 @@ export async function startAddressProxy(clock: VirtualClock, publicIp: string): 
   };
 }
 
-/** Sends connections to the address's ports 80 and 443 to the proxy; returns the undo. */
-export function routeAddress(proxy: AddressProxyHandle): () => void {
+/**
+ * Sends connections to the address's ports 80 and 443 to the proxy; returns the undo. Each such client
+ * socket holds the clock from its creation until it closes, so no virtual time passes between a
+ * client's connect and the proxy's accept (where the proxy's own hold begins).
+ */
+export function routeAddress(clock: VirtualClock, proxy: AddressProxyHandle): () => void {
+  const holdClient = (socket: net.Socket): void => {
+    const release = clock.hold(`client of ${proxy.publicIp}`);
+    socket.once('close', release);
+  };
   const hook: ConnectHook = (host, port) => {
     if (host !== proxy.publicIp) return undefined;
-    if (port === 80) return { host: LOOPBACK, port: proxy.httpPort };
-    if (port === 443) return { host: LOOPBACK, port: proxy.httpsPort };
+    if (port === 80) return { host: LOOPBACK, port: proxy.httpPort, onSocket: holdClient };
+    if (port === 443) return { host: LOOPBACK, port: proxy.httpsPort, onSocket: holdClient };
     return undefined;
   };
   addConnectHook(hook);

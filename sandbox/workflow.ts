@@ -3,14 +3,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from 'aws-lambda';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { placeholderFor, STEP_NAMES } from '../lib/steps';
+import { placeholderFor, STEP_NAMES, STEPS } from '../lib/steps';
 import type { SandboxApi } from './contracts';
 
 /**
  * Runs the deployed state machine definition (statemachine/replace.asl.json, the very file CDK ships)
  * through aws-local-stepfunctions, every Task mapped to the real Lambda handler, on a sandbox account.
  * Lambda's own semantics are kept at the boundary: JSON in and out, errors in Lambda's envelope
- * (Error = errorType, Cause = JSON text), a context whose remaining time follows the task timeout.
+ * (Error = errorType, Cause = JSON text), and each function's own timeout (lib/steps.ts) enforced on the
+ * virtual clock, failing the invocation with Lambda's `Sandbox.Timedout`.
  */
 
 export type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;
@@ -45,7 +46,14 @@ export const substitutedDefinition = (sandbox: Pick<SandboxApi, 'region' | 'acco
 const folderOfArn = (arn: string): string =>
   arn.slice(arn.lastIndexOf(':understudy-') + ':understudy-'.length);
 
-const lambdaContext = (folder: string, timeoutMs: number): Context => {
+/** The function's configured timeout, as the stack deploys it. */
+const functionTimeoutMs = (folder: string): number => {
+  const spec = STEPS.find((step) => step.name === folder);
+  if (!spec) throw new Error(`no step ${folder} in lib/steps.ts`);
+  return spec.timeoutSeconds * 1000;
+};
+
+const lambdaContext = (folder: string, timeoutMs: number, requestId: string): Context => {
   const deadline = Date.now() + timeoutMs;
   return {
     callbackWaitsForEmptyEventLoop: false,
@@ -53,7 +61,7 @@ const lambdaContext = (folder: string, timeoutMs: number): Context => {
     functionVersion: '$LATEST',
     invokedFunctionArn: `understudy-${folder}`,
     memoryLimitInMB: '512',
-    awsRequestId: randomUUID(),
+    awsRequestId: requestId,
     logGroupName: `/aws/lambda/understudy-${folder}`,
     logStreamName: 'sandbox',
     getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
@@ -63,29 +71,52 @@ const lambdaContext = (folder: string, timeoutMs: number): Context => {
   };
 };
 
-/** Calls a handler the way Lambda does: serialised payloads, errors in Lambda's envelope. */
+/** A failed invocation as Step Functions sees it: Error = errorType, Cause = the error payload's JSON. */
+const lambdaError = (errorType: string, errorMessage: string): Error => {
+  const envelope = new Error(JSON.stringify({ errorType, errorMessage, trace: [] }));
+  envelope.name = errorType;
+  return envelope;
+};
+
+/**
+ * Calls a handler the way Lambda does: serialised payloads, errors in Lambda's envelope, and the
+ * function's timeout. A handler still running at its deadline is abandoned (Lambda would freeze it);
+ * whatever it does later is ignored.
+ */
 export const invokeLambda = async (
   handlers: HandlerSet,
   folder: string,
   payload: unknown,
-  timeoutMs = 300_000,
 ): Promise<unknown> => {
   const handler = handlers[folder];
   if (!handler) throw new Error(`no handler for step ${folder}`);
-  try {
-    const result = await handler(
-      JSON.parse(JSON.stringify(payload ?? null)),
-      lambdaContext(folder, timeoutMs),
+  const timeoutMs = functionTimeoutMs(folder);
+  const requestId = randomUUID();
+  const event = JSON.parse(JSON.stringify(payload ?? null)) as unknown;
+  // Settled either way, so a handler that fails after its deadline leaves no unhandled rejection.
+  const settled = Promise.resolve()
+    .then(() => handler(event, lambdaContext(folder, timeoutMs, requestId)))
+    .then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
     );
-    return result === undefined ? null : JSON.parse(JSON.stringify(result));
-  } catch (caught) {
-    const error = caught instanceof Error ? caught : new Error(String(caught));
-    const envelope = new Error(
-      JSON.stringify({ errorType: error.name, errorMessage: error.message, trace: [] }),
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<'timed out'>((resolve) => {
+    timer = setTimeout(() => resolve('timed out'), timeoutMs);
+  });
+  const outcome = await Promise.race([settled, deadline]);
+  clearTimeout(timer);
+  if (outcome === 'timed out') {
+    throw lambdaError(
+      'Sandbox.Timedout',
+      `RequestId: ${requestId} Error: Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`,
     );
-    envelope.name = error.name;
-    throw envelope;
   }
+  if (!outcome.ok) {
+    const error = outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
+    throw lambdaError(error.name, error.message);
+  }
+  return outcome.value === undefined ? null : JSON.parse(JSON.stringify(outcome.value));
 };
 
 export interface TimelineEntry {
@@ -105,6 +136,8 @@ export interface WorkflowRun {
   readonly timeline: TimelineEntry[];
   /** Every state's output as it exited, by state name (last one wins for loops). */
   readonly outputs: Record<string, unknown>;
+  /** Every state's input as it was entered, by state name (last one wins for loops). */
+  readonly inputs: Record<string, unknown>;
 }
 
 export interface RunOptions {
@@ -116,26 +149,48 @@ export interface RunOptions {
 interface TaskState {
   readonly Type: string;
   readonly Resource?: string;
-  readonly TimeoutSeconds?: number;
-  readonly TimeoutSecondsPath?: string;
-  readonly HeartbeatSecondsPath?: string;
+  TimeoutSeconds?: number;
+  TimeoutSecondsPath?: string;
+  HeartbeatSeconds?: number;
+  HeartbeatSecondsPath?: string;
   readonly Parameters?: unknown;
 }
+
+/** A callback task's limits as AWS reads them: numbers, or paths into the state input. */
+interface CallbackLimits {
+  readonly timeoutSeconds?: number;
+  readonly timeoutPath?: string;
+  readonly heartbeatSeconds?: number;
+  readonly heartbeatPath?: string;
+  /** The Payload member that carries the state input (`"state.$": "$"`), where the paths are read. */
+  readonly stateKey?: string;
+}
+
+/**
+ * Stands for "no timeout" (AWS's default of 99999999 s) where the local engine would otherwise use 60 s:
+ * the longest delay a timer takes (2^31 - 1 ms); anything longer would fire at once.
+ */
+const NO_TIMEOUT_SECONDS = 2_147_483;
+
+const statesError = (name: string, message: string): Error => {
+  const error = new Error(message);
+  error.name = name;
+  return error;
+};
 
 /** One state machine, many runs against the sandbox account. */
 export class LocalWorkflow {
   private readonly machine: StateMachine;
   private readonly states: Record<string, TaskState>;
+  private readonly callbacks: Record<string, CallbackLimits>;
   private counter = 0;
 
   constructor(
-    private readonly sandbox: SandboxApi & {
-      lastHeartbeat?: (token: string) => number | undefined;
-    },
+    private readonly sandbox: SandboxApi,
     private readonly handlers: HandlerSet,
   ) {
     const definition = substitutedDefinition(sandbox) as { States: Record<string, TaskState> };
-    adaptPathsToLocalEngine(definition.States);
+    this.callbacks = adaptToLocalEngine(definition.States);
     this.states = definition.States;
     // biome-ignore lint/suspicious/noExplicitAny: the library types the definition as its own ASL shape; ours is parsed JSON
     this.machine = new StateMachine(definition as any, {
@@ -151,7 +206,7 @@ export class LocalWorkflow {
         source: ['understudy.agent'],
         'detail-type': ['Instance Ready', 'Instance Failed', 'Instance Progress'],
       },
-      (event) => invokeLambda(this.handlers, 'signal', event, 60_000),
+      (event) => invokeLambda(this.handlers, 'signal', event),
     );
   }
 
@@ -159,13 +214,13 @@ export class LocalWorkflow {
     const overrides: Record<string, (input: unknown) => Promise<unknown>> = {};
     for (const [name, state] of Object.entries(this.states)) {
       if (state.Type !== 'Task' || !state.Resource) continue;
-      const timeoutMs = (state.TimeoutSeconds ?? 300) * 1000;
-      if (state.Resource.endsWith('.waitForTaskToken')) {
+      const limits = this.callbacks[name];
+      if (limits) {
         overrides[name] = (input) =>
-          this.awaitCallback(input as { FunctionName: string; Payload: unknown }, state);
+          this.awaitCallback(input as { FunctionName: string; Payload: unknown }, limits);
       } else {
         const folder = folderOfArn(state.Resource);
-        overrides[name] = (input) => invokeLambda(this.handlers, folder, input, timeoutMs);
+        overrides[name] = (input) => invokeLambda(this.handlers, folder, input);
       }
     }
     return overrides;
@@ -174,36 +229,61 @@ export class LocalWorkflow {
   /**
    * `.waitForTaskToken`: the local engine gives one static token and ignores heartbeats, so each call
    * mints its own token, registers it with the account's Step Functions model, invokes the function
-   * with it, and waits for SendTaskSuccess/Failure, enforcing HeartbeatSeconds itself.
+   * with it, and waits for SendTaskSuccess/Failure. TimeoutSeconds and HeartbeatSeconds both run from
+   * the start of the task, as in AWS; once the task is over, however it ended, the token is closed and
+   * a late callback answers TaskTimedOut.
    */
   private async awaitCallback(
     input: { FunctionName: string; Payload: unknown },
-    state: TaskState,
+    limits: CallbackLimits,
   ): Promise<unknown> {
     const token = `sandbox-token-${randomUUID()}`;
-    const payload = JSON.parse(JSON.stringify(input.Payload)) as { taskToken?: string; state?: unknown };
+    const payload = JSON.parse(JSON.stringify(input.Payload)) as Record<string, unknown>;
     payload.taskToken = token;
-    const heartbeatSeconds = readPath(payload, state.HeartbeatSecondsPath?.replace('$.Payload.', '$.'));
+    const stateInput = limits.stateKey ? payload[limits.stateKey] : undefined;
+    const seconds = (fixed: number | undefined, path: string | undefined): number | undefined => {
+      const value = fixed ?? readPath(stateInput, path);
+      return typeof value === 'number' ? value : undefined;
+    };
+    const timeoutSeconds = seconds(limits.timeoutSeconds, limits.timeoutPath);
+    const heartbeatSeconds = seconds(limits.heartbeatSeconds, limits.heartbeatPath);
+    const startedAt = Date.now();
     const completion = this.sandbox.registerTaskToken(token);
     completion.catch(() => undefined);
-    await invokeLambda(this.handlers, folderOfArn(input.FunctionName), payload, 60_000);
-    if (typeof heartbeatSeconds !== 'number') return completion;
-    const startedAt = Date.now();
-    let timer: ReturnType<typeof setInterval> | undefined;
-    const heartbeat = new Promise<never>((_, reject) => {
-      timer = setInterval(() => {
-        const last = this.sandbox.lastHeartbeat?.(token) ?? startedAt;
-        if (Date.now() - last > heartbeatSeconds * 1000) {
-          const error = new Error(`no heartbeat for ${heartbeatSeconds} s`);
-          error.name = 'States.HeartbeatTimeout';
-          reject(error);
-        }
-      }, 5_000);
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    const expiry = new Promise<never>((_, reject) => {
+      if (timeoutSeconds !== undefined) {
+        timers.push(
+          setTimeout(
+            () => reject(statesError('States.Timeout', `Task timed out after ${timeoutSeconds} s`)),
+            timeoutSeconds * 1000,
+          ),
+        );
+      }
+      if (heartbeatSeconds === undefined) return;
+      const windowMs = heartbeatSeconds * 1000;
+      const watch = (delay: number): void => {
+        timers.push(
+          setTimeout(() => {
+            const due = (this.sandbox.lastHeartbeat(token) ?? startedAt) + windowMs;
+            if (Date.now() >= due) {
+              reject(statesError('States.HeartbeatTimeout', `no heartbeat for ${heartbeatSeconds} s`));
+            } else {
+              watch(due - Date.now());
+            }
+          }, delay),
+        );
+      };
+      watch(windowMs);
     });
     try {
-      return await Promise.race([completion, heartbeat]);
+      return await Promise.race([
+        invokeLambda(this.handlers, folderOfArn(input.FunctionName), payload).then(() => completion),
+        expiry,
+      ]);
     } finally {
-      clearInterval(timer);
+      for (const timer of timers) clearTimeout(timer);
+      this.sandbox.closeTaskToken(token);
     }
   }
 
@@ -228,6 +308,7 @@ export class LocalWorkflow {
     });
     const timeline: TimelineEntry[] = [];
     const outputs: Record<string, unknown> = {};
+    const inputs: Record<string, unknown> = {};
     let transitions = 0;
     const open = new Map<string, TimelineEntry>();
     const drain = (async () => {
@@ -237,6 +318,7 @@ export class LocalWorkflow {
           const entry = { state: event.state.name, startMs: this.sandbox.clock.elapsed(), durationMs: 0 };
           open.set(event.state.name, entry);
           timeline.push(entry);
+          inputs[event.state.name] = event.state.input;
           options.onStateEntered?.(event.state.name);
         } else if (event.type === 'StateRetried') {
           transitions += 1;
@@ -250,7 +332,15 @@ export class LocalWorkflow {
     try {
       const output = await execution.result;
       await drain;
-      return { executionArn, status: 'SUCCEEDED', output, stateTransitions: transitions, timeline, outputs };
+      return {
+        executionArn,
+        status: 'SUCCEEDED',
+        output,
+        stateTransitions: transitions,
+        timeline,
+        outputs,
+        inputs,
+      };
     } catch (failure) {
       await drain.catch(() => undefined);
       const cause = (failure as { cause?: Error }).cause ?? (failure as Error);
@@ -262,30 +352,49 @@ export class LocalWorkflow {
         stateTransitions: transitions,
         timeline,
         outputs,
+        inputs,
       };
     }
   }
 }
 
 /**
- * AWS evaluates TimeoutSecondsPath/HeartbeatSecondsPath against the state's input; aws-local-stepfunctions
- * evaluates them against the effective Parameters. For `lambda:invoke` tasks the state input travels
- * as `Payload.state`, so the local copy of the definition reads the same value from there.
+ * Prepares the definition for aws-local-stepfunctions, which differs from AWS in three ways: it reads
+ * TimeoutSecondsPath against the effective Parameters (AWS: the state input, which `lambda:invoke`
+ * tasks carry as `Payload.state`), it times a Task out after 60 s when the state sets nothing (AWS:
+ * 99999999), and it ignores heartbeats. Callback tasks have their limits taken out and returned, to be
+ * enforced by the harness, which also closes the token when the task ends.
  */
-const adaptPathsToLocalEngine = (states: Record<string, TaskState>): void => {
-  for (const state of Object.values(states)) {
+const adaptToLocalEngine = (states: Record<string, TaskState>): Record<string, CallbackLimits> => {
+  const callbacks: Record<string, CallbackLimits> = {};
+  for (const [name, state] of Object.entries(states)) {
+    if (state.Type !== 'Task') continue;
     const payload = (state.Parameters as { Payload?: Record<string, string> } | undefined)?.Payload;
     const stateKey = Object.entries(payload ?? {})
       .find(([, v]) => v === '$')?.[0]
       ?.replace(/\.\$$/, '');
-    if (!stateKey) continue;
-    for (const key of ['TimeoutSecondsPath', 'HeartbeatSecondsPath'] as const) {
-      const path = state[key];
-      if (typeof path === 'string' && path.startsWith('$.')) {
-        (state as unknown as Record<string, unknown>)[key] = `$.Payload.${stateKey}.${path.slice(2)}`;
-      }
+    if (state.Resource?.endsWith('.waitForTaskToken')) {
+      callbacks[name] = {
+        ...(state.TimeoutSeconds !== undefined ? { timeoutSeconds: state.TimeoutSeconds } : {}),
+        ...(state.TimeoutSecondsPath ? { timeoutPath: state.TimeoutSecondsPath } : {}),
+        ...(state.HeartbeatSeconds !== undefined ? { heartbeatSeconds: state.HeartbeatSeconds } : {}),
+        ...(state.HeartbeatSecondsPath ? { heartbeatPath: state.HeartbeatSecondsPath } : {}),
+        ...(stateKey ? { stateKey } : {}),
+      };
+      delete state.TimeoutSecondsPath;
+      delete state.HeartbeatSeconds;
+      delete state.HeartbeatSecondsPath;
+      state.TimeoutSeconds = NO_TIMEOUT_SECONDS;
+      continue;
+    }
+    if (stateKey && state.TimeoutSecondsPath?.startsWith('$.')) {
+      state.TimeoutSecondsPath = `$.Payload.${stateKey}.${state.TimeoutSecondsPath.slice(2)}`;
+    }
+    if (state.TimeoutSeconds === undefined && state.TimeoutSecondsPath === undefined) {
+      state.TimeoutSeconds = NO_TIMEOUT_SECONDS;
     }
   }
+  return callbacks;
 };
 
 const readPath = (document: unknown, path: string | undefined): unknown => {

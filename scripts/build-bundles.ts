@@ -1,4 +1,4 @@
-// Builds every step's handler with the stack's bundling options (lib/bundling.ts): ESM, minified, AWS SDK
+// Builds every step's handler with the stack's bundling options (lib/bundling.ts): ESM, minified, source maps, AWS SDK
 // bundled. Output: dist/lambdas/<step>/index.mjs.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,12 +11,12 @@ const ROOT = join(__dirname, '..');
 const bundleOptions: BuildOptions = {
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: BUNDLE.format,
   target: BUNDLE.target,
   minify: BUNDLE.minify,
   mainFields: [...BUNDLE.mainFields],
   banner: { js: BUNDLE.banner },
-  sourcemap: false,
+  sourcemap: BUNDLE.sourcemap,
   logLevel: 'warning',
 };
 

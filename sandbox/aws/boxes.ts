@@ -10,7 +10,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { AppResponder, ImageBehaviour, InstanceServerHandle } from '../contracts';
-import { iso, type ModelContext } from './context';
+import type { ModelContext } from './context';
 import type { Ec2Model, InstanceRecord } from './ec2';
 import type { EventsModel } from './events';
 import type { SandboxRuntime } from './runtime';
@@ -26,19 +26,24 @@ export const BoxTiming = {
 } as const;
 
 type CloudInitState = 'running' | 'done' | 'error' | 'recoverable';
+type CloudInitOutcome = Exclude<CloudInitState, 'running'>;
+
+/** How long `cloud-init status --wait` blocks on a boot that never ends: past any command timeout. */
+const HUNG_WAIT_MS = 172_800_000;
 
 interface Box {
   readonly instanceId: string;
   readonly dir: string;
   server?: InstanceServerHandle;
   cloudInit: CloudInitState;
+  /** When cloud-init will end, and how; unset for a boot that hangs (or one long over). */
+  cloudInitEnd?: { readonly at: number; readonly outcome: CloudInitOutcome };
   appStartedAt?: number;
   ssmOnlineAt: number;
   lastPing?: number;
   /** Which power-on this box is; a halted box's scheduled work checks it and does nothing. */
   power: number;
   on: boolean;
-  readonly console: string[];
 }
 
 const CLOUD_INIT_ERRORS: Record<'error' | 'recoverable', string> = {
@@ -69,10 +74,6 @@ export class Boxes {
     },
   ) {
     this.root = options.rootDir;
-  }
-
-  box(instanceId: string): Box | undefined {
-    return this.boxes.get(instanceId);
   }
 
   server(instanceId: string): InstanceServerHandle | undefined {
@@ -107,36 +108,50 @@ export class Boxes {
     return box.lastPing === undefined ? undefined : { status: 'ConnectionLost', lastPing: box.lastPing };
   }
 
-  consoleOutput(instanceId: string): string {
-    return this.boxes.get(instanceId)?.console.join('\n') ?? '';
+  /** `cloud-init status --format json` and its exit code for a state, as of `at`. */
+  private cloudInitStatus(state: CloudInitState, at: number): { document: object; exitCode: number } {
+    const errors = state === 'error' || state === 'recoverable' ? [CLOUD_INIT_ERRORS[state]] : [];
+    const extended = state === 'recoverable' ? 'degraded done' : state === 'error' ? 'error - done' : state;
+    return {
+      document: {
+        boot_status_code: 'enabled-by-generator',
+        datasource: 'ec2',
+        detail: state === 'running' ? 'Running in stage: modules-final' : 'DataSourceEc2Local',
+        errors: state === 'error' ? errors : [],
+        extended_status: extended,
+        last_update: new Date(at).toUTCString(),
+        recoverable_errors: state === 'recoverable' ? { WARNING: errors } : {},
+        status: state === 'recoverable' ? 'done' : state,
+      },
+      exitCode: state === 'running' || state === 'done' ? 0 : state === 'error' ? 1 : 2,
+    };
+  }
+
+  /** What `cloud-init status` reads on the box (the stand-in in sandbox/standins/cloud-init). */
+  private writeCloudInit(box: Box, state: CloudInitState): void {
+    const dir = join(box.dir, 'var', 'lib', 'cloud');
+    mkdirSync(dir, { recursive: true });
+    const { document, exitCode } = this.cloudInitStatus(state, this.ctx.clock.now());
+    writeFileSync(join(dir, 'status.json'), JSON.stringify(document, null, 1));
+    writeFileSync(join(dir, 'exit_code'), String(exitCode));
   }
 
   /**
-   * What `cloud-init status` reads on the box (the stand-in in sandbox/standins/cloud-init): the
-   * status document, the exit code, and while running how long `--wait` would block.
+   * For a script about to run on the box: while cloud-init runs, how long `cloud-init status --wait`
+   * blocks from now and what it then prints and exits with, as the real command does (the stand-in
+   * reads these from the environment).
    */
-  private writeCloudInit(box: Box, state: CloudInitState, errors: string[], waitMs?: number): void {
-    const dir = join(box.dir, 'var', 'lib', 'cloud');
-    mkdirSync(dir, { recursive: true });
-    const status = state === 'recoverable' ? 'done' : state;
-    const extended = state === 'recoverable' ? 'degraded done' : state === 'error' ? 'error - done' : state;
-    const document = {
-      boot_status_code: 'enabled-by-generator',
-      datasource: 'ec2',
-      detail: state === 'running' ? 'Running in stage: modules-final' : 'DataSourceEc2Local',
-      errors: state === 'error' ? errors : [],
-      extended_status: extended,
-      last_update: new Date(this.ctx.clock.now()).toUTCString(),
-      recoverable_errors: state === 'recoverable' ? { WARNING: errors } : {},
-      status,
+  cloudInitWait(instanceId: string): Record<string, string> {
+    const box = this.boxes.get(instanceId);
+    if (!box?.on || box.cloudInit !== 'running') return {};
+    const end = box.cloudInitEnd;
+    if (!end) return { SANDBOX_CLOUD_INIT_WAIT_MS: String(HUNG_WAIT_MS) };
+    const { document, exitCode } = this.cloudInitStatus(end.outcome, end.at);
+    return {
+      SANDBOX_CLOUD_INIT_WAIT_MS: String(Math.max(0, end.at - this.ctx.clock.now())),
+      SANDBOX_CLOUD_INIT_FINAL_STATUS: JSON.stringify(document),
+      SANDBOX_CLOUD_INIT_FINAL_EXIT: String(exitCode),
     };
-    writeFileSync(join(dir, 'status.json'), JSON.stringify(document, null, 1));
-    writeFileSync(
-      join(dir, 'exit_code'),
-      state === 'running' ? '0' : String(state === 'done' ? 0 : state === 'error' ? 1 : 2),
-    );
-    if (waitMs === undefined) rmSync(join(dir, 'wait_ms'), { force: true });
-    else writeFileSync(join(dir, 'wait_ms'), String(waitMs));
   }
 
   /**
@@ -224,10 +239,6 @@ export class Boxes {
       ssmOnlineAt: options.serving ? now : now + BoxTiming.ssmAgentMs,
       power: (previous?.power ?? 0) + 1,
       on: true,
-      console: [
-        ...(previous?.console ?? []),
-        `[    0.000000] Linux version 6.1.0 (sandbox) booting ${instance.instanceId} at ${iso(now)}`,
-      ],
     };
     this.boxes.set(instance.instanceId, box);
     const behaviour = this.behaviourOf(instance);
@@ -242,35 +253,37 @@ export class Boxes {
     box.server = server;
     this.installCertificates(instance.instanceId);
     this.options.onServerChanged(instance.instanceId);
-    const bootMs = behaviour.bootMs ?? BoxTiming.bootMs;
     if (options.serving) {
-      this.writeCloudInit(box, 'done', []);
+      this.writeCloudInit(box, 'done');
       return;
     }
-    // `cloud-init status --wait` blocks until the end of the boot; for a hung boot, past any timeout.
-    this.writeCloudInit(box, 'running', [], behaviour.cloudInit === 'hang' ? 172_800_000 : bootMs);
+    this.writeCloudInit(box, 'running');
 
     const power = box.power;
     const alive = () => box.on && box.power === power && !this.ctx.closed;
-    if (behaviour.cloudInit !== 'hang') {
+    const outcome = behaviour.cloudInit;
+    if (outcome !== 'hang') {
+      const bootMs = behaviour.bootMs ?? BoxTiming.bootMs;
+      box.cloudInitEnd = { at: this.ctx.clock.now() + bootMs, outcome };
       this.ctx.after(bootMs, () => {
         if (!alive()) return;
-        this.finishCloudInit(instance, box, behaviour);
+        this.finishCloudInit(instance, box, behaviour, outcome);
       });
     }
     if (behaviour.agent ?? true) this.scheduleProgress(instance, box, alive);
   }
 
-  private finishCloudInit(instance: InstanceRecord, box: Box, behaviour: ImageBehaviour): void {
-    const outcome = behaviour.cloudInit === 'hang' ? 'running' : behaviour.cloudInit;
+  private finishCloudInit(
+    instance: InstanceRecord,
+    box: Box,
+    behaviour: ImageBehaviour,
+    outcome: CloudInitOutcome,
+  ): void {
     box.cloudInit = outcome;
+    delete box.cloudInitEnd;
     const exitCode = outcome === 'done' ? 0 : outcome === 'error' ? 1 : 2;
     const errors = outcome === 'error' || outcome === 'recoverable' ? [CLOUD_INIT_ERRORS[outcome]] : [];
-    this.writeCloudInit(box, outcome, errors);
-    box.console.push(
-      `Cloud-init v. 24.1 finished at ${iso(this.ctx.clock.now())}. Exit code ${exitCode}`,
-      ...errors,
-    );
+    this.writeCloudInit(box, outcome);
     if (outcome === 'done' || outcome === 'recoverable') {
       box.appStartedAt = this.ctx.clock.now();
       box.server?.setResponder(this.responder(box, behaviour));
@@ -298,13 +311,7 @@ export class Boxes {
     detailType: string,
     detail: { status: string; exitCode?: number; errors: string[] },
   ): void {
-    const box = this.boxes.get(instance.instanceId);
-    if (!this.ec2.reaches(instance, 'events')) {
-      box?.console.push(
-        `understudy-agent: could not reach events.${this.ctx.region}.amazonaws.com (${detailType} not sent)`,
-      );
-      return;
-    }
+    if (!this.ec2.reaches(instance, 'events')) return;
     this.events.put([
       {
         Source: 'understudy.agent',
@@ -320,7 +327,6 @@ export class Boxes {
     const box = this.boxes.get(instance.instanceId);
     if (!box) return;
     box.on = false;
-    box.console.push(`[  OK  ] Reached target Power-Off at ${iso(this.ctx.clock.now())}.`);
     const server = box.server;
     delete box.server;
     this.options.onServerChanged(instance.instanceId);

@@ -8,16 +8,12 @@ import type {
   DescribeInstancesCommandInput,
   DescribeInstanceTypesCommandInput,
   DescribeRouteTablesCommandInput,
-  DescribeSecurityGroupsCommandInput,
   DescribeSubnetsCommandInput,
   DescribeVolumesCommandInput,
   DescribeVpcEndpointsCommandInput,
-  DisassociateAddressCommandInput,
-  GetConsoleOutputCommandInput,
   InstanceStateName,
   ModifyInstanceAttributeCommandInput,
   RunInstancesCommandInput,
-  StartInstancesCommandInput,
   StopInstancesCommandInput,
   Tag,
   TerminateInstancesCommandInput,
@@ -25,7 +21,7 @@ import type {
 import type { ImageBehaviour } from '../contracts';
 import { iso, type ModelContext } from './context';
 import { errorsFor } from './errors';
-import { canonicalJson, matchesFilters, tagFilterValues, tagList } from './filters';
+import { canonicalJson, matchesFilters, requireIds, tagList } from './filters';
 
 const fail = errorsFor('ec2');
 
@@ -215,7 +211,6 @@ export interface Ec2Hooks {
   onRunning(instance: InstanceRecord, options: { serving: boolean }): void | Promise<void>;
   onHalt(instance: InstanceRecord): void | Promise<void>;
   onAddressMoved(allocationId: string): void;
-  consoleOutput(instanceId: string): string;
 }
 
 export type EgressKind = 'nat' | 'igw' | 'none';
@@ -258,7 +253,6 @@ export class Ec2Model {
     string,
     { params: string; reservationId: string; instanceIds: string[] }
   >();
-  private readonly pastAssociations = new Set<string>();
   private hooks: Ec2Hooks | undefined;
 
   constructor(private readonly ctx: ModelContext) {}
@@ -288,11 +282,6 @@ export class Ec2Model {
       state: 'available',
     });
     return imageId;
-  }
-
-  deregisterImage(imageId: string): void {
-    const image = this.images.get(imageId);
-    if (image) image.state = 'deregistered';
   }
 
   /** A VPC with one subnet per egress kind; `none` relies on the main route table (local route only). */
@@ -359,16 +348,6 @@ export class Ec2Model {
     const securityGroupId = this.ctx.ids.hex('sg');
     this.securityGroups.set(securityGroupId, { groupId: securityGroupId, groupName: 'web', vpcId });
     return { vpcId, subnets, securityGroupId };
-  }
-
-  addVpcEndpoint(vpcId: string, service: string): string {
-    const id = this.ctx.ids.hex('vpce');
-    this.vpcEndpoints.push({
-      VpcEndpointId: id,
-      VpcId: vpcId,
-      ServiceName: `com.amazonaws.${this.ctx.region}.${service}`,
-    });
-    return id;
   }
 
   allocateAddress(): AddressRecord {
@@ -646,7 +625,6 @@ export class Ec2Model {
     const profileArn =
       profile?.Arn ??
       (profile?.Name ? `arn:aws:iam::${this.ctx.accountId}:instance-profile/${profile.Name}` : undefined);
-    const imdsV2 = true;
     const instance: InstanceRecord = {
       instanceId,
       reservationId,
@@ -675,9 +653,9 @@ export class Ec2Model {
         : {}),
       metadataOptions: {
         State: 'applied',
-        // The AMI's ImdsSupport v2.0 makes `required` the default when the request says nothing.
-        HttpTokens: input.MetadataOptions?.HttpTokens ?? (imdsV2 ? 'required' : 'optional'),
-        HttpPutResponseHopLimit: input.MetadataOptions?.HttpPutResponseHopLimit ?? (imdsV2 ? 2 : 1),
+        // The AMI's ImdsSupport v2.0 makes `required` (and a hop limit of 2) the default.
+        HttpTokens: input.MetadataOptions?.HttpTokens ?? 'required',
+        HttpPutResponseHopLimit: input.MetadataOptions?.HttpPutResponseHopLimit ?? 2,
         HttpEndpoint: input.MetadataOptions?.HttpEndpoint ?? 'enabled',
         HttpProtocolIpv6: input.MetadataOptions?.HttpProtocolIpv6 ?? 'disabled',
         InstanceMetadataTags: input.MetadataOptions?.InstanceMetadataTags ?? 'disabled',
@@ -751,7 +729,6 @@ export class Ec2Model {
         volume.state = device.deleteOnTermination ? 'deleted' : 'available';
       }
       if (address && address.instanceId === instance.instanceId) {
-        this.pastAssociations.add(address.associationId ?? '');
         delete address.associationId;
         delete address.instanceId;
         this.hooks?.onAddressMoved(address.allocationId);
@@ -909,11 +886,9 @@ export class Ec2Model {
 
   private associate(address: AddressRecord, instance: InstanceRecord): string {
     const previousInstance = address.instanceId;
-    if (address.associationId) this.pastAssociations.add(address.associationId);
     // An instance holds one EIP on its primary IP: the one it had is disassociated, still allocated.
     const other = this.addressOf(instance.instanceId);
     if (other && other !== address) {
-      if (other.associationId) this.pastAssociations.add(other.associationId);
       delete other.associationId;
       delete other.instanceId;
       this.hooks?.onAddressMoved(other.allocationId);
@@ -942,6 +917,20 @@ export class Ec2Model {
     return address;
   }
 
+  /** AssociateAddress by NetworkInterfaceId: the instance the interface is attached to. */
+  private instanceOfInterface(eniId: string): InstanceRecord {
+    const instance = [...this.instances.values()].find((i) => i.eniId === eniId && this.visible(i));
+    if (!instance)
+      throw fail('InvalidNetworkInterfaceID.NotFound', `The networkInterface ID '${eniId}' does not exist`);
+    if (instance.state === 'pending') {
+      throw fail(
+        'IncorrectInstanceState',
+        `The pending-instance-creation instance to which '${eniId}' is attached is not in a valid state for this operation`,
+      );
+    }
+    return instance;
+  }
+
   private dryRun(input: { DryRun?: boolean }) {
     if (input.DryRun)
       throw fail('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', 412);
@@ -962,20 +951,20 @@ export class Ec2Model {
   private readonly api = {
     DescribeImages: (input: DescribeImagesCommandInput) => {
       const ids = input.ImageIds ?? [];
-      for (const id of ids) {
-        if (!this.images.has(id))
-          throw fail('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
-      }
+      requireIds(
+        ids,
+        (id) => this.images.has(id),
+        ([id]) => fail('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`),
+      );
       const images = [...this.images.values()].filter(
         (image) =>
           image.state === 'available' &&
           (ids.length === 0 || ids.includes(image.imageId)) &&
-          matchesFilters(input.Filters, (name) => {
-            if (name === 'image-id') return [image.imageId];
-            if (name === 'name') return [image.name];
-            if (name === 'state') return [image.state];
-            if (name === 'architecture') return [image.architecture];
-            return undefined;
+          matchesFilters(input.Filters, {
+            'image-id': image.imageId,
+            name: image.name,
+            state: image.state,
+            architecture: image.architecture,
           }),
       );
       return {
@@ -1057,19 +1046,19 @@ export class Ec2Model {
 
     DescribeSubnets: (input: DescribeSubnetsCommandInput) => {
       const ids = input.SubnetIds ?? [];
-      for (const id of ids) {
-        if (!this.subnets.has(id))
-          throw fail('InvalidSubnetID.NotFound', `The subnet ID '${id}' does not exist`);
-      }
+      requireIds(
+        ids,
+        (id) => this.subnets.has(id),
+        ([id]) => fail('InvalidSubnetID.NotFound', `The subnet ID '${id}' does not exist`),
+      );
       const subnets = [...this.subnets.values()].filter(
         (s) =>
           (ids.length === 0 || ids.includes(s.subnetId)) &&
-          matchesFilters(input.Filters, (name) => {
-            if (name === 'subnet-id') return [s.subnetId];
-            if (name === 'vpc-id') return [s.vpcId];
-            if (name === 'availability-zone') return [s.availabilityZone];
-            return tagFilterValues(name, s.tags);
-          }),
+          matchesFilters(
+            input.Filters,
+            { 'subnet-id': s.subnetId, 'vpc-id': s.vpcId, 'availability-zone': s.availabilityZone },
+            s.tags,
+          ),
       );
       return {
         Subnets: subnets.map((s) => ({
@@ -1094,14 +1083,13 @@ export class Ec2Model {
       const tables = this.routeTables.filter(
         (t) =>
           (ids.length === 0 || ids.includes(t.routeTableId)) &&
-          matchesFilters(input.Filters, (name) => {
+          matchesFilters(input.Filters, {
             // Like AWS, association.subnet-id only finds explicit associations: a subnet on the main
             // route table is found through association.main=true and vpc-id instead.
-            if (name === 'association.subnet-id') return t.subnetIds;
-            if (name === 'association.main') return [String(t.main)];
-            if (name === 'vpc-id') return [t.vpcId];
-            if (name === 'route-table-id') return [t.routeTableId];
-            return undefined;
+            'association.subnet-id': t.subnetIds,
+            'association.main': String(t.main),
+            'vpc-id': t.vpcId,
+            'route-table-id': t.routeTableId,
           }),
       );
       return {
@@ -1140,38 +1128,17 @@ export class Ec2Model {
         .filter(
           (e) =>
             (!input.VpcEndpointIds?.length || input.VpcEndpointIds.includes(e.VpcEndpointId)) &&
-            matchesFilters(input.Filters, (name) => {
-              if (name === 'vpc-id') return [e.VpcId];
-              if (name === 'service-name') return [e.ServiceName];
-              if (name === 'vpc-endpoint-state') return ['available'];
-              if (name === 'vpc-endpoint-type') return ['Interface'];
-              return undefined;
+            matchesFilters(input.Filters, {
+              'vpc-id': e.VpcId,
+              'service-name': e.ServiceName,
+              'vpc-endpoint-state': 'available',
+              'vpc-endpoint-type': 'Interface',
             }),
         )
         .map((e) => ({ ...e, VpcEndpointType: 'Interface', State: 'available', PrivateDnsEnabled: true })),
     }),
 
-    DescribeSecurityGroups: (input: DescribeSecurityGroupsCommandInput) => {
-      const ids = input.GroupIds ?? [];
-      for (const id of ids) {
-        if (!this.securityGroups.has(id))
-          throw fail('InvalidGroup.NotFound', `The security group '${id}' does not exist`);
-      }
-      return {
-        SecurityGroups: [...this.securityGroups.values()]
-          .filter((g) => ids.length === 0 || ids.includes(g.groupId))
-          .map((g) => ({
-            GroupId: g.groupId,
-            GroupName: g.groupName,
-            VpcId: g.vpcId,
-            OwnerId: this.ctx.accountId,
-            Description: g.groupName,
-          })),
-      };
-    },
-
     RunInstances: (input: RunInstancesCommandInput) => {
-      this.dryRun(input);
       const token = input.ClientToken;
       if (token !== undefined && token.length > 64) {
         throw fail(
@@ -1225,18 +1192,21 @@ export class Ec2Model {
           ? this.instancesById(ids)
           : [...this.instances.values()].filter((i) => this.visible(i));
       const selected = pool.filter((instance) =>
-        matchesFilters(input.Filters, (name) => {
-          if (name === 'instance-id') return [instance.instanceId];
-          if (name === 'instance-state-name') return [instance.state];
-          if (name === 'client-token') return [instance.clientToken];
-          if (name === 'image-id') return [instance.imageId];
-          if (name === 'subnet-id') return [instance.subnetId];
-          if (name === 'vpc-id') return [instance.vpcId];
-          if (name === 'instance-type') return [instance.instanceType];
-          if (name === 'ip-address') return [this.publicIpOf(instance)];
-          if (name === 'private-ip-address') return [instance.privateIp];
-          return tagFilterValues(name, instance.tags);
-        }),
+        matchesFilters(
+          input.Filters,
+          {
+            'instance-id': instance.instanceId,
+            'instance-state-name': instance.state,
+            'client-token': instance.clientToken,
+            'image-id': instance.imageId,
+            'subnet-id': instance.subnetId,
+            'vpc-id': instance.vpcId,
+            'instance-type': instance.instanceType,
+            'ip-address': this.publicIpOf(instance),
+            'private-ip-address': instance.privateIp,
+          },
+          instance.tags,
+        ),
       );
       const reservations = new Map<string, InstanceRecord[]>();
       for (const instance of selected) {
@@ -1305,21 +1275,20 @@ export class Ec2Model {
 
     DescribeVolumes: (input: DescribeVolumesCommandInput) => {
       const ids = input.VolumeIds ?? [];
-      const missing = ids.filter(
-        (id) => this.volumes.get(id)?.state === undefined || this.volumes.get(id)?.state === 'deleted',
+      requireIds(
+        ids,
+        (id) => (this.volumes.get(id)?.state ?? 'deleted') !== 'deleted',
+        (missing) => fail('InvalidVolume.NotFound', `The volume '${missing.join(', ')}' does not exist.`),
       );
-      if (missing.length > 0)
-        throw fail('InvalidVolume.NotFound', `The volume '${missing.join(', ')}' does not exist.`);
       const volumes = [...this.volumes.values()].filter(
         (v) =>
           v.state !== 'deleted' &&
           (ids.length === 0 || ids.includes(v.volumeId)) &&
-          matchesFilters(input.Filters, (name) => {
-            if (name === 'attachment.instance-id') return [v.attachment?.instanceId];
-            if (name === 'volume-id') return [v.volumeId];
-            if (name === 'status') return [v.state];
-            return tagFilterValues(name, v.tags);
-          }),
+          matchesFilters(
+            input.Filters,
+            { 'attachment.instance-id': v.attachment?.instanceId, 'volume-id': v.volumeId, status: v.state },
+            v.tags,
+          ),
       );
       return {
         Volumes: volumes.map((v) => ({
@@ -1353,7 +1322,6 @@ export class Ec2Model {
     },
 
     ModifyInstanceAttribute: (input: ModifyInstanceAttributeCommandInput) => {
-      this.dryRun(input);
       const [instance] = this.instancesById([input.InstanceId ?? '']) as [InstanceRecord];
       const requireStopped = (what: string) => {
         if (instance.state !== 'stopped') {
@@ -1404,7 +1372,6 @@ export class Ec2Model {
     },
 
     CreateTags: (input: CreateTagsCommandInput) => {
-      this.dryRun(input);
       checkTagKeys(input.Tags);
       const resources = input.Resources ?? [];
       const targets = resources.map((id) => {
@@ -1423,7 +1390,6 @@ export class Ec2Model {
     },
 
     StopInstances: (input: StopInstancesCommandInput) => {
-      this.dryRun(input);
       const instances = this.instancesById(input.InstanceIds ?? []);
       for (const instance of instances) {
         if (instance.disableApiStop) {
@@ -1452,36 +1418,7 @@ export class Ec2Model {
       };
     },
 
-    StartInstances: (input: StartInstancesCommandInput) => {
-      this.dryRun(input);
-      const instances = this.instancesById(input.InstanceIds ?? []);
-      for (const instance of instances) {
-        if (!['stopped', 'running', 'pending'].includes(instance.state)) {
-          throw fail(
-            'IncorrectInstanceState',
-            `The instance '${instance.instanceId}' is not in a state from which it can be started.`,
-          );
-        }
-      }
-      return {
-        StartingInstances: instances.map((instance) => {
-          const previous = instance.state;
-          if (previous === 'stopped') {
-            instance.launchTime = this.ctx.clock.now();
-            instance.stateTransitionReason = '';
-            delete instance.stateReason;
-            this.setState(instance, 'pending');
-            if (instance.autoAssignPublicIp && !this.addressOf(instance.instanceId))
-              instance.autoPublicIp = this.ctx.ids.address('198.51.100');
-            this.transition(instance, Ec2Timing.pendingMs, 'running');
-          }
-          return this.stateChange(instance, previous);
-        }),
-      };
-    },
-
     TerminateInstances: (input: TerminateInstancesCommandInput) => {
-      this.dryRun(input);
       const instances = this.instancesById(input.InstanceIds ?? []);
       for (const instance of instances) {
         if (instance.disableApiTermination && instance.state !== 'terminated') {
@@ -1501,34 +1438,39 @@ export class Ec2Model {
     },
 
     DescribeAddresses: (input: DescribeAddressesCommandInput) => {
-      for (const id of input.AllocationIds ?? []) this.findAddress(id);
-      for (const ip of input.PublicIps ?? []) {
-        if (![...this.addresses.values()].some((a) => a.publicIp === ip)) {
-          throw fail('InvalidAddress.NotFound', `Address '${ip}' not found.`);
-        }
-      }
-      const addresses = [...this.addresses.values()].filter(
-        (a) =>
-          (!input.AllocationIds?.length || input.AllocationIds.includes(a.allocationId)) &&
-          (!input.PublicIps?.length || input.PublicIps.includes(a.publicIp)) &&
-          matchesFilters(input.Filters, (name) => {
-            const described = this.describeAddress(a) as Record<string, unknown>;
-            const field = (key: string) => [described[key] as string | undefined];
-            if (name === 'allocation-id') return field('AllocationId');
-            if (name === 'association-id') return field('AssociationId');
-            if (name === 'instance-id') return field('InstanceId');
-            if (name === 'public-ip') return field('PublicIp');
-            if (name === 'network-interface-id') return field('NetworkInterfaceId');
-            if (name === 'private-ip-address') return field('PrivateIpAddress');
-            if (name === 'domain') return ['vpc'];
-            return tagFilterValues(name, a.tags);
-          }),
+      requireIds(
+        input.AllocationIds,
+        (id) => this.addresses.has(id),
+        ([id]) => fail('InvalidAllocationID.NotFound', `The allocation ID '${id}' does not exist`),
       );
+      requireIds(
+        input.PublicIps,
+        (ip) => [...this.addresses.values()].some((a) => a.publicIp === ip),
+        ([ip]) => fail('InvalidAddress.NotFound', `Address '${ip}' not found.`),
+      );
+      const addresses = [...this.addresses.values()].filter((a) => {
+        if (input.AllocationIds?.length && !input.AllocationIds.includes(a.allocationId)) return false;
+        if (input.PublicIps?.length && !input.PublicIps.includes(a.publicIp)) return false;
+        const described: Record<string, unknown> = this.describeAddress(a);
+        const field = (key: string) => described[key] as string | undefined;
+        return matchesFilters(
+          input.Filters,
+          {
+            'allocation-id': field('AllocationId'),
+            'association-id': field('AssociationId'),
+            'instance-id': field('InstanceId'),
+            'public-ip': field('PublicIp'),
+            'network-interface-id': field('NetworkInterfaceId'),
+            'private-ip-address': field('PrivateIpAddress'),
+            domain: 'vpc',
+          },
+          a.tags,
+        );
+      });
       return { Addresses: addresses.map((a) => this.describeAddress(a)) };
     },
 
     AssociateAddress: (input: AssociateAddressCommandInput) => {
-      this.dryRun(input);
       if (input.InstanceId && input.NetworkInterfaceId) {
         throw fail(
           'InvalidParameterCombination',
@@ -1542,26 +1484,9 @@ export class Ec2Model {
         );
       }
       const address = this.findAddress(input.AllocationId);
-      let instance: InstanceRecord | undefined;
-      if (input.NetworkInterfaceId) {
-        instance = [...this.instances.values()].find(
-          (i) => i.eniId === input.NetworkInterfaceId && this.visible(i),
-        );
-        if (!instance)
-          throw fail(
-            'InvalidNetworkInterfaceID.NotFound',
-            `The networkInterface ID '${input.NetworkInterfaceId}' does not exist`,
-          );
-        if (instance.state === 'pending') {
-          throw fail(
-            'IncorrectInstanceState',
-            `The pending-instance-creation instance to which '${instance.eniId}' is attached is not in a valid state for this operation`,
-          );
-        }
-      } else {
-        [instance] = this.instancesById([input.InstanceId ?? '']);
-      }
-      if (!instance) throw notFoundInstances([input.InstanceId ?? '']);
+      const instance = input.NetworkInterfaceId
+        ? this.instanceOfInterface(input.NetworkInterfaceId)
+        : (this.instancesById([input.InstanceId ?? '']) as [InstanceRecord])[0];
       if (
         instance.state === 'pending' ||
         instance.state === 'shutting-down' ||
@@ -1582,34 +1507,6 @@ export class Ec2Model {
         );
       }
       return { AssociationId: this.associate(address, instance) };
-    },
-
-    DisassociateAddress: (input: DisassociateAddressCommandInput) => {
-      this.dryRun(input);
-      const id = input.AssociationId ?? '';
-      const address = [...this.addresses.values()].find((a) => a.associationId === id);
-      if (!address) {
-        // Disassociation is idempotent: an association that existed once answers success.
-        if (this.pastAssociations.has(id)) return {};
-        throw fail('InvalidAssociationID.NotFound', `The association ID '${id}' does not exist`);
-      }
-      const instanceId = address.instanceId;
-      this.pastAssociations.add(id);
-      delete address.associationId;
-      delete address.instanceId;
-      if (instanceId) this.regainPublicIp(instanceId);
-      this.hooks?.onAddressMoved(address.allocationId);
-      return {};
-    },
-
-    GetConsoleOutput: (input: GetConsoleOutputCommandInput) => {
-      const [instance] = this.instancesById([input.InstanceId ?? '']) as [InstanceRecord];
-      const text = this.hooks?.consoleOutput(instance.instanceId) ?? '';
-      return {
-        InstanceId: instance.instanceId,
-        Timestamp: new Date(this.ctx.clock.now()),
-        ...(text ? { Output: Buffer.from(text).toString('base64') } : {}),
-      };
     },
   };
 

@@ -45,9 +45,7 @@ const busName = (nameOrArn: string | undefined): string => {
  */
 export class EventsModel {
   private readonly rules: Rule[] = [];
-  /** Every accepted event, in order (what a bus archive would hold). */
-  readonly delivered: { bus: string; event: BusEvent }[] = [];
-  /** Targets that threw: EventBridge would retry and then drop; the harness can inspect these. */
+  /** Targets that threw: EventBridge would retry and then drop; `Sandbox.stop()` throws them. */
   readonly targetErrors: { bus: string; event: BusEvent; error: unknown }[] = [];
 
   constructor(private readonly ctx: ModelContext) {}
@@ -97,7 +95,6 @@ export class EventsModel {
       resources: entry.Resources ?? [],
       detail,
     };
-    this.delivered.push({ bus, event });
     for (const rule of this.rules) {
       if (rule.bus !== bus || !matchesPattern(rule.pattern, event)) continue;
       // Each target gets its own copy: a target mutating the event must not affect another.

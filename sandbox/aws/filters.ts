@@ -12,25 +12,30 @@ const wildcard = (value: string): RegExp =>
       .replace(/\?/g, '.')}$`,
   );
 
+type FilterValues = string | undefined | readonly (string | undefined)[];
+
 /**
- * Applies EC2 `Filters`: every filter must match (AND), any of its values may (OR). `valuesOf` answers
- * the resource's values for a filter name, or undefined for a name this resource does not support
- * (EC2 refuses unknown filter names).
+ * Applies EC2 `Filters`: every filter must match (AND), any of its values may (OR). `fields` holds the
+ * resource's values by filter name; `tags`, when the resource has them, answers `tag:<key>`, `tag-key`
+ * and `tag-value`. EC2 refuses a filter name the resource does not support.
  */
 export const matchesFilters = (
   filters: readonly Filter[] | undefined,
-  valuesOf: (name: string) => readonly (string | undefined)[] | undefined,
+  fields: Readonly<Record<string, FilterValues>>,
+  tags?: ReadonlyMap<string, string>,
 ): boolean =>
   (filters ?? []).every((filter) => {
     const name = filter.Name ?? '';
-    const actual = valuesOf(name);
-    if (actual === undefined) throw fail('InvalidParameterValue', `The filter '${name}' is invalid`);
+    const known = Object.hasOwn(fields, name);
+    const field = known ? fields[name] : tags && tagFilterValues(name, tags);
+    if (!known && field === undefined) throw fail('InvalidParameterValue', `The filter '${name}' is invalid`);
+    const actual = typeof field === 'string' || field === undefined ? [field] : field;
     const wanted = (filter.Values ?? []).map(wildcard);
     return actual.some((v) => v !== undefined && wanted.some((w) => w.test(v)));
   });
 
 /** `tag:<key>`, `tag-key`, `tag-value` over a tag map; undefined when `name` is not a tag filter. */
-export const tagFilterValues = (
+const tagFilterValues = (
   name: string,
   tags: ReadonlyMap<string, string>,
 ): (string | undefined)[] | undefined => {
@@ -38,6 +43,16 @@ export const tagFilterValues = (
   if (name === 'tag-key') return [...tags.keys()];
   if (name === 'tag-value') return [...tags.values()];
   return undefined;
+};
+
+/** EC2 refuses a request naming any resource it does not have, before it filters anything. */
+export const requireIds = (
+  ids: readonly string[] | undefined,
+  exists: (id: string) => boolean,
+  notFound: (missing: readonly [string, ...string[]]) => Error,
+): void => {
+  const missing = (ids ?? []).filter((id) => !exists(id));
+  if (missing.length > 0) throw notFound(missing as [string, ...string[]]);
 };
 
 export const tagList = (tags: ReadonlyMap<string, string>) =>

@@ -1,12 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type {
-  CopyObjectCommandInput,
   DeleteObjectCommandInput,
-  DeleteObjectsCommandInput,
   GetObjectCommandInput,
-  HeadObjectCommandInput,
-  ListObjectsV2CommandInput,
   PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { sdkStreamMixin } from '@smithy/util-stream';
@@ -49,8 +45,8 @@ const noSuchKey = () => fail('NoSuchKey', 'The specified key does not exist.', 4
 const sameEtag = (a: string, b: string) => a.replace(/"/g, '') === b.replace(/"/g, '');
 
 /**
- * S3 objects with ETags and conditional writes. Buckets exist implicitly (the account owns them);
- * there is no versioning. Conditional requests follow S3: If-None-Match "*" on an existing key and
+ * S3 objects with ETags and conditional writes, in the buckets the account was seeded with (any other
+ * answers 404 NoSuchBucket); there is no versioning. Conditional requests follow S3: If-None-Match "*" on an existing key and
  * If-Match on a different ETag answer 412 PreconditionFailed; If-Match on a missing key answers 404
  * NoSuchKey.
  */
@@ -59,13 +55,15 @@ export class S3Model {
 
   constructor(private readonly ctx: ModelContext) {}
 
+  /** Seeding (what the stack deploys), not an API call. */
+  createBucket(name: string): void {
+    if (!this.buckets.has(name)) this.buckets.set(name, new Map());
+  }
+
   private bucket(name: string | undefined): Map<string, StoredObject> {
     if (!name) throw fail('InvalidBucketName', 'The specified bucket is not valid.');
-    let bucket = this.buckets.get(name);
-    if (!bucket) {
-      bucket = new Map();
-      this.buckets.set(name, bucket);
-    }
+    const bucket = this.buckets.get(name);
+    if (!bucket) throw fail('NoSuchBucket', 'The specified bucket does not exist', 404);
     return bucket;
   }
 
@@ -78,19 +76,13 @@ export class S3Model {
     return [...(this.buckets.get(bucket)?.keys() ?? [])].sort();
   }
 
-  private store(
-    bucket: Map<string, StoredObject>,
-    key: string,
-    body: Buffer,
-    input: PutObjectCommandInput | CopyObjectCommandInput,
-    from?: StoredObject,
-  ) {
+  private store(bucket: Map<string, StoredObject>, key: string, body: Buffer, input: PutObjectCommandInput) {
     const object: StoredObject = {
       body,
       etag: `"${createHash('md5').update(body).digest('hex')}"`,
       lastModified: new Date(Math.floor(this.ctx.clock.now() / 1000) * 1000),
-      contentType: input.ContentType ?? from?.contentType ?? 'binary/octet-stream',
-      metadata: input.Metadata ?? from?.metadata ?? {},
+      contentType: input.ContentType ?? 'binary/octet-stream',
+      metadata: input.Metadata ?? {},
       serverSideEncryption: input.ServerSideEncryption ?? 'AES256',
       ...(input.SSEKMSKeyId ? { kmsKeyId: input.SSEKMSKeyId } : {}),
     };
@@ -127,12 +119,9 @@ export class S3Model {
     };
   };
 
-  private found(
-    input: { Bucket?: string; Key?: string; IfMatch?: string; IfNoneMatch?: string },
-    notFound: () => Error,
-  ) {
+  private found(input: { Bucket?: string; Key?: string; IfMatch?: string; IfNoneMatch?: string }) {
     const object = this.bucket(input.Bucket).get(input.Key ?? '');
-    if (!object) throw notFound();
+    if (!object) throw noSuchKey();
     if (input.IfMatch !== undefined && !sameEtag(object.etag, input.IfMatch)) throw preconditionFailed();
     if (
       input.IfNoneMatch !== undefined &&
@@ -159,79 +148,15 @@ export class S3Model {
   readonly actions = {
     PutObject: this.put,
     GetObject: (input: GetObjectCommandInput) => {
-      const object = this.found(input, noSuchKey);
+      const object = this.found(input);
       return { ...this.describe(object), Body: sdkStreamMixin(Readable.from([Buffer.from(object.body)])) };
     },
-    HeadObject: (input: HeadObjectCommandInput) =>
-      this.describe(this.found(input, () => fail('NotFound', 'Not Found', 404))),
     DeleteObject: (input: DeleteObjectCommandInput) => {
       const bucket = this.bucket(input.Bucket);
       const key = input.Key ?? '';
       this.checkWrite(bucket.get(key), input.IfMatch);
       bucket.delete(key);
       return {};
-    },
-    DeleteObjects: (input: DeleteObjectsCommandInput) => {
-      const bucket = this.bucket(input.Bucket);
-      const deleted = (input.Delete?.Objects ?? []).map((o) => {
-        bucket.delete(o.Key ?? '');
-        return { Key: o.Key };
-      });
-      return { Deleted: deleted, Errors: [] };
-    },
-    CopyObject: (input: CopyObjectCommandInput) => {
-      const source = decodeURIComponent((input.CopySource ?? '').replace(/^\//, '').split('?')[0] ?? '');
-      const slash = source.indexOf('/');
-      const from =
-        slash > 0 ? this.buckets.get(source.slice(0, slash))?.get(source.slice(slash + 1)) : undefined;
-      if (!from) throw noSuchKey();
-      if (input.CopySourceIfMatch !== undefined && !sameEtag(from.etag, input.CopySourceIfMatch))
-        throw preconditionFailed();
-      const bucket = this.bucket(input.Bucket);
-      const key = input.Key ?? '';
-      this.checkWrite(bucket.get(key), input.IfMatch, input.IfNoneMatch);
-      const copyMetadata = input.MetadataDirective !== 'REPLACE';
-      const stored = this.store(
-        bucket,
-        key,
-        Buffer.from(from.body),
-        copyMetadata ? { ...input, Metadata: undefined, ContentType: undefined } : input,
-        copyMetadata ? from : undefined,
-      );
-      return {
-        CopyObjectResult: { ETag: stored.etag, LastModified: stored.lastModified },
-        ServerSideEncryption: stored.serverSideEncryption,
-      };
-    },
-    ListObjectsV2: (input: ListObjectsV2CommandInput) => {
-      const prefix = input.Prefix ?? '';
-      const max = input.MaxKeys ?? 1000;
-      const after = input.ContinuationToken
-        ? Buffer.from(input.ContinuationToken, 'base64').toString('utf8')
-        : (input.StartAfter ?? '');
-      const bucket = this.bucket(input.Bucket);
-      const all = [...bucket.keys()].filter((k) => k.startsWith(prefix) && k > after).sort();
-      const page = all.slice(0, max);
-      const truncated = all.length > page.length;
-      const last = page[page.length - 1];
-      return {
-        Name: input.Bucket,
-        Prefix: prefix,
-        MaxKeys: max,
-        KeyCount: page.length,
-        IsTruncated: truncated,
-        ...(truncated && last ? { NextContinuationToken: Buffer.from(last).toString('base64') } : {}),
-        Contents: page.map((key) => {
-          const o = bucket.get(key) as StoredObject;
-          return {
-            Key: key,
-            ETag: o.etag,
-            Size: o.body.length,
-            LastModified: o.lastModified,
-            StorageClass: 'STANDARD',
-          };
-        }),
-      };
     },
   };
 }

@@ -9,10 +9,9 @@ import type {
   CallRecord,
   FaultRule,
   ImageBehaviour,
-  InstanceServerHandle,
   PublishedMessage,
   SandboxApi,
-  SandboxCa,
+  SandboxCaFiles,
   SeededTarget,
   SeedTargetOptions,
   ShellResult,
@@ -20,14 +19,14 @@ import type {
 } from '../contracts';
 import { Boxes } from './boxes';
 import type { ModelContext } from './context';
-import { Ec2Model, type EgressKind, type InstanceRecord } from './ec2';
+import { Ec2Model, type EgressKind } from './ec2';
 import { awsError } from './errors';
 import { EventsModel, type RuleTarget } from './events';
 import { IdFactory } from './ids';
 import { type CommandRouter, currentSandbox, installSandboxPlugin, setCurrentSandbox } from './plugin';
 import type { SandboxRuntime } from './runtime';
 import { S3Model } from './s3';
-import { SfnModel, type StartExecutionHandler } from './sfn';
+import { SfnModel } from './sfn';
 import { SnsModel } from './sns';
 import { SsmModel } from './ssm';
 
@@ -63,7 +62,7 @@ const ARM_TYPES = /^(t4g|m6g|m7g|c6g|c7g|r6g|r7g)\./;
  */
 export class Sandbox implements SandboxApi, CommandRouter {
   readonly calls: CallRecord[] = [];
-  /** Failures of background work (event targets excepted: see `events.targetErrors`). */
+  /** Failures of background work (event targets excepted: see `events.targetErrors`); `stop()` throws them. */
   readonly backgroundErrors: unknown[] = [];
   readonly ec2: Ec2Model;
   readonly ssm: SsmModel;
@@ -94,8 +93,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
     private readonly runtime: SandboxRuntime,
     private readonly ownsClock: boolean,
     private readonly rootDir: string,
-    readonly ca: SandboxCa & { readonly certPath?: string; readonly keyPath?: string },
-    private readonly caDir: string,
+    readonly ca: SandboxCaFiles,
   ) {
     this.startedAt = clock.now();
     const sandbox = this;
@@ -152,7 +150,6 @@ export class Sandbox implements SandboxApi, CommandRouter {
       },
       onHalt: (instance) => this.boxes.powerOff(instance),
       onAddressMoved: (allocationId) => this.repointProxy(allocationId),
-      consoleOutput: (instanceId) => this.boxes.consoleOutput(instanceId),
     });
     const table = <T extends object>(actions: T) => actions as unknown as Record<string, Handler>;
     this.handlers = {
@@ -179,18 +176,20 @@ export class Sandbox implements SandboxApi, CommandRouter {
     mkdirSync(join(rootDir, 'instances'));
     const caDir = join(rootDir, 'ca');
     mkdirSync(caDir);
-    const ca = await runtime.createCa(caDir);
+    const ca = await clock.track(runtime.createCa(caDir));
     addTrustedCa(ca.certPem);
+    const region = options.region ?? process.env.AWS_REGION ?? 'eu-west-1';
+    // Clients resolve their region (and endpoints) before a command reaches the sandbox: give them one.
+    process.env.AWS_REGION ??= region;
     const sandbox = new Sandbox(
       clock,
-      options.region ?? process.env.AWS_REGION ?? 'eu-west-1',
+      region,
       options.accountId ?? '123456789012',
       options.agentBusName,
       runtime,
       options.clock === undefined,
       rootDir,
       ca,
-      caDir,
     );
     setCurrentSandbox(sandbox);
     return sandbox;
@@ -260,32 +259,20 @@ export class Sandbox implements SandboxApi, CommandRouter {
   injectFault(rule: FaultRule): void {
     this.faults.push({ rule, seen: 0 });
   }
-  clearFaults(): void {
-    this.faults.length = 0;
-  }
 
   // -------------------------------------------------------------------------------------------------
   // Boxes, shell, EIP proxies
   // -------------------------------------------------------------------------------------------------
-
-  /** Where the CA lives for scripts that issue certificates (certbot's stand-in). */
-  caFiles(): { cert: string; key: string } {
-    return {
-      cert: this.ca.certPath ?? join(this.caDir, 'ca.crt'),
-      key: this.ca.keyPath ?? join(this.caDir, 'ca.key'),
-    };
-  }
 
   private async runScript(instanceId: string, commands: readonly string[]): Promise<ShellResult> {
     const server = this.boxes.server(instanceId);
     const address = this.ec2.addressOf(instanceId);
     const instance = this.ec2.instances.get(instanceId);
     const publicIp = address?.publicIp ?? instance?.autoPublicIp;
-    const ca = this.caFiles();
     const env: Record<string, string> = {
       SANDBOX_INSTANCE_ID: instanceId,
-      SANDBOX_CA_CERT: ca.cert,
-      SANDBOX_CA_KEY: ca.key,
+      SANDBOX_CA_DIR: this.ca.dir,
+      ...this.boxes.cloudInitWait(instanceId),
       ...(address ? { SANDBOX_EIP_HERE: '1' } : {}),
       ...(publicIp ? { SANDBOX_PUBLIC_IP: publicIp } : {}),
       ...(server
@@ -317,26 +304,10 @@ export class Sandbox implements SandboxApi, CommandRouter {
 
   private async startProxy(allocationId: string, publicIp: string): Promise<AddressProxyHandle> {
     const proxy = await this.runtime.startAddressProxy(this.clock, publicIp);
-    const undo = this.runtime.routeAddress(proxy);
-    if (typeof undo === 'function') this.unroutes.push(undo as () => void);
+    this.unroutes.push(this.runtime.routeAddress(this.clock, proxy));
     this.proxies.set(allocationId, proxy);
     this.repointProxy(allocationId);
     return proxy;
-  }
-
-  /** The EIP's proxy (what a client on the internet connects to). */
-  proxyOf(allocationId: string): AddressProxyHandle | undefined {
-    return this.proxies.get(allocationId);
-  }
-  /** The box's web server while it is on. */
-  serverOf(instanceId: string): InstanceServerHandle | undefined {
-    return this.boxes.server(instanceId);
-  }
-  instanceDir(instanceId: string): string {
-    return this.boxes.dirOf(instanceId);
-  }
-  instance(instanceId: string): Readonly<InstanceRecord> | undefined {
-    return this.ec2.instances.get(instanceId);
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -349,11 +320,9 @@ export class Sandbox implements SandboxApi, CommandRouter {
   ): string {
     return this.ec2.registerImage(behaviour, options);
   }
-  deregisterImage(imageId: string): void {
-    this.ec2.deregisterImage(imageId);
-  }
-  addVpcEndpoint(vpcId: string, service: string): string {
-    return this.ec2.addVpcEndpoint(vpcId, service);
+
+  createBucket(name: string): void {
+    this.s3.createBucket(name);
   }
 
   async seedTarget(options: SeedTargetOptions): Promise<SeededTarget> {
@@ -411,7 +380,8 @@ export class Sandbox implements SandboxApi, CommandRouter {
       { serving: true },
     );
     await this.powering.get(instance.instanceId);
-    const certificate = await this.ca.issue(options.domain);
+    // Real work (openssl, listening sockets): tracked, so virtual time cannot pass during the seeding.
+    const certificate = await this.clock.track(this.ca.issue(options.domain));
     this.boxes.writeCertificate(
       instance.instanceId,
       options.domain,
@@ -422,11 +392,11 @@ export class Sandbox implements SandboxApi, CommandRouter {
     const address = this.ec2.allocateAddress();
     address.tags.set('Name', options.name);
     // Seeded as if done long ago: through the model, not the API (no call record, no fault).
-    await this.dispatchInternal('AssociateAddress', {
+    this.ec2.actions.AssociateAddress({
       AllocationId: address.allocationId,
       InstanceId: instance.instanceId,
     });
-    await this.startProxy(address.allocationId, address.publicIp);
+    await this.clock.track(this.startProxy(address.allocationId, address.publicIp));
     return {
       allocationId: address.allocationId,
       publicIp: address.publicIp,
@@ -434,11 +404,6 @@ export class Sandbox implements SandboxApi, CommandRouter {
       oldImageId,
       subnetId,
     };
-  }
-
-  private async dispatchInternal(action: string, input: Record<string, unknown>): Promise<unknown> {
-    const handler = this.handlers.ec2[action];
-    return handler?.(input);
   }
 
   registerTaskToken(token: string): Promise<unknown> {
@@ -450,9 +415,6 @@ export class Sandbox implements SandboxApi, CommandRouter {
   lastHeartbeat(token: string): number | undefined {
     return this.sfn.lastHeartbeat(token);
   }
-  onStartExecution(handler: StartExecutionHandler | undefined): void {
-    this.sfn.onStartExecution(handler);
-  }
 
   addRule(busName: string, pattern: Record<string, unknown>, target: RuleTarget): void {
     this.events.addRule(busName, pattern, target);
@@ -460,11 +422,6 @@ export class Sandbox implements SandboxApi, CommandRouter {
 
   eipInstance(allocationId: string): string | undefined {
     return this.ec2.addresses.get(allocationId)?.instanceId;
-  }
-
-  /** Virtual milliseconds since this sandbox started. */
-  elapsed(): number {
-    return this.clock.now() - this.startedAt;
   }
 
   async stop(): Promise<void> {
@@ -477,5 +434,16 @@ export class Sandbox implements SandboxApi, CommandRouter {
     for (const undo of this.unroutes.splice(0)) undo();
     if (this.ownsClock) this.clock.uninstall();
     rmSync(this.rootDir, { recursive: true, force: true });
+    // EventBridge would retry a failing target and then drop the event; a run that only "worked" because
+    // its signal function failed on every event must not pass for a good one.
+    const failures = [...this.backgroundErrors, ...this.events.targetErrors.map((entry) => entry.error)];
+    if (failures.length > 0) {
+      const first =
+        failures[0] instanceof Error ? `${failures[0].name}: ${failures[0].message}` : String(failures[0]);
+      throw new AggregateError(
+        failures,
+        `Understudy sandbox: ${failures.length} background task(s) or event target(s) failed; the first: ${first}`,
+      );
+    }
   }
 }

@@ -2,7 +2,6 @@ import type {
   SendTaskFailureCommandInput,
   SendTaskHeartbeatCommandInput,
   SendTaskSuccessCommandInput,
-  StartExecutionCommandInput,
 } from '@aws-sdk/client-sfn';
 import type { ModelContext } from './context';
 import { errorsFor } from './errors';
@@ -16,24 +15,14 @@ interface PendingTask {
   lastHeartbeat?: number;
 }
 
-export interface StartExecutionRequest {
-  readonly stateMachineArn: string;
-  readonly name: string;
-  readonly input: unknown;
-}
-export type StartExecutionHandler = (request: StartExecutionRequest) => void | Promise<void>;
-
 /**
  * Step Functions as the callback pattern sees it: tokens the harness minted, closed by the first
- * SendTaskSuccess/SendTaskFailure. A closed or unknown token answers TaskTimedOut, as AWS does for a
- * task that is already over.
+ * SendTaskSuccess/SendTaskFailure or by the harness when the task ends otherwise. A closed token
+ * answers TaskTimedOut, as AWS does for a task that is already over; a token it never issued answers
+ * InvalidToken.
  */
 export class SfnModel {
   private readonly tasks = new Map<string, PendingTask>();
-  private startHandler: StartExecutionHandler | undefined;
-  /** Executions whose handler threw (the harness decides what that means). */
-  readonly failedExecutions: { executionArn: string; error: unknown }[] = [];
-  private readonly executions = new Map<string, { input: string; arn: string; startDate: Date }>();
 
   constructor(private readonly ctx: ModelContext) {}
 
@@ -53,14 +42,10 @@ export class SfnModel {
     return this.tasks.get(token)?.lastHeartbeat;
   }
 
-  onStartExecution(handler: StartExecutionHandler | undefined): void {
-    this.startHandler = handler;
-  }
-
   private open(token: string | undefined): PendingTask {
-    if (!token) throw fail('InvalidToken', 'Invalid Token: task token is required');
-    const task = this.tasks.get(token);
-    if (!task || task.closed) throw fail('TaskTimedOut', 'Task Timed Out');
+    const task = token ? this.tasks.get(token) : undefined;
+    if (!task) throw fail('InvalidToken', `Invalid Token: '${token ?? ''}'`);
+    if (task.closed) throw fail('TaskTimedOut', 'Task Timed Out');
     return task;
   }
 
@@ -89,29 +74,6 @@ export class SfnModel {
       const task = this.open(input.taskToken);
       task.lastHeartbeat = this.ctx.clock.now();
       return {};
-    },
-    StartExecution: async (input: StartExecutionCommandInput) => {
-      const arn = input.stateMachineArn ?? '';
-      if (!this.startHandler) {
-        throw fail('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
-      }
-      const name = input.name ?? this.ctx.ids.uuid('execution');
-      const executionArn = `${arn.replace(':stateMachine:', ':execution:')}:${name}`;
-      const previous = this.executions.get(executionArn);
-      if (previous) {
-        // Standard workflows: same name + same input is idempotent, anything else is refused.
-        if (previous.input === (input.input ?? '{}')) return { executionArn, startDate: previous.startDate };
-        throw fail('ExecutionAlreadyExists', `Execution Already Exists: '${executionArn}'`);
-      }
-      const startDate = new Date(this.ctx.clock.now());
-      this.executions.set(executionArn, { input: input.input ?? '{}', arn: executionArn, startDate });
-      const handler = this.startHandler;
-      const request = { stateMachineArn: arn, name, input: JSON.parse(input.input ?? '{}') as unknown };
-      this.ctx.spawn(
-        () => handler(request),
-        (error) => this.failedExecutions.push({ executionArn, error }),
-      );
-      return { executionArn, startDate };
     },
   };
 }

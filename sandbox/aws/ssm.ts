@@ -1,11 +1,8 @@
 import type {
-  DeleteParameterCommandInput,
   DeleteParametersCommandInput,
   DescribeInstanceInformationCommandInput,
   GetCommandInvocationCommandInput,
   GetParameterCommandInput,
-  GetParametersByPathCommandInput,
-  GetParametersCommandInput,
   ListCommandsCommandInput,
   PutParameterCommandInput,
   SendCommandCommandInput,
@@ -25,6 +22,16 @@ export const SsmTiming = {
   /** Added to the script's own virtual duration before the terminal status shows. */
   reportMs: 2_000,
 } as const;
+
+type InvocationStatus = 'Pending' | 'InProgress' | 'Success' | 'Failed' | 'TimedOut';
+/** StatusDetails spells some statuses differently (`In Progress`, `Execution Timed Out`). */
+const STATUS_DETAILS: Record<InvocationStatus, string> = {
+  Pending: 'Pending',
+  InProgress: 'In Progress',
+  Success: 'Success',
+  Failed: 'Failed',
+  TimedOut: 'Execution Timed Out',
+};
 
 const STDOUT_LIMIT = 24_000;
 const STDERR_LIMIT = 8_000;
@@ -104,21 +111,21 @@ export class SsmModel {
     };
   }
 
-  private status(invocation: Invocation, command: CommandRecord) {
+  private status(invocation: Invocation): InvocationStatus {
     const now = this.ctx.clock.now();
     if (invocation.doneAt !== undefined && now >= invocation.doneAt && invocation.result) {
-      if (invocation.timedOut) return { Status: 'TimedOut', StatusDetails: 'ExecutionTimedOut' } as const;
-      return invocation.result.exitCode === 0
-        ? ({ Status: 'Success', StatusDetails: 'Success' } as const)
-        : ({ Status: 'Failed', StatusDetails: 'Failed' } as const);
+      if (invocation.timedOut) return 'TimedOut';
+      return invocation.result.exitCode === 0 ? 'Success' : 'Failed';
     }
-    if (now < invocation.sentAt + SsmTiming.deliveryMs)
-      return { Status: 'Pending', StatusDetails: 'Pending' } as const;
-    void command;
-    return { Status: 'InProgress', StatusDetails: 'InProgress' } as const;
+    return now < invocation.sentAt + SsmTiming.deliveryMs ? 'Pending' : 'InProgress';
   }
 
+  /** Runs the script on the box once the agent picked the command up, as SSM's agent does. */
   private start(command: CommandRecord, invocation: Invocation, commands: readonly string[]): void {
+    this.ctx.after(SsmTiming.deliveryMs, () => this.run(command, invocation, commands));
+  }
+
+  private run(command: CommandRecord, invocation: Invocation, commands: readonly string[]): void {
     this.ctx.background(
       this.boxes
         .run(invocation.instanceId, commands)
@@ -185,29 +192,6 @@ export class SsmModel {
       const found = this.parameters.get(input.Name ?? '');
       if (!found) throw fail('ParameterNotFound', `Parameter ${input.Name ?? ''} not found.`);
       return { Parameter: this.describeParameter(found, input.WithDecryption ?? false) };
-    },
-    GetParameters: (input: GetParametersCommandInput) => {
-      const names = input.Names ?? [];
-      return {
-        Parameters: names.flatMap((n) => {
-          const found = this.parameters.get(n);
-          return found ? [this.describeParameter(found, input.WithDecryption ?? false)] : [];
-        }),
-        InvalidParameters: names.filter((n) => !this.parameters.has(n)),
-      };
-    },
-    GetParametersByPath: (input: GetParametersByPathCommandInput) => {
-      const path = (input.Path ?? '/').replace(/\/?$/, '/');
-      const matches = [...this.parameters.values()].filter((p) => {
-        if (!p.name.startsWith(path)) return false;
-        return input.Recursive || !p.name.slice(path.length).includes('/');
-      });
-      return { Parameters: matches.map((p) => this.describeParameter(p, input.WithDecryption ?? false)) };
-    },
-    DeleteParameter: (input: DeleteParameterCommandInput) => {
-      if (!this.parameters.delete(input.Name ?? ''))
-        throw fail('ParameterNotFound', `Parameter ${input.Name ?? ''} not found.`);
-      return {};
     },
     DeleteParameters: (input: DeleteParametersCommandInput) => {
       const names = input.Names ?? [];
@@ -314,7 +298,7 @@ export class SsmModel {
       if (input.PluginName !== undefined && input.PluginName !== 'aws:runShellScript') {
         throw fail('InvalidPluginName', '');
       }
-      const { Status, StatusDetails } = this.status(invocation, command);
+      const Status = this.status(invocation);
       const terminal = Status !== 'Pending' && Status !== 'InProgress';
       const result = terminal ? invocation.result : undefined;
       const started = invocation.sentAt + SsmTiming.deliveryMs;
@@ -331,7 +315,7 @@ export class SsmModel {
           terminal && invocation.doneAt ? `PT${((invocation.doneAt - started) / 1000).toFixed(3)}S` : '',
         ExecutionEndDateTime: terminal && invocation.doneAt ? iso(invocation.doneAt) : '',
         Status,
-        StatusDetails,
+        StatusDetails: STATUS_DETAILS[Status],
         StandardOutputContent: result ? result.stdout.slice(0, STDOUT_LIMIT) : '',
         StandardOutputUrl: '',
         StandardErrorContent: result ? result.stderr.slice(0, STDERR_LIMIT) : '',
@@ -342,7 +326,7 @@ export class SsmModel {
   };
 
   private describeCommand(command: CommandRecord) {
-    const statuses = [...command.invocations.values()].map((i) => this.status(i, command).Status);
+    const statuses = [...command.invocations.values()].map((i) => this.status(i));
     const done = statuses.filter((s) => s !== 'Pending' && s !== 'InProgress');
     const failed = statuses.filter((s) => s === 'Failed' || s === 'TimedOut');
     const overall =
@@ -364,7 +348,7 @@ export class SsmModel {
       RequestedDateTime: new Date(command.requestedAt),
       ExpiresAfter: new Date(command.requestedAt + 3_600_000 + command.executionTimeoutMs),
       Status: overall,
-      StatusDetails: overall,
+      StatusDetails: overall === 'InProgress' ? 'In Progress' : overall,
       TargetCount: statuses.length,
       CompletedCount: done.length,
       ErrorCount: failed.length,

@@ -1,16 +1,16 @@
 import type { TargetConfig } from '../../lambdas/shared/config';
-import type { CallRecord, ImageBehaviour, SeededTarget, SeedTargetOptions } from '../../sandbox/contracts';
-import {
-  applySandboxEnv,
-  DowntimeClient,
-  demoTarget,
-  putTargetConfig,
-  SANDBOX_ENV,
-} from '../../sandbox/demo';
+import type {
+  CallRecord,
+  ImageBehaviour,
+  SandboxApi,
+  SeededTarget,
+  SeedTargetOptions,
+} from '../../sandbox/contracts';
+import { applySandboxEnv, DowntimeClient, deploy, finishOutcome } from '../../sandbox/demo';
 import { sandboxFactory } from '../../sandbox/run-demo';
 import {
   type HandlerSet,
-  LocalWorkflow,
+  type LocalWorkflow,
   type RunOptions,
   sourceHandlers,
   type WorkflowRun,
@@ -21,7 +21,7 @@ import {
  * virtual minutes of boot and bake take real milliseconds.
  */
 export interface World {
-  readonly sandbox: Awaited<ReturnType<typeof sandboxFactory.start>>;
+  readonly sandbox: SandboxApi;
   readonly seeded: SeededTarget;
   readonly target: TargetConfig;
   readonly workflow: LocalWorkflow;
@@ -45,23 +45,17 @@ export interface WorldOptions {
 let cachedHandlers: HandlerSet | undefined;
 
 export const startWorld = async (options: WorldOptions = {}): Promise<World> => {
+  // Handlers read their environment once: it is set before they are first imported.
   applySandboxEnv();
-  const sandbox = await sandboxFactory.start();
-  const seeded = await sandbox.seedTarget({ name: 'web', domain: 'web.example.test', ...options.seed });
-  const imageId = sandbox.registerImage(options.newImage ?? { cloudInit: 'done', app: 'healthy' }, {
-    name: 'candidate',
-  });
-  const base = demoTarget('web', seeded.allocationId, imageId);
-  const target = options.target ? options.target(base) : base;
-  await putTargetConfig(SANDBOX_ENV.PARAMETER_PREFIX, target);
   cachedHandlers ??= await sourceHandlers();
-  const handlers = options.wrap
-    ? options.wrap(options.handlers ?? cachedHandlers)
-    : (options.handlers ?? cachedHandlers);
-  const workflow = new LocalWorkflow(sandbox, handlers);
-  workflow.wireEventRules(SANDBOX_ENV.EVENT_BUS_NAME);
-  // Calls made to set the world up (what `cdk deploy` would have done) are not the workflow's.
-  const setupCalls = sandbox.calls.length;
+  const handlers = options.handlers ?? cachedHandlers;
+  const { sandbox, seeded, target, workflow, setupCalls } = await deploy(sandboxFactory, {
+    newImage: options.newImage ?? { cloudInit: 'done', app: 'healthy' },
+    imageName: 'candidate',
+    ...(options.seed ? { seed: options.seed } : {}),
+    ...(options.target ? { target: options.target } : {}),
+    handlers: options.wrap ? options.wrap(handlers) : handlers,
+  });
   return {
     sandbox,
     seeded,
@@ -69,8 +63,7 @@ export const startWorld = async (options: WorldOptions = {}): Promise<World> => 
     workflow,
     run: async (input = { target: 'web' }, runOptions) => {
       const run = await workflow.run(input, runOptions);
-      const finish = run.outputs.Finish as { finish?: { outcome?: string } } | undefined;
-      return { ...run, outcome: finish?.finish?.outcome };
+      return { ...run, outcome: finishOutcome(run) };
     },
     mutatingCalls: (filter = () => true) =>
       sandbox.calls.slice(setupCalls).filter((c) => c.mutating && filter(c)),

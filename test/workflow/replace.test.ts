@@ -1,6 +1,7 @@
 import { DescribeInstancesCommand, type Instance } from '@aws-sdk/client-ec2';
+import { SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
 import { clients } from '../../lambdas/shared/clients';
-import type { HandlerSet } from '../../sandbox/workflow';
+import type { HandlerSet, WorkflowRun } from '../../sandbox/workflow';
 import { outcomeMessages, startWorld, type World } from './helpers';
 
 const instancesTagged = async (key: string, value: string): Promise<Instance[]> => {
@@ -14,6 +15,9 @@ const instance = async (id: string): Promise<Instance | undefined> => {
   return out.Reservations?.[0]?.Instances?.[0];
 };
 const tag = (i: Instance | undefined, key: string) => i?.Tags?.find((t) => t.Key === key)?.Value;
+/** The error a Catch handed to `state` (its input's `$.error.Error`). */
+const errorInto = (run: WorkflowRun, state: string) =>
+  (run.inputs[state] as { error?: { Error?: string } } | undefined)?.error?.Error;
 
 describe('a replacement on the sandbox account', () => {
   let world: World | undefined;
@@ -45,6 +49,8 @@ describe('a replacement on the sandbox account', () => {
 
     expect(run.status).toBe('FAILED');
     expect(run.outcome).toBe('rolled-back');
+    // Through the agent's event and the signal function, not by waiting out the readiness timeout.
+    expect(errorInto(run, 'Rollback')).toBe('ReadinessFailed');
     expect(world.mutatingCalls((c) => c.action === 'AssociateAddress')).toHaveLength(0);
     expect(world.sandbox.eipInstance(world.seeded.allocationId)).toBe(world.seeded.oldInstanceId);
     const [candidate] = await instancesTagged('understudy:role', 'failed');
@@ -62,6 +68,72 @@ describe('a replacement on the sandbox account', () => {
     expect(run.outcome).toBe('rolled-back');
     expect(world.sandbox.eipInstance(world.seeded.allocationId)).toBe(world.seeded.oldInstanceId);
     expect(run.timeline.some((e) => e.state === 'Rollback')).toBe(true);
+    expect(errorInto(run, 'Rollback')).toBe('States.Timeout');
+  });
+
+  it('answers TaskTimedOut to a readiness callback that comes after the task timed out', async () => {
+    world = await startWorld({
+      newImage: { cloudInit: 'hang', app: 'healthy' },
+      target: (t) => ({ ...t, readiness: { ...t.readiness, timeoutSeconds: 300, heartbeatSeconds: 120 } }),
+    });
+    const run = await world.run();
+    const stored = world.sandbox.calls.find(
+      (c) => c.action === 'PutParameter' && JSON.stringify(c.input).includes('/tokens/'),
+    );
+    const token = /sandbox-token-[0-9a-f-]+/.exec(JSON.stringify(stored?.input))?.[0] ?? '';
+
+    const late = await clients()
+      .sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: '{}' }))
+      .then(
+        () => 'accepted',
+        (error: Error) => error.name,
+      );
+
+    expect(errorInto(run, 'Rollback')).toBe('States.Timeout');
+    expect(late).toBe('TaskTimedOut');
+  });
+
+  it('fails the readiness task HeartbeatSeconds after it started when the agent never reports', async () => {
+    world = await startWorld({
+      newImage: { cloudInit: 'done', app: 'healthy', agent: false },
+      target: (t) => ({ ...t, readiness: { ...t.readiness, timeoutSeconds: 600, heartbeatSeconds: 120 } }),
+    });
+    const run = await world.run();
+
+    expect(run.outcome).toBe('rolled-back');
+    expect(errorInto(run, 'Rollback')).toBe('States.HeartbeatTimeout');
+    expect(run.timeline.find((e) => e.state === 'AwaitReadiness')?.durationMs).toBe(120_000);
+  });
+
+  it('fails a step with Sandbox.Timedout when its function outlives its own timeout (lib/steps.ts)', async () => {
+    world = await startWorld({
+      // The switch function is given 60 s; its Task would wait 120 s.
+      wrap: (handlers: HandlerSet) => ({ ...handlers, switch: () => new Promise<never>(() => {}) }),
+    });
+    const run = await world.run();
+
+    expect(run.outcome).toBe('rolled-back');
+    expect(errorInto(run, 'Rollback')).toBe('Sandbox.Timedout');
+    expect(run.timeline.find((e) => e.state === 'Switch')?.durationMs).toBe(60_000);
+  });
+
+  it('fails loudly when the signal function throws on every agent event, however the run ended', async () => {
+    world = await startWorld({
+      newImage: { cloudInit: 'error', app: 'broken' },
+      target: (t) => ({ ...t, readiness: { ...t.readiness, timeoutSeconds: 300, heartbeatSeconds: 120 } }),
+      wrap: (handlers: HandlerSet) => ({
+        ...handlers,
+        signal: async () => {
+          throw new Error('the signal function is broken');
+        },
+      }),
+    });
+    const run = await world.run();
+    const current = world;
+    world = undefined;
+
+    expect(run.outcome).toBe('rolled-back');
+    await expect(current.stop()).rejects.toBeInstanceOf(AggregateError);
   });
 
   it('puts the EIP back on the old box when the new app fails during the bake period', async () => {

@@ -7,15 +7,9 @@ import {
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { httpGet } from '../../../lambdas/shared/http';
-import { cloneRequest, launch, rejectionOf, startWorld, type World } from './helpers';
+import { cloneRequest, launch, rejectionOf, useWorld } from './helpers';
 
-let world: World;
-beforeEach(async () => {
-  world = await startWorld();
-});
-afterEach(async () => {
-  await world.sandbox.stop();
-});
+const world = useWorld();
 
 const describe1 = async (instanceId: string) => {
   const out = await world.aws.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));

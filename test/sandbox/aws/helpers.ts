@@ -13,10 +13,37 @@ export interface World {
 }
 
 /** A fresh account with the seeded `web` service, and clients built after the plugin is in place. */
-export const startWorld = async (): Promise<World> => {
+const startWorld = async (): Promise<World> => {
   const sandbox = await Sandbox.start();
   const target = await sandbox.seedTarget({ name: 'web', domain: 'web.example.test' });
   return { sandbox, aws: createClients(), target };
+};
+
+/** A fresh world for each test of the file, stopped after it. */
+export const useWorld = (): World => {
+  let current: World | undefined;
+  beforeEach(async () => {
+    current = await startWorld();
+  });
+  afterEach(async () => {
+    await current?.sandbox.stop();
+    current = undefined;
+  });
+  const world = (): World => {
+    if (!current) throw new Error('the world exists only inside a test');
+    return current;
+  };
+  return {
+    get sandbox() {
+      return world().sandbox;
+    },
+    get aws() {
+      return world().aws;
+    },
+    get target() {
+      return world().target;
+    },
+  };
 };
 
 /** The RunInstances request a launcher would build for a clone of the old box on `imageId`. */

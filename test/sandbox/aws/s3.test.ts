@@ -1,15 +1,16 @@
-import { DeleteObjectCommand, GetObjectCommand, NoSuchKey, PutObjectCommand } from '@aws-sdk/client-s3';
-import { rejectionOf, startWorld, type World } from './helpers';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  NoSuchBucket,
+  NoSuchKey,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import { rejectionOf, useWorld } from './helpers';
 
-let world: World;
-beforeEach(async () => {
-  world = await startWorld();
-});
-afterEach(async () => {
-  await world.sandbox.stop();
-});
-
+const world = useWorld();
 const Bucket = 'runs';
+beforeEach(() => world.sandbox.createBucket(Bucket));
+
 const Key = 'locks/web.json';
 const put = (Body: string, condition: { IfNoneMatch?: string; IfMatch?: string } = {}) =>
   world.aws.s3.send(new PutObjectCommand({ Bucket, Key, Body, ...condition }));
@@ -55,5 +56,14 @@ describe('S3 conditional writes', () => {
     expect(read).toBeInstanceOf(NoSuchKey);
     expect(read.$metadata).toMatchObject({ httpStatusCode: 404 });
     expect(write.name).toBe('NoSuchKey');
+  });
+
+  it('answers NoSuchBucket (404) for a bucket the account does not own', async () => {
+    const error = await rejectionOf(
+      world.aws.s3.send(new PutObjectCommand({ Bucket: 'someone-elses-bucket', Key, Body: 'x' })),
+    );
+
+    expect(error).toBeInstanceOf(NoSuchBucket);
+    expect(error.$metadata).toMatchObject({ httpStatusCode: 404 });
   });
 });

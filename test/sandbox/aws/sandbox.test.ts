@@ -1,17 +1,12 @@
 import { DescribeAddressesCommand, DescribeInstancesCommand } from '@aws-sdk/client-ec2';
+import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PublishCommand } from '@aws-sdk/client-sns';
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { createClients } from '../../../lambdas/shared/clients';
 import { httpGet } from '../../../lambdas/shared/http';
-import { rejectionOf, startWorld, type World } from './helpers';
+import { rejectionOf, useWorld } from './helpers';
 
-let world: World;
-beforeEach(async () => {
-  world = await startWorld();
-});
-afterEach(async () => {
-  await world.sandbox.stop();
-});
+const world = useWorld();
 
 describe('Sandbox call log and faults', () => {
   it('logs every call and marks only the ones that change the account as mutating', async () => {
@@ -30,26 +25,49 @@ describe('Sandbox call log and faults', () => {
     ]);
   });
 
-  it('surfaces an injected ThrottlingException with that name, on the nth call only', async () => {
+  const publish = () =>
+    world.aws.sns.send(
+      new PublishCommand({ TopicArn: 'arn:aws:sns:eu-west-1:123456789012:t', Message: 'm' }),
+    );
+
+  it('lets the SDK retry a single injected ThrottlingException transparently, as against AWS', async () => {
     world.sandbox.injectFault({
       service: 'sns',
       action: 'Publish',
       nth: 2,
       fault: { error: 'ThrottlingException', message: 'Rate exceeded' },
     });
-    const publish = () =>
-      world.aws.sns.send(
-        new PublishCommand({ TopicArn: 'arn:aws:sns:eu-west-1:123456789012:t', Message: 'm' }),
-      );
 
     await publish();
-    const error = await rejectionOf(publish());
+    const retried = await publish();
     await publish();
+
+    expect(retried.$metadata.attempts).toBe(2);
+    expect(world.sandbox.calls.map((c) => c.error)).toEqual([
+      undefined,
+      'ThrottlingException',
+      undefined,
+      undefined,
+    ]);
+    expect(world.sandbox.messages).toHaveLength(3);
+  });
+
+  it('surfaces a persistent ThrottlingException by name once the client’s 5 attempts are spent, backing off on the virtual clock', async () => {
+    world.sandbox.injectFault({
+      service: 'sns',
+      action: 'Publish',
+      fault: { error: 'ThrottlingException', message: 'Rate exceeded' },
+    });
+    const started = world.sandbox.clock.now();
+
+    const error = await rejectionOf(publish());
 
     expect(error.name).toBe('ThrottlingException');
     expect(error.message).toBe('Rate exceeded');
-    expect(world.sandbox.calls.map((c) => c.error)).toEqual([undefined, 'ThrottlingException', undefined]);
-    expect(world.sandbox.messages).toHaveLength(2);
+    expect(error.$metadata).toMatchObject({ attempts: 5 });
+    expect(world.sandbox.calls.map((c) => c.error)).toEqual(Array(5).fill('ThrottlingException'));
+    expect(world.sandbox.clock.now()).toBeGreaterThan(started);
+    expect(world.sandbox.messages).toHaveLength(0);
   });
 
   it('lets virtual time run past a hung call so the caller’s timeout can fire', async () => {
@@ -63,6 +81,25 @@ describe('Sandbox call log and faults', () => {
 
     expect(winner).toBe('timed out');
     expect(world.sandbox.clock.now() - started).toBeGreaterThanOrEqual(300_000);
+  });
+
+  it('fails stop() with every error an event target threw, so a broken target cannot go unnoticed', async () => {
+    world.sandbox.addRule('bus', { source: ['test'] }, async () => {
+      throw new Error('target broke');
+    });
+    await world.aws.events.send(
+      new PutEventsCommand({
+        Entries: [{ EventBusName: 'bus', Source: 'test', DetailType: 'Ping', Detail: '{}' }],
+      }),
+    );
+    await world.sandbox.clock.sleep(1);
+
+    const error = await rejectionOf(world.sandbox.stop());
+
+    expect(error).toBeInstanceOf(AggregateError);
+    expect((error as unknown as AggregateError).errors).toEqual([
+      expect.objectContaining({ message: 'target broke' }),
+    ]);
   });
 
   it('fails every call with a clear error once stopped', async () => {

@@ -1,15 +1,14 @@
 import { DescribeSubnetsCommand } from '@aws-sdk/client-ec2';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { SendTaskFailureCommand, SendTaskSuccessCommand, TaskTimedOut } from '@aws-sdk/client-sfn';
-import { cloneRequest, launch, rejectionOf, startWorld, type World } from './helpers';
+import {
+  InvalidToken,
+  SendTaskFailureCommand,
+  SendTaskSuccessCommand,
+  TaskTimedOut,
+} from '@aws-sdk/client-sfn';
+import { cloneRequest, launch, rejectionOf, useWorld } from './helpers';
 
-let world: World;
-beforeEach(async () => {
-  world = await startWorld();
-});
-afterEach(async () => {
-  await world.sandbox.stop();
-});
+const world = useWorld();
 
 describe('Step Functions callbacks', () => {
   it('resolves the waiting task once and answers a repeated SendTaskSuccess with TaskTimedOut', async () => {
@@ -23,6 +22,26 @@ describe('Step Functions callbacks', () => {
     await expect(completion).resolves.toEqual({ ready: true });
     expect(repeat).toBeInstanceOf(TaskTimedOut);
     expect(repeat.name).toBe('TaskTimedOut');
+  });
+
+  it('answers InvalidToken to a callback with a token it never issued', async () => {
+    const error = await rejectionOf(
+      world.aws.sfn.send(new SendTaskSuccessCommand({ taskToken: 'never-issued', output: '{}' })),
+    );
+
+    expect(error).toBeInstanceOf(InvalidToken);
+  });
+
+  it('answers TaskTimedOut to a callback once the harness closed the task', async () => {
+    const completion = world.sandbox.registerTaskToken('token-3');
+    completion.catch(() => undefined);
+    world.sandbox.closeTaskToken('token-3');
+
+    const late = await rejectionOf(
+      world.aws.sfn.send(new SendTaskSuccessCommand({ taskToken: 'token-3', output: '{}' })),
+    );
+
+    expect(late).toBeInstanceOf(TaskTimedOut);
   });
 
   it('rejects the waiting task with the error name and cause of SendTaskFailure', async () => {

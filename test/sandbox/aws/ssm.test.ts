@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
@@ -10,15 +12,9 @@ import {
   PutParameterCommand,
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
-import { cloneRequest, launch, rejectionOf, startWorld, type World } from './helpers';
+import { cloneRequest, launch, rejectionOf, useWorld } from './helpers';
 
-let world: World;
-beforeEach(async () => {
-  world = await startWorld();
-});
-afterEach(async () => {
-  await world.sandbox.stop();
-});
+const world = useWorld();
 
 const send = (instanceId: string, commands: string[], comment = 'test') =>
   world.aws.ssm.send(
@@ -49,7 +45,10 @@ describe('SSM Run Command', () => {
     expect(early).toBeInstanceOf(InvocationDoesNotExist);
 
     await world.sandbox.clock.sleep(2_000);
-    expect((await invocation(commandId, instanceId)).Status).toBe('InProgress');
+    expect(await invocation(commandId, instanceId)).toMatchObject({
+      Status: 'InProgress',
+      StatusDetails: 'In Progress',
+    });
 
     await world.sandbox.clock.sleep(7_000);
     const done = await invocation(commandId, instanceId);
@@ -57,6 +56,54 @@ describe('SSM Run Command', () => {
     expect(done.StandardOutputContent).toMatch(/^hello from i-[0-9a-f]+-/);
     const listed = await world.aws.ssm.send(new ListCommandsCommand({ InstanceId: instanceId }));
     expect(listed.Commands?.[0]).toMatchObject({ CommandId: commandId, Comment: 'test', Status: 'Failed' });
+  });
+
+  it('runs the script only once the agent picked the command up: nothing of it happens while Pending', async () => {
+    const instanceId = world.target.oldInstanceId;
+    const marker = join(world.sandbox.boxes.dirOf(instanceId), 'ran');
+    const sent = await send(instanceId, ['touch "$SANDBOX_INSTANCE_DIR/ran"']);
+
+    await world.sandbox.clock.sleep(1_200);
+    expect(existsSync(marker)).toBe(false);
+    expect((await invocation(sent.Command?.CommandId ?? '', instanceId)).Status).toBe('Pending');
+
+    await world.sandbox.clock.sleep(5_000);
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it('reports a script that outruns its executionTimeout as TimedOut, "Execution Timed Out"', async () => {
+    const sent = await world.aws.ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [world.target.oldInstanceId],
+        Parameters: { commands: ['echo 90000 >> "$SANDBOX_VTIME_FILE"'], executionTimeout: ['60'] },
+      }),
+    );
+    await world.sandbox.clock.sleep(70_000);
+
+    const done = await invocation(sent.Command?.CommandId ?? '', world.target.oldInstanceId);
+
+    expect(done).toMatchObject({ Status: 'TimedOut', StatusDetails: 'Execution Timed Out' });
+  });
+
+  it('lets `cloud-init status --wait` block until the boot ends and report how it ended', async () => {
+    const imageId = world.sandbox.registerImage({ cloudInit: 'error', app: 'broken', bootMs: 60_000 });
+    const candidate = await launch(world, await cloneRequest(world, imageId));
+    // running at ~10 s, the SSM agent online 20 s later, cloud-init over at ~70 s.
+    await world.sandbox.clock.sleep(35_000);
+    const sent = await send(candidate, ['cloud-init status --wait']);
+    const commandId = sent.Command?.CommandId ?? '';
+
+    await world.sandbox.clock.sleep(30_000);
+    expect((await invocation(commandId, candidate)).Status).toBe('InProgress');
+    await world.sandbox.clock.sleep(10_000);
+    const done = await invocation(commandId, candidate);
+
+    expect(done).toMatchObject({
+      Status: 'Failed',
+      ResponseCode: 1,
+      StandardOutputContent: 'status: error\n',
+    });
   });
 
   it('tells the script whether the Elastic IP points at its box', async () => {

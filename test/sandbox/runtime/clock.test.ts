@@ -35,6 +35,17 @@ describe('virtual clock', () => {
     expect(clock.now()).toBe(Date.now());
   });
 
+  it('never fires a timer before its delay: a fraction of a millisecond waits a whole one, as in Node', async () => {
+    clock = installClock();
+    const start = Date.now();
+    // The shape of the SDK's adaptive rate limiter: wait until enough time has passed.
+    while (Date.now() - start < 3) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 0.5));
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, 10.2));
+    expect(clock.elapsed()).toBe(3 + 11);
+  });
+
   it('does not fire a timer while a tracked promise is pending', async () => {
     clock = installClock();
     const order: string[] = [];

@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { addTrustedCa, httpGet, type ProbeRequest } from '../../../lambdas/shared/http';
 import { installClock, type SandboxClock } from '../../../sandbox/clock';
-import type { AddressProxyHandle, InstanceServerHandle } from '../../../sandbox/contracts';
+import type { AddressProxyHandle, InstanceServerHandle, SandboxCaFiles } from '../../../sandbox/contracts';
 import { routeAddress, startAddressProxy, startInstanceServer } from '../../../sandbox/net';
-import { createCa, type SandboxCaFiles } from '../../../sandbox/tls';
+import { createCa } from '../../../sandbox/tls';
 
 const PUBLIC_IP = '203.0.113.10';
 const DOMAIN = 'shop.example.com';
@@ -46,7 +46,7 @@ describe('instance servers behind the Elastic IP proxy', () => {
     }));
     b = await startInstanceServer(clock, (request) => ({ status: 200, body: `B host=${request.host}` }));
     proxy = await startAddressProxy(clock, PUBLIC_IP);
-    unroute = routeAddress(proxy);
+    unroute = routeAddress(clock, proxy);
   });
   afterEach(async () => {
     unroute();
@@ -134,6 +134,18 @@ describe('instance servers behind the Elastic IP proxy', () => {
     expect(timerAt).toBe(start + 1);
     expect((await probe()).ok).toBe(true);
     expect(seenAt).toEqual([start, start + 60_000]);
+  });
+
+  it('holds the clock from the moment a client creates its socket to the address until it closes', async () => {
+    proxy.pointAt(a);
+
+    const answered = probe();
+    const heldAtConnect = clock.inFlight();
+    expect((await answered).ok).toBe(true);
+    await clock.sleep(1);
+
+    expect(heldAtConnect).toEqual([`client of ${PUBLIC_IP}`]);
+    expect(clock.inFlight()).toEqual([]);
   });
 
   it('answers a client polling every 50 virtual ms across a move of the address', async () => {

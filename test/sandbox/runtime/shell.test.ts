@@ -3,10 +3,10 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os';
 import path from 'node:path';
 import { installClock, type SandboxClock } from '../../../sandbox/clock';
-import type { InstanceServerHandle } from '../../../sandbox/contracts';
+import type { InstanceServerHandle, SandboxCaFiles } from '../../../sandbox/contracts';
 import { startInstanceServer } from '../../../sandbox/net';
 import { runShellScript } from '../../../sandbox/shell';
-import { createCa, type SandboxCaFiles } from '../../../sandbox/tls';
+import { createCa } from '../../../sandbox/tls';
 
 const DOMAIN = 'shop.example.com';
 const realSetTimeout = globalThis.setTimeout;
@@ -117,7 +117,7 @@ describe('SSM shell scripts on a simulated box', () => {
   });
 
   describe('certbot', () => {
-    const caEnv = () => ({ SANDBOX_CA_KEY: ca.keyPath, SANDBOX_CA_CERT: ca.certPath });
+    const caEnv = () => ({ SANDBOX_CA_DIR: ca.dir });
 
     it('fails the http-01 challenge when the Elastic IP does not point at this box', async () => {
       const result = await run(
@@ -156,8 +156,12 @@ describe('SSM shell scripts on a simulated box', () => {
     await mkdir(path.join(box, 'var/lib/cloud'), { recursive: true });
     await writeFile(path.join(box, 'var/lib/cloud/status.json'), '{"status": "done", "errors": []}');
     await writeFile(path.join(box, 'var/lib/cloud/exit_code'), '0');
-    await writeFile(path.join(box, 'var/lib/cloud/wait_ms'), '45000');
-    const result = await run(['cloud-init status --wait --format json', 'echo 500 >> "$SANDBOX_VTIME_FILE"']);
+    const result = await run(
+      ['cloud-init status --wait --format json', 'echo 500 >> "$SANDBOX_VTIME_FILE"'],
+      {
+        SANDBOX_CLOUD_INIT_WAIT_MS: '45000',
+      },
+    );
     expect(result).toMatchObject({ exitCode: 0, virtualMs: 45_500 });
     expect(JSON.parse(result.stdout)).toEqual({ status: 'done', errors: [] });
   });

@@ -2,7 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createCa, type SandboxCaFiles } from '../../../sandbox/tls';
+import type { SandboxCaFiles } from '../../../sandbox/contracts';
+import { createCa } from '../../../sandbox/tls';
 
 const DAY_MS = 86_400_000;
 
