@@ -8,6 +8,9 @@ export const ESM_REQUIRE_SHIM =
   "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);";
 
 export const BUNDLE = {
+  format: 'esm',
+  /** External source maps (`index.mjs.map`), read at run time through NODE_OPTIONS=--enable-source-maps. */
+  sourcemap: true,
   target: 'node22',
   minify: true,
   mainFields: ['module', 'main'],
