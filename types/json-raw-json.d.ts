@@ -11,5 +11,8 @@ interface JSONReviverContext {
 interface JSON {
   rawJSON(text: string): RawJSON;
   isRawJSON(value: unknown): value is RawJSON;
-  parse(text: string, reviver: (this: unknown, key: string, value: unknown, context: JSONReviverContext) => unknown): unknown;
+  parse(
+    text: string,
+    reviver: (this: unknown, key: string, value: unknown, context: JSONReviverContext) => unknown,
+  ): unknown;
 }
