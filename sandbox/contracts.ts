@@ -117,7 +117,7 @@ export interface CallRecord {
   readonly seq: number;
   /** Virtual ms since the sandbox started. */
   readonly at: number;
-  readonly service: 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events';
+  readonly service: 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb';
   /** SDK command name without the `Command` suffix, e.g. `RunInstances`. */
   readonly action: string;
   readonly input: unknown;
@@ -185,6 +185,8 @@ export interface SandboxApi {
   lastHeartbeat(token: string): number | undefined;
   /** A bucket the account owns (S3 answers NoSuchBucket for any other). */
   createBucket(name: string): void;
+  /** A DynamoDB table keyed by `hashKey` (a string), such as Terraform's lock table keyed by `LockID`. */
+  createTable(name: string, hashKey: string): void;
   /** EventBridge rules on the Understudy bus: events matching `pattern` go to `target`. */
   addRule(
     busName: string,

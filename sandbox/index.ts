@@ -25,6 +25,7 @@ useDefaultRuntime({
 });
 
 export { BoxTiming } from './aws/boxes';
+export { DynamoTiming } from './aws/dynamodb';
 export { Ec2Timing } from './aws/ec2';
 export type { SandboxRuntime } from './aws/runtime';
 export type { SandboxOptions } from './aws/sandbox';

@@ -1,3 +1,4 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -19,7 +20,7 @@ export interface PluggableClient {
   readonly config: object;
 }
 export type ClientPlugin = (client: PluggableClient, service: ServiceName) => void;
-export type ServiceName = 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events';
+export type ServiceName = 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb';
 
 const PLUGINS = Symbol.for('understudy.aws-client-plugins');
 const BUILT = Symbol.for('understudy.aws-clients-built');
@@ -72,6 +73,7 @@ export const s3Client = /* @__PURE__ */ singleton('s3', () => new S3Client(commo
 export const snsClient = /* @__PURE__ */ singleton('sns', () => new SNSClient(common));
 export const sfnClient = /* @__PURE__ */ singleton('sfn', () => new SFNClient(common));
 export const eventsClient = /* @__PURE__ */ singleton('events', () => new EventBridgeClient(common));
+export const dynamodbClient = /* @__PURE__ */ singleton('dynamodb', () => new DynamoDBClient(common));
 
 /** A fresh set of every client (tests mock them per test). */
 export const createClients = () => ({
@@ -81,6 +83,7 @@ export const createClients = () => ({
   sns: build('sns', () => new SNSClient(common)),
   sfn: build('sfn', () => new SFNClient(common)),
   events: build('events', () => new EventBridgeClient(common)),
+  dynamodb: build('dynamodb', () => new DynamoDBClient(common)),
 });
 export type Clients = ReturnType<typeof createClients>;
 
@@ -92,4 +95,5 @@ export const clients = (): Clients => ({
   sns: snsClient(),
   sfn: sfnClient(),
   events: eventsClient(),
+  dynamodb: dynamodbClient(),
 });

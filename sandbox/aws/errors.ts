@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import * as dynamodb from '@aws-sdk/client-dynamodb';
 import * as ec2 from '@aws-sdk/client-ec2';
 import * as events from '@aws-sdk/client-eventbridge';
 import * as s3 from '@aws-sdk/client-s3';
@@ -31,6 +32,7 @@ const services: Record<ServiceName, ServiceErrors> = {
   sns: { base: sns.SNSServiceException as unknown as ExceptionCtor, exports: sns },
   sfn: { base: sfn.SFNServiceException as unknown as ExceptionCtor, exports: sfn },
   events: { base: events.EventBridgeServiceException as unknown as ExceptionCtor, exports: events },
+  dynamodb: { base: dynamodb.DynamoDBServiceException as unknown as ExceptionCtor, exports: dynamodb },
 };
 
 const SERVER_CODES =

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import type {
   DeleteObjectCommandInput,
   GetObjectCommandInput,
+  HeadObjectCommandInput,
   PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { sdkStreamMixin } from '@smithy/util-stream';
@@ -19,6 +21,41 @@ interface StoredObject {
   readonly metadata: Record<string, string>;
   readonly serverSideEncryption: string;
   readonly kmsKeyId?: string;
+  /** Base64 checksums S3 keeps for the object (those the writer sent or asked for). */
+  readonly checksums: Readonly<Partial<Record<ChecksumName, string>>>;
+}
+
+type ChecksumName = 'ChecksumSHA256' | 'ChecksumCRC32';
+
+const sha256 = (body: Buffer) => createHash('sha256').update(body).digest('base64');
+const crc32Base64 = (body: Buffer) => {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(crc32(body));
+  return bytes.toString('base64');
+};
+const CHECKSUMS: Readonly<Record<ChecksumName, { algorithm: string; compute: (body: Buffer) => string }>> = {
+  ChecksumSHA256: { algorithm: 'SHA256', compute: sha256 },
+  ChecksumCRC32: { algorithm: 'CRC32', compute: crc32Base64 },
+};
+
+/** What a harness may set on a seeded object (as if written long ago by Terraform or a person). */
+export interface SeedObjectOptions {
+  readonly contentType?: string;
+  readonly serverSideEncryption?: string;
+  readonly kmsKeyId?: string;
+  /** Store a SHA-256 checksum, as an object written with `ChecksumAlgorithm: SHA256` has. */
+  readonly checksumSha256?: boolean;
+}
+
+/** A stored object as a harness sees it. */
+export interface ObjectDetails {
+  readonly bytes: Buffer;
+  readonly body: string;
+  readonly etag: string;
+  readonly contentType: string;
+  readonly serverSideEncryption: string;
+  readonly kmsKeyId?: string;
+  readonly checksumSha256?: string;
 }
 
 /** Reads whatever the SDK accepts as a Body: string, bytes, Blob, or a Node stream. */
@@ -48,12 +85,23 @@ const sameEtag = (a: string, b: string) => a.replace(/"/g, '') === b.replace(/"/
  * S3 objects with ETags and conditional writes, in the buckets the account was seeded with (any other
  * answers 404 NoSuchBucket); there is no versioning. Conditional requests follow S3: If-None-Match "*" on an existing key and
  * If-Match on a different ETag answer 412 PreconditionFailed; If-Match on a missing key answers 404
- * NoSuchKey.
+ * NoSuchKey. Checksums follow S3's flexible checksums: a checksum the writer sends is verified
+ * (400 BadDigest when the body differs) and kept, one it only names (`ChecksumAlgorithm`) is computed,
+ * and GetObject/HeadObject return them only with `ChecksumMode: ENABLED`. Encryption settings
+ * (SSE-S3 by default, SSE-KMS with the key named or the account's `aws/s3` key) stay with the object.
  */
 export class S3Model {
   private readonly buckets = new Map<string, Map<string, StoredObject>>();
 
+  private managedKey: string | undefined;
+
   constructor(private readonly ctx: ModelContext) {}
+
+  /** The account's `aws/s3` key, which S3 uses (and names by its ARN) when SSE-KMS names no key. */
+  private awsManagedKey(): string {
+    this.managedKey ??= `arn:aws:kms:${this.ctx.region}:${this.ctx.accountId}:key/${this.ctx.ids.uuid('kms-key')}`;
+    return this.managedKey;
+  }
 
   /** Seeding (what the stack deploys), not an API call. */
   createBucket(name: string): void {
@@ -72,19 +120,91 @@ export class S3Model {
     const found = this.buckets.get(bucket)?.get(key);
     return found && { body: found.body.toString('utf8'), etag: found.etag };
   }
+  /** Everything S3 keeps about an object, for harness assertions (no call record). */
+  details(bucket: string, key: string): ObjectDetails | undefined {
+    const found = this.buckets.get(bucket)?.get(key);
+    if (!found) return undefined;
+    return {
+      bytes: Buffer.from(found.body),
+      body: found.body.toString('utf8'),
+      etag: found.etag,
+      contentType: found.contentType,
+      serverSideEncryption: found.serverSideEncryption,
+      ...(found.kmsKeyId ? { kmsKeyId: found.kmsKeyId } : {}),
+      ...(found.checksums.ChecksumSHA256 ? { checksumSha256: found.checksums.ChecksumSHA256 } : {}),
+    };
+  }
+  /**
+   * Writes an object directly (no call record, no fault, no condition): an object that was already
+   * there, or a concurrent writer the code under test cannot see coming. Returns the new ETag.
+   */
+  seedObject(
+    bucket: string,
+    key: string,
+    body: string | Uint8Array,
+    options: SeedObjectOptions = {},
+  ): string {
+    const bytes = Buffer.from(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
+    return this.store(this.bucket(bucket), key, bytes, {
+      Bucket: bucket,
+      Key: key,
+      ContentType: options.contentType,
+      ServerSideEncryption: options.serverSideEncryption as PutObjectCommandInput['ServerSideEncryption'],
+      SSEKMSKeyId: options.kmsKeyId,
+      ...(options.checksumSha256 ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
+    }).etag;
+  }
+  /** Removes an object directly (no call record): a holder releasing its lock, an operator's cleanup. */
+  removeObject(bucket: string, key: string): void {
+    this.buckets.get(bucket)?.delete(key);
+  }
   keys(bucket: string): string[] {
     return [...(this.buckets.get(bucket)?.keys() ?? [])].sort();
   }
 
+  /** Verifies the checksums the writer sent and computes the one it only named. */
+  private checksumsFor(body: Buffer, input: PutObjectCommandInput): StoredObject['checksums'] {
+    const checksums: Partial<Record<ChecksumName, string>> = {};
+    for (const [name, { algorithm, compute }] of Object.entries(CHECKSUMS) as [
+      ChecksumName,
+      (typeof CHECKSUMS)[ChecksumName],
+    ][]) {
+      const sent = input[name];
+      const actual = compute(body);
+      if (sent !== undefined) {
+        if (Buffer.from(sent, 'base64').toString('base64') !== sent || sent.length !== actual.length) {
+          throw fail(
+            'InvalidRequest',
+            `Value for x-amz-checksum-${algorithm.toLowerCase()} header is invalid.`,
+          );
+        }
+        if (sent !== actual) {
+          throw fail(
+            'BadDigest',
+            `The ${algorithm.toLowerCase()} you specified did not match the calculated checksum.`,
+            400,
+          );
+        }
+        checksums[name] = actual;
+      } else if (input.ChecksumAlgorithm === algorithm) {
+        checksums[name] = actual;
+      }
+    }
+    return checksums;
+  }
+
   private store(bucket: Map<string, StoredObject>, key: string, body: Buffer, input: PutObjectCommandInput) {
+    const sse = input.ServerSideEncryption ?? (input.SSEKMSKeyId ? 'aws:kms' : 'AES256');
+    const kmsKeyId = sse.startsWith('aws:kms') ? (input.SSEKMSKeyId ?? this.awsManagedKey()) : undefined;
     const object: StoredObject = {
       body,
       etag: `"${createHash('md5').update(body).digest('hex')}"`,
       lastModified: new Date(Math.floor(this.ctx.clock.now() / 1000) * 1000),
       contentType: input.ContentType ?? 'binary/octet-stream',
       metadata: input.Metadata ?? {},
-      serverSideEncryption: input.ServerSideEncryption ?? 'AES256',
-      ...(input.SSEKMSKeyId ? { kmsKeyId: input.SSEKMSKeyId } : {}),
+      serverSideEncryption: sse,
+      ...(kmsKeyId ? { kmsKeyId } : {}),
+      checksums: this.checksumsFor(body, input),
     };
     bucket.set(key, object);
     return object;
@@ -116,6 +236,7 @@ export class S3Model {
       ETag: stored.etag,
       ServerSideEncryption: stored.serverSideEncryption,
       ...(stored.kmsKeyId ? { SSEKMSKeyId: stored.kmsKeyId } : {}),
+      ...stored.checksums,
     };
   };
 
@@ -132,8 +253,11 @@ export class S3Model {
     return object;
   }
 
-  private describe(object: StoredObject) {
+  private describe(object: StoredObject, checksumMode?: string) {
     return {
+      ...(checksumMode === 'ENABLED' && Object.keys(object.checksums).length > 0
+        ? { ...object.checksums, ChecksumType: 'FULL_OBJECT' }
+        : {}),
       ETag: object.etag,
       ContentLength: object.body.length,
       ContentType: object.contentType,
@@ -149,7 +273,21 @@ export class S3Model {
     PutObject: this.put,
     GetObject: (input: GetObjectCommandInput) => {
       const object = this.found(input);
-      return { ...this.describe(object), Body: sdkStreamMixin(Readable.from([Buffer.from(object.body)])) };
+      return {
+        ...this.describe(object, input.ChecksumMode),
+        Body: sdkStreamMixin(Readable.from([Buffer.from(object.body)])),
+      };
+    },
+    HeadObject: (input: HeadObjectCommandInput) => {
+      try {
+        return this.describe(this.found(input), input.ChecksumMode);
+      } catch (error) {
+        // A HEAD response has no body, so the SDK can only name the error after its status code.
+        if ((error as Error).name === 'NoSuchKey') throw fail('NotFound', 'Not Found', 404);
+        if ((error as Error).name === 'PreconditionFailed')
+          throw fail('PreconditionFailed', 'Precondition Failed', 412);
+        throw error;
+      }
     },
     DeleteObject: (input: DeleteObjectCommandInput) => {
       const bucket = this.bucket(input.Bucket);

@@ -19,6 +19,7 @@ import type {
 } from '../contracts';
 import { Boxes } from './boxes';
 import type { ModelContext } from './context';
+import { DynamoDbModel } from './dynamodb';
 import { Ec2Model, type EgressKind } from './ec2';
 import { awsError } from './errors';
 import { EventsModel, type RuleTarget } from './events';
@@ -70,6 +71,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
   readonly sns: SnsModel;
   readonly sfn: SfnModel;
   readonly events: EventsModel;
+  readonly dynamodb: DynamoDbModel;
   readonly boxes: Boxes;
 
   private readonly faults: { rule: FaultRule; seen: number }[] = [];
@@ -133,6 +135,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
     this.s3 = new S3Model(this.ctx);
     this.sns = new SnsModel(this.ctx, this.startedAt);
     this.sfn = new SfnModel(this.ctx);
+    this.dynamodb = new DynamoDbModel(this.ctx);
     this.boxes = new Boxes(this.ctx, runtime, this.ec2, this.events, {
       agentBusName: () => this.agentBusName,
       rootDir: join(rootDir, 'instances'),
@@ -159,6 +162,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
       sns: table(this.sns.actions),
       sfn: table(this.sfn.actions),
       events: table(this.events.actions),
+      dynamodb: table(this.dynamodb.actions),
     };
   }
 
@@ -323,6 +327,10 @@ export class Sandbox implements SandboxApi, CommandRouter {
 
   createBucket(name: string): void {
     this.s3.createBucket(name);
+  }
+
+  createTable(name: string, hashKey: string): void {
+    this.dynamodb.createTable(name, hashKey);
   }
 
   async seedTarget(options: SeedTargetOptions): Promise<SeededTarget> {

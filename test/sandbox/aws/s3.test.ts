@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   NoSuchBucket,
   NoSuchKey,
   PutObjectCommand,
@@ -65,5 +67,110 @@ describe('S3 conditional writes', () => {
 
     expect(error).toBeInstanceOf(NoSuchBucket);
     expect(error.$metadata).toMatchObject({ httpStatusCode: 404 });
+  });
+});
+
+describe('S3 checksums, encryption and metadata', () => {
+  const sha256 = (text: string) => createHash('sha256').update(text).digest('base64');
+  const stateKey = 'app/terraform.tfstate';
+
+  it('keeps a SHA-256 checksum the writer sent and returns it on GetObject and HeadObject with ChecksumMode ENABLED', async () => {
+    const body = '{"version": 4}\n';
+    const written = await world.aws.s3.send(
+      new PutObjectCommand({
+        Bucket,
+        Key: stateKey,
+        Body: body,
+        ChecksumAlgorithm: 'SHA256',
+        ChecksumSHA256: sha256(body),
+        ContentType: 'application/json',
+      }),
+    );
+
+    const read = await world.aws.s3.send(
+      new GetObjectCommand({ Bucket, Key: stateKey, ChecksumMode: 'ENABLED' }),
+    );
+    const head = await world.aws.s3.send(
+      new HeadObjectCommand({ Bucket, Key: stateKey, ChecksumMode: 'ENABLED' }),
+    );
+    const plainHead = await world.aws.s3.send(new HeadObjectCommand({ Bucket, Key: stateKey }));
+
+    expect(written.ChecksumSHA256).toBe(sha256(body));
+    expect(read.ChecksumSHA256).toBe(sha256(body));
+    expect(await read.Body?.transformToString()).toBe(body);
+    expect(head).toMatchObject({
+      ChecksumSHA256: sha256(body),
+      ContentLength: body.length,
+      ContentType: 'application/json',
+    });
+    expect(plainHead.ChecksumSHA256).toBeUndefined();
+  });
+
+  it('refuses a body that does not match the SHA-256 sent with 400 BadDigest and stores nothing', async () => {
+    const error = await rejectionOf(
+      world.aws.s3.send(
+        new PutObjectCommand({ Bucket, Key: stateKey, Body: 'actual', ChecksumSHA256: sha256('intended') }),
+      ),
+    );
+
+    expect(error.name).toBe('BadDigest');
+    expect(error.$metadata).toMatchObject({ httpStatusCode: 400 });
+    expect(world.sandbox.s3.object(Bucket, stateKey)).toBeUndefined();
+  });
+
+  it('answers HeadObject on a missing key with 404 NotFound, as the SDK names a bodiless 404', async () => {
+    const error = await rejectionOf(world.aws.s3.send(new HeadObjectCommand({ Bucket, Key: 'missing' })));
+
+    expect(error.name).toBe('NotFound');
+    expect(error.$metadata).toMatchObject({ httpStatusCode: 404 });
+  });
+
+  it('keeps the SSE-KMS key an object was written with, and names the aws/s3 key when none was given', async () => {
+    const keyArn = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    await world.aws.s3.send(
+      new PutObjectCommand({
+        Bucket,
+        Key: 'a',
+        Body: 'x',
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: keyArn,
+      }),
+    );
+    await world.aws.s3.send(
+      new PutObjectCommand({ Bucket, Key: 'b', Body: 'x', ServerSideEncryption: 'aws:kms' }),
+    );
+    await world.aws.s3.send(new PutObjectCommand({ Bucket, Key: 'c', Body: 'x' }));
+
+    const [a, b, c] = await Promise.all(
+      ['a', 'b', 'c'].map((k) => world.aws.s3.send(new HeadObjectCommand({ Bucket, Key: k }))),
+    );
+
+    expect(a).toMatchObject({ ServerSideEncryption: 'aws:kms', SSEKMSKeyId: keyArn });
+    expect(b?.ServerSideEncryption).toBe('aws:kms');
+    expect(b?.SSEKMSKeyId).toMatch(/^arn:aws:kms:[a-z0-9-]+:123456789012:key\/[0-9a-f-]{36}$/);
+    expect(c).toMatchObject({ ServerSideEncryption: 'AES256' });
+    expect(c?.SSEKMSKeyId).toBeUndefined();
+  });
+
+  it('seeds an object for a harness with the ETag, encryption and checksum that reads report', async () => {
+    const etag = world.sandbox.s3.seedObject(Bucket, stateKey, 'seeded', {
+      contentType: 'application/json',
+      serverSideEncryption: 'aws:kms',
+      kmsKeyId: 'arn:aws:kms:eu-west-1:123456789012:key/k',
+      checksumSha256: true,
+    });
+
+    const head = await world.aws.s3.send(
+      new HeadObjectCommand({ Bucket, Key: stateKey, ChecksumMode: 'ENABLED' }),
+    );
+
+    expect(head).toMatchObject({
+      ETag: etag,
+      ContentType: 'application/json',
+      ServerSideEncryption: 'aws:kms',
+      SSEKMSKeyId: 'arn:aws:kms:eu-west-1:123456789012:key/k',
+      ChecksumSHA256: sha256('seeded'),
+    });
+    expect(world.sandbox.calls.filter((c) => c.action === 'PutObject')).toEqual([]);
   });
 });
