@@ -97,6 +97,65 @@ export const RollbackSchema = z
   })
   .strict();
 
+/**
+ * Where the target's Terraform state lives and which resource is the server, so a replacement can bring
+ * the state back in sync (design §4). Mirrors the S3 backend's settings; leave it out when the server is
+ * not managed by Terraform.
+ */
+export const TerraformSchema = z
+  .object({
+    /** The backend's `bucket` and `key`, as `s3://<bucket>/<key>`. */
+    state: z
+      .string()
+      .max(1100)
+      .regex(
+        /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/(?!\/)(?!.*\/\/)[A-Za-z0-9!_.*'()/:=@+-]*[A-Za-z0-9!_.*'():=@+-]$/,
+        'use s3://<bucket>/<key> with the backend\'s bucket and key (the key must not start or end with "/" or contain "//")',
+      ),
+    /** The Terraform workspace; other than `default`, the object is `<workspaceKeyPrefix>/<workspace>/<key>`. */
+    workspace: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,90}$/, 'use the workspace name: letters, digits, "_" or "-"')
+      .default('default'),
+    workspaceKeyPrefix: z
+      .string()
+      .regex(
+        /^(?!\/)[A-Za-z0-9!_.*'():=@+/-]{0,200}(?<!\/)$/,
+        'use the backend\'s workspace_key_prefix (default "env:"), without a leading or trailing "/"',
+      )
+      .default('env:'),
+    /** The `aws_instance` address, e.g. `module.web.aws_instance.this` or `aws_instance.web[0]`. */
+    instanceAddress: z
+      .string()
+      .max(512)
+      .regex(
+        /^(module\.[A-Za-z_][A-Za-z0-9_-]*(\[(\d+|"[^"\\]*")\])?\.)*aws_instance\.[A-Za-z_][A-Za-z0-9_-]*(\[(\d+|"[^"\\]*")\])?$/,
+        'use the Terraform address of the aws_instance, e.g. module.web.aws_instance.this or aws_instance.web["blue"]',
+      ),
+    /** `use_lockfile` of the backend: take the `<key>.tflock` object lock (Terraform 1.10+). */
+    useLockfile: z.boolean().default(true),
+    /** `dynamodb_table` of the backend: take its lock item and keep its `-md5` digest in step. */
+    dynamodbTable: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{3,255}$/, 'use the DynamoDB table name of the backend')
+      .optional(),
+    /** How long to wait for a lock someone else holds (a running `terraform apply`), like `-lock-timeout`. */
+    lockTimeoutSeconds: z.number().int().min(0).max(600).default(120),
+    /** The KMS key the state bucket encrypts with (SSE-KMS), so the workflow may read and write it. */
+    kmsKeyArn: z
+      .string()
+      .regex(
+        /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/,
+        'use the full key ARN, arn:aws:kms:<region>:<account>:key/<id>',
+      )
+      .optional(),
+  })
+  .strict()
+  .refine((t) => t.useLockfile || t.dynamodbTable !== undefined, {
+    message: 'take at least one lock like the backend does: keep useLockfile true or set dynamodbTable',
+    path: ['useLockfile'],
+  });
+
 export const TargetSchema = z
   .object({
     name: TargetNameSchema,
@@ -116,6 +175,7 @@ export const TargetSchema = z
     tls: TlsSchema,
     health: HealthSchema.default(HealthSchema.parse({})),
     rollback: RollbackSchema.default({ windowHours: 24, failedCandidate: 'stop' }),
+    terraform: TerraformSchema.optional(),
   })
   .strict();
 
@@ -147,6 +207,7 @@ export const ConfigSchema = z
   });
 
 export type TargetConfig = z.infer<typeof TargetSchema>;
+export type TerraformConfig = z.infer<typeof TerraformSchema>;
 export type UnderstudyConfig = z.infer<typeof ConfigSchema>;
 
 /** A zod issue path as the user writes it under `root`, e.g. `targets[0].domain`; `(root)` when empty. */

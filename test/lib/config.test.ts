@@ -99,3 +99,60 @@ describe('committed configuration files', () => {
     expect(target.additionalProperties).toBe(false);
   });
 });
+
+describe('the terraform block of a target', () => {
+  const withTerraform = (terraform: Record<string, unknown>) => ({
+    targets: [
+      {
+        ...validTarget,
+        terraform: {
+          state: 's3://acme-state/web/terraform.tfstate',
+          instanceAddress: 'aws_instance.web',
+          ...terraform,
+        },
+      },
+    ],
+  });
+  const problemsOf = (raw: unknown): string => {
+    try {
+      parseConfig(raw);
+      return '';
+    } catch (error) {
+      return (error as Error).message;
+    }
+  };
+
+  test('defaults to the lock file, the default workspace and a two-minute lock wait', () => {
+    const terraform = parseConfig(withTerraform({})).targets[0]?.terraform;
+    expect(terraform).toMatchObject({
+      useLockfile: true,
+      workspace: 'default',
+      workspaceKeyPrefix: 'env:',
+      lockTimeoutSeconds: 120,
+    });
+  });
+
+  test('refuses a state location that is not s3://bucket/key, naming the field', () => {
+    expect(problemsOf(withTerraform({ state: 's3://acme-state//web.tfstate' }))).toMatch(
+      /targets\[0\]\.terraform\.state: use s3:\/\/<bucket>\/<key>/,
+    );
+    expect(problemsOf(withTerraform({ state: 'terraform.tfstate' }))).toMatch(/terraform\.state/);
+  });
+
+  test('refuses an address that is not an aws_instance', () => {
+    expect(problemsOf(withTerraform({ instanceAddress: 'aws_eip.web' }))).toMatch(
+      /targets\[0\]\.terraform\.instanceAddress: use the Terraform address of the aws_instance/,
+    );
+  });
+
+  test('refuses to take no lock at all', () => {
+    expect(problemsOf(withTerraform({ useLockfile: false }))).toMatch(
+      /targets\[0\]\.terraform\.useLockfile: take at least one lock/,
+    );
+    expect(problemsOf(withTerraform({ useLockfile: false, dynamodbTable: 'locks' }))).toBe('');
+  });
+
+  test('refuses a workspace name that could escape its key prefix', () => {
+    expect(problemsOf(withTerraform({ workspace: '../prod' }))).toMatch(/targets\[0\]\.terraform\.workspace/);
+  });
+});
