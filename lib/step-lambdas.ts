@@ -61,7 +61,7 @@ export class StepLambdas extends Construct {
         description: `Understudy: ${step.description}`,
         runtime: lambda.Runtime.NODEJS_24_X,
         architecture: lambda.Architecture.ARM_64,
-        memorySize: 256,
+        memorySize: 'memoryMb' in step ? step.memoryMb : 256,
         timeout: Duration.seconds(step.timeoutSeconds),
         role,
         logGroup,

@@ -7,6 +7,13 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig } from '../lambdas/shared/config';
 import { parameterNames, runKeys, Tags } from '../lambdas/shared/constants';
+import {
+  BACKUP_INFIX,
+  DIGEST_SUFFIX,
+  LOCK_FILE_SUFFIX,
+  parseS3StateUrl,
+  stateObjectKey,
+} from '../lambdas/shared/tfstate/s3-backend';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
 import { pascalCase, STEP_NAMES, type StepName } from './steps';
 
@@ -55,6 +62,92 @@ export class StepPermissions extends Construct {
     this.policies = policies as Record<StepName, iam.Policy>;
   }
 }
+
+/**
+ * What Reconcile needs on each target's Terraform backend: the state object and its backups (read,
+ * write), the `.tflock` object (also delete), the DynamoDB lock and digest items, and the bucket's KMS
+ * key through S3. Nothing else in the bucket or the table.
+ */
+const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): JustifiedStatement[] => {
+  const backends = targets.flatMap((t) => (t.terraform ? [{ target: t.name, terraform: t.terraform }] : []));
+  if (backends.length === 0) return [];
+  const s3Arn = (resource: string) => stack.formatArn({ service: 's3', region: '', account: '', resource });
+  const objects = backends.map(({ terraform }) => {
+    const { bucket, key } = parseS3StateUrl(terraform.state);
+    const objectKey = stateObjectKey({ ...terraform, bucket, key, lockTimeoutSeconds: 0 });
+    return { bucket, objectKey, path: `${bucket}/${objectKey}` };
+  });
+  const statements: JustifiedStatement[] = [
+    {
+      statement: new iam.PolicyStatement({
+        sid: 'ReadAndWriteTerraformState',
+        actions: ['s3:GetObject', 's3:PutObject'],
+        resources: objects.flatMap((o) => [
+          s3Arn(o.path),
+          s3Arn(`${o.path}${LOCK_FILE_SUFFIX}`),
+          s3Arn(`${o.path}${BACKUP_INFIX}*`),
+        ]),
+      }),
+      wildcardReason: 'backups of the state are named after the run and the serial, known at run time',
+    },
+    {
+      statement: new iam.PolicyStatement({
+        sid: 'ReleaseTerraformLockFile',
+        actions: ['s3:DeleteObject'],
+        resources: objects.map((o) => s3Arn(`${o.path}${LOCK_FILE_SUFFIX}`)),
+      }),
+    },
+    {
+      // Without ListBucket a missing object reads as AccessDenied, and "no lock file" could not be told
+      // apart from "not allowed".
+      statement: new iam.PolicyStatement({
+        sid: 'TellMissingStateObjectsApart',
+        actions: ['s3:ListBucket'],
+        resources: [...new Set(objects.map((o) => s3Arn(o.bucket)))],
+        conditions: { StringLike: { 's3:prefix': objects.map((o) => `${o.objectKey}*`) } },
+      }),
+    },
+  ];
+  const tables = backends.flatMap(({ terraform }, i) =>
+    terraform.dynamodbTable
+      ? [{ table: terraform.dynamodbTable, path: (objects[i] as { path: string }).path }]
+      : [],
+  );
+  if (tables.length > 0) {
+    statements.push({
+      statement: new iam.PolicyStatement({
+        sid: 'TakeTerraformLockAndDigestItems',
+        actions: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
+        resources: [
+          ...new Set(
+            tables.map((t) =>
+              stack.formatArn({ service: 'dynamodb', resource: 'table', resourceName: t.table }),
+            ),
+          ),
+        ],
+        conditions: {
+          'ForAllValues:StringEquals': {
+            'dynamodb:LeadingKeys': tables.flatMap((t) => [t.path, `${t.path}${DIGEST_SUFFIX}`]),
+          },
+        },
+      }),
+    });
+  }
+  const keys = [
+    ...new Set(backends.flatMap(({ terraform }) => (terraform.kmsKeyArn ? [terraform.kmsKeyArn] : []))),
+  ];
+  if (keys.length > 0) {
+    statements.push({
+      statement: new iam.PolicyStatement({
+        sid: 'UseStateBucketKey',
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: keys,
+        conditions: { StringEquals: { 'kms:ViaService': `s3.${stack.region}.${stack.urlSuffix}` } },
+      }),
+    });
+  }
+  return statements;
+};
 
 /** The statements of every step, built against `scope`'s stack (account, region, partition). */
 const stepStatements = (
@@ -376,6 +469,12 @@ const stepStatements = (
       relabel('LabelFailedCandidate'),
       ...renewLock,
       ...publish,
+    ],
+
+    reconcile: [
+      describe('ReadNewServer', ['ec2:DescribeAddresses', 'ec2:DescribeInstances', 'ec2:DescribeVolumes']),
+      ...terraformStateAccess(stack, props.targets),
+      ...renewLock,
     ],
 
     retire: [

@@ -17,6 +17,8 @@ export interface StepSpec {
    * it has no placeholder and the state machine gets no right to invoke it.
    */
   readonly invokedByStateMachine: boolean;
+  /** Lambda memory; more only where a step holds large documents (a Terraform state) in memory. */
+  readonly memoryMb?: number;
 }
 
 export const STEPS = [
@@ -79,6 +81,15 @@ export const STEPS = [
     description: 'probes the site through the Elastic IP, then bakes',
     timeoutSeconds: 300,
     invokedByStateMachine: true,
+  },
+  {
+    name: 'reconcile',
+    description: 'brings the Terraform state in S3 in line with the new server, under the backend locks',
+    // Waiting for a running `terraform apply` to release its lock (up to 600 s) plus the work itself.
+    timeoutSeconds: 900,
+    invokedByStateMachine: true,
+    // The state is parsed and written whole; peak memory is about ten times its size (npm run bench).
+    memoryMb: 1024,
   },
   {
     name: 'rollback',

@@ -4,6 +4,7 @@ import type { TargetConfig } from '../lambdas/shared/config';
 import { parameterNames } from '../lambdas/shared/constants';
 import { httpGet } from '../lambdas/shared/http';
 import type { ImageBehaviour, SandboxApi, SeededTarget, SeedTargetOptions } from './contracts';
+import { currentSerial, demoTerraformConfig, terraformApply } from './terraform';
 import {
   type HandlerSet,
   LocalWorkflow,
@@ -179,6 +180,8 @@ export interface DeployOptions {
   readonly imageName: string;
   readonly seed?: Partial<SeedTargetOptions>;
   readonly tls?: TargetConfig['tls'];
+  /** Whether the server is managed by Terraform (a state in S3 to reconcile); default true. */
+  readonly terraform?: boolean;
   /** Adjusts the target's configuration before it is deployed. */
   readonly target?: (target: TargetConfig) => TargetConfig;
   readonly handlers: HandlerSet;
@@ -205,7 +208,14 @@ export const deploy = async (factory: SandboxFactory, options: DeployOptions): P
     sandbox.createBucket(SANDBOX_ENV.RUNS_BUCKET);
     const seeded = await sandbox.seedTarget({ name: 'web', domain: 'web.example.test', ...options.seed });
     const imageId = sandbox.registerImage(options.newImage, { name: options.imageName });
-    const base = demoTarget('web', seeded.allocationId, imageId, options.tls);
+    const managed = options.terraform ?? true;
+    if (managed) {
+      await terraformApply(sandbox, { instanceId: seeded.oldInstanceId, allocationId: seeded.allocationId });
+    }
+    const base = {
+      ...demoTarget('web', seeded.allocationId, imageId, options.tls),
+      ...(managed ? { terraform: demoTerraformConfig() } : {}),
+    };
     const target = options.target ? options.target(base) : base;
     await putTargetConfig(SANDBOX_ENV.PARAMETER_PREFIX, target);
     const workflow = new LocalWorkflow(sandbox, options.handlers);
@@ -231,12 +241,14 @@ export const runScenario = async (
     handlers: handlers ?? (await sourceHandlers()),
   });
   try {
+    const serialBefore = target.terraform ? Number(await currentSerial()) : null;
     const client = new DowntimeClient(target, seeded.publicIp);
     const run = await workflow.run(
       { target: 'web', reason: `demo ${scenario.name}` },
       { name: `demo-${scenario.name}`, onStateEntered: (state) => state === 'Launch' && client.start() },
     );
     const downtime = await client.stop();
+    const serialAfter = target.terraform ? Number(await currentSerial()) : null;
     const launch = run.outputs.Launch as { launch?: { instanceId?: string } } | undefined;
     return {
       name: scenario.name,
@@ -247,8 +259,8 @@ export const runScenario = async (
       failedProbes: downtime?.failedProbes ?? null,
       downtimeMs: downtime?.downtimeMs ?? null,
       stateTransitions: run.stateTransitions,
-      tfstateSerialBefore: null,
-      tfstateSerialAfter: null,
+      tfstateSerialBefore: serialBefore,
+      tfstateSerialAfter: serialAfter,
       wallMs: Math.round(performance.now() - wallStart),
       timeline: run.timeline,
     };
@@ -261,6 +273,11 @@ export const formatScenario = (result: ScenarioResult): string => {
   const lines = [
     `${result.name}: ${result.outcome}  (old ${result.oldInstanceId ?? '-'} → new ${result.newInstanceId ?? '-'}, EIP on ${result.elasticIpInstanceId ?? '-'})`,
     `  downtime seen by a client polling every 50 ms: ${result.downtimeMs ?? '-'} ms, failed requests: ${result.failedProbes ?? '-'}`,
+    ...(result.tfstateSerialBefore === null
+      ? []
+      : [
+          `  Terraform state serial ${result.tfstateSerialBefore} → ${result.tfstateSerialAfter}${result.tfstateSerialAfter === result.tfstateSerialBefore ? ' (unchanged)' : ' (reconciled)'}`,
+        ]),
     `  ${result.stateTransitions} state transitions, ${result.wallMs} ms wall time`,
   ];
   for (const entry of result.timeline) {

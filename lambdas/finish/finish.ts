@@ -20,6 +20,7 @@ import {
   PlanSchema,
   SwitchResultSchema,
 } from '../shared/schemas';
+import { manualReconcileCommand } from '../shared/tfstate/manual';
 
 /**
  * The last step of every run, whatever happened before: it must work on a state where any key may be
@@ -45,6 +46,8 @@ export const FinishInputSchema = z.looseObject({
   rollbackError: z.unknown().optional(),
   retire: z.unknown().optional(),
   retireError: z.unknown().optional(),
+  reconcile: z.unknown().optional(),
+  reconcileError: z.unknown().optional(),
 });
 export type FinishInput = z.infer<typeof FinishInputSchema>;
 
@@ -62,6 +65,18 @@ const RetireSummarySchema = z.object({
   retireAfter: z.string(),
   note: z.string().optional(),
 });
+const ReconcileSummarySchema = z.object({
+  status: z.enum(['not-configured', 'reconciled', 'already-reconciled', 'not-reconciled']),
+  state: z.string().optional(),
+  serialBefore: z.string().optional(),
+  serialAfter: z.string().optional(),
+  backupKey: z.string().optional(),
+  stillMentioning: z.array(z.string()).optional(),
+  warnings: z.array(z.string()).optional(),
+  reason: z.string().optional(),
+  command: z.string().optional(),
+});
+type ReconcileSummary = z.infer<typeof ReconcileSummarySchema>;
 const ReadinessSummarySchema = z.object({ status: z.string().optional(), exitCode: z.number().optional() });
 const ProbeSummarySchema = z.object({
   phase: z.string(),
@@ -137,6 +152,10 @@ interface Facts {
   readonly rollbackError?: CaughtError;
   readonly retire?: z.infer<typeof RetireSummarySchema>;
   readonly retireError?: CaughtError;
+  readonly reconcile?: ReconcileSummary;
+  readonly reconcileError?: CaughtError;
+  /** The commands that reconcile the Terraform state by hand, for when the step itself crashed. */
+  readonly manualReconcile?: string;
 }
 
 export const decideOutcome = (f: Facts): Decision => {
@@ -213,6 +232,9 @@ export const decideOutcome = (f: Facts): Decision => {
       );
     }
     if (f.retire?.note) warnings.push(f.retire.note);
+    warnings.push(...(f.reconcile?.warnings ?? []));
+    const stateWarning = terraformWarning(f);
+    if (stateWarning) warnings.push(stateWarning);
     return {
       outcome: 'replaced',
       summary: `${f.target}: replaced ${old} with ${f.candidate ?? 'the new instance'} on ${f.plan.image.imageId}`,
@@ -220,6 +242,30 @@ export const decideOutcome = (f: Facts): Decision => {
     };
   }
   return failedWith(failure ?? 'the run ended without a retire or rollback record');
+};
+
+/**
+ * "State not reconciled": the server is replaced and healthy, but the Terraform state still names the
+ * old one. The warning carries the reason, the backup and the exact commands that finish the job.
+ */
+const STATE_NOT_RECONCILED = 'Terraform state not reconciled';
+
+const terraformWarning = (f: Facts): string | undefined => {
+  const r = f.reconcile;
+  if (r?.status === 'not-reconciled') {
+    return (
+      `${STATE_NOT_RECONCILED} (${r.state ?? 'state'}): ${r.reason ?? 'no details'}` +
+      `${r.backupKey ? `; backup of the state before the attempt: ${r.backupKey}` : ''}` +
+      `${r.command ? `; finish by hand with: ${r.command}` : ''}`
+    );
+  }
+  if (f.reconcileError) {
+    return (
+      `${STATE_NOT_RECONCILED}: the reconcile step failed (${f.reconcileError.Error}: ${causeText(f.reconcileError) ?? 'no details'})` +
+      `${f.manualReconcile ? `; finish by hand with: ${f.manualReconcile}` : ''}`
+    );
+  }
+  return undefined;
 };
 
 const readRecord = async (
@@ -298,6 +344,19 @@ export const finish = async (
     rollbackError: pick(CaughtErrorSchema, state.rollbackError),
     retire: pick(RetireSummarySchema, state.retire),
     retireError: pick(CaughtErrorSchema, state.retireError),
+    reconcile: pick(ReconcileSummarySchema, state.reconcile),
+    reconcileError: pick(CaughtErrorSchema, state.reconcileError),
+    ...(plan?.target.terraform && candidate
+      ? {
+          manualReconcile: manualReconcileCommand({
+            terraform: plan.target.terraform,
+            region: await clients.sns.config.region(),
+            newInstanceId: candidate,
+            oldInstanceId: plan.old.instanceId,
+            allocationId: plan.eip.allocationId,
+          }),
+        }
+      : {}),
   };
   const decision = decideOutcome(facts);
   const warnings = [...decision.warnings];
@@ -382,6 +441,14 @@ export const finish = async (
     probe,
     rollback: facts.rollback,
     retire: facts.retire,
+    terraform: facts.reconcile && {
+      status: facts.reconcile.status,
+      state: facts.reconcile.state,
+      serialBefore: facts.reconcile.serialBefore,
+      serialAfter: facts.reconcile.serialAfter,
+      backupKey: facts.reconcile.backupKey,
+      stillMentioning: facts.reconcile.stillMentioning,
+    },
     caught: facts.error && { error: facts.error.Error, cause: causeText(facts.error) },
     lock: lockResult,
     warnings,
@@ -394,7 +461,7 @@ export const finish = async (
     for (const warning of warnings) {
       await publish(clients.sns, env.topicArn, {
         kind: 'warning',
-        event: 'finish-warning',
+        event: warning.startsWith(STATE_NOT_RECONCILED) ? 'state-not-reconciled' : 'finish-warning',
         target,
         execution: execution.name,
         summary: warning,

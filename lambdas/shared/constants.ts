@@ -26,3 +26,6 @@ export const runKeys = {
   lock: (target: string) => `locks/${target}.json`,
   record: (target: string, executionName: string) => `runs/${target}/${executionName}.json`,
 };
+
+/** This release; written into the Terraform locks Understudy takes (a test keeps it equal to package.json). */
+export const UNDERSTUDY_VERSION = '0.1.0';

@@ -33,7 +33,9 @@ describe('npx understudy demo --json', () => {
     expect(happy?.outcome).toBe('replaced');
     expect(happy?.elasticIpInstanceId).toBe(happy?.newInstanceId);
     expect(happy?.oldInstanceId).not.toBe(happy?.newInstanceId);
-    expect(happy?.tfstateSerialBefore).toBeNull();
+    // The replaced server's Terraform state was reconciled: one serial later.
+    expect(typeof happy?.tfstateSerialBefore).toBe('number');
+    expect(happy?.tfstateSerialAfter).toBe((happy?.tfstateSerialBefore as number) + 1);
     const timeline = happy?.timeline as { state: string; startMs: number; durationMs: number }[];
     expect(timeline.map((t) => t.state)).toEqual(
       expect.arrayContaining(['Preflight', 'Launch', 'Switch', 'Finish']),

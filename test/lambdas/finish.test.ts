@@ -282,6 +282,80 @@ describe('finish', () => {
     );
   });
 
+  describe('with a Terraform-managed target', () => {
+    const terraform = {
+      state: 's3://acme-state/web/terraform.tfstate',
+      workspace: 'default',
+      workspaceKeyPrefix: 'env:',
+      instanceAddress: 'module.web.aws_instance.this',
+      useLockfile: true,
+      lockTimeoutSeconds: 120,
+    };
+    const managed = () => {
+      const state = replaced();
+      return { ...state, run: { ...state.run, target: { ...state.run.target, terraform } } };
+    };
+    const warnings = () =>
+      sns
+        .commandCalls(PublishCommand)
+        .map((c) => c.args[0].input)
+        .filter((i) => i.MessageAttributes?.kind?.StringValue === 'warning');
+
+    it('records the reconciled serials and backup in the run record, without a warning', async () => {
+      const result = await run({
+        ...managed(),
+        reconcile: {
+          status: 'reconciled',
+          state: 's3://acme-state/web/terraform.tfstate',
+          serialBefore: '41',
+          serialAfter: '42',
+          backupKey: 'web/terraform.tfstate.understudy-backups/run/serial-41.tfstate',
+          stillMentioning: ['aws_cloudwatch_metric_alarm.web'],
+          warnings: [],
+        },
+      });
+
+      expect(result).toMatchObject({ succeeded: true, outcome: 'replaced' });
+      expect(record().terraform).toMatchObject({
+        status: 'reconciled',
+        serialBefore: '41',
+        serialAfter: '42',
+      });
+      expect(warnings()).toHaveLength(0);
+    });
+
+    it('reports a replacement whose state was not reconciled, with the reason, the backup and the commands', async () => {
+      const result = await run({
+        ...managed(),
+        reconcile: {
+          status: 'not-reconciled',
+          state: 's3://acme-state/web/terraform.tfstate',
+          reason: 'the state is locked by alice@laptop (OperationTypeApply)',
+          backupKey: 'web/terraform.tfstate.understudy-backups/run/serial-41.tfstate',
+          command: 'npx understudy tfstate reconcile --state s3://acme-state/web/terraform.tfstate',
+        },
+      });
+
+      expect(result).toMatchObject({ succeeded: true, outcome: 'replaced' });
+      const [warning] = warnings();
+      expect(warning?.MessageAttributes?.event?.StringValue).toBe('state-not-reconciled');
+      const text = JSON.parse(outcomeMessages()[0]?.Message ?? '{}').warnings[0] as string;
+      expect(text).toContain('alice@laptop');
+      expect(text).toContain('serial-41.tfstate');
+      expect(text).toContain('npx understudy tfstate reconcile');
+    });
+
+    it('builds the by-hand commands itself when the reconcile step crashed', async () => {
+      await run({ ...managed(), reconcileError: { Error: 'States.Timeout', Cause: 'timed out' } });
+
+      const text = JSON.parse(outcomeMessages()[0]?.Message ?? '{}').warnings[0] as string;
+      expect(text).toContain('States.Timeout');
+      expect(text).toContain(`--instance-ids '${CANDIDATE_ID}'`);
+      expect(text).toContain(`--expect-instance '${OLD_ID}'`);
+      expect(text).toContain("--instance-address 'module.web.aws_instance.this'");
+    });
+  });
+
   it('never writes tokens or user data into the record or the message', async () => {
     const state = {
       ...replaced(),

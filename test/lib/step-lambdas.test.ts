@@ -72,14 +72,21 @@ describe('step functions', () => {
     }
   });
 
-  test('probe and rollback get 300 s, every other step between 60 and 120 s', () => {
+  test('probe and rollback get 300 s, reconcile 900 s (it may wait for a Terraform lock), every other step between 60 and 120 s', () => {
     const timeouts = Object.fromEntries(STEP_NAMES.map((s) => [s, fnOf(s).Properties.Timeout as number]));
-    const { probe, rollback, ...others } = timeouts;
-    expect([probe, rollback]).toEqual([300, 300]);
+    const { probe, rollback, reconcile, ...others } = timeouts;
+    expect([probe, rollback, reconcile]).toEqual([300, 300, 900]);
     for (const timeout of Object.values(others)) {
       expect(timeout).toBeGreaterThanOrEqual(60);
       expect(timeout).toBeLessThanOrEqual(120);
     }
+  });
+
+  test('reconcile gets 1 GB to hold a large Terraform state, every other step 256 MB', () => {
+    const memory = Object.fromEntries(STEP_NAMES.map((s) => [s, fnOf(s).Properties.MemorySize as number]));
+    const { reconcile, ...others } = memory;
+    expect(reconcile).toBe(1024);
+    expect(new Set(Object.values(others))).toEqual(new Set([256]));
   });
 
   test("no function outlives the Task that invokes it (the state's TimeoutSeconds)", () => {

@@ -273,14 +273,58 @@ describe('other services', () => {
     expect(recorders).toEqual(['finish']);
   });
 
-  test('S3 access stays inside the runs bucket, under locks/ and runs/', () => {
+  test("S3 access stays inside the runs bucket (locks/, runs/) and each target's Terraform state, its lock file and backups", () => {
     const bucket = `<${logicalId(stack.runs.bucket)}.Arn>`;
     const resources = STEP_NAMES.flatMap(stepStatements)
       .filter((s) => asList(s.Action).some((a) => a.startsWith('s3:')))
       .flatMap((s) => asList(s.Resource).map(flatten));
+    const state = (key: string) => [
+      `arn:aws:s3:::acme-terraform-state/${key}`,
+      `arn:aws:s3:::acme-terraform-state/${key}.tflock`,
+      `arn:aws:s3:::acme-terraform-state/${key}.understudy-backups/*`,
+    ];
     expect([...new Set(resources)].sort()).toEqual(
-      [bucket, `${bucket}/locks/*.json`, `${bucket}/runs/*/*.json`].sort(),
+      [
+        bucket,
+        `${bucket}/locks/*.json`,
+        `${bucket}/runs/*/*.json`,
+        'arn:aws:s3:::acme-terraform-state',
+        ...state('web/terraform.tfstate'),
+        // The api target uses the prod workspace: `<workspaceKeyPrefix>/<workspace>/<key>`.
+        ...state('env:/prod/api/terraform.tfstate'),
+      ].sort(),
     );
+  });
+
+  test('only reconcile touches a Terraform state, and deletes nothing there but the lock file', () => {
+    const touching = STEP_NAMES.filter((step) =>
+      stepStatements(step).some((s) =>
+        asList(s.Resource).some((r) => flatten(r).includes('acme-terraform-state')),
+      ),
+    );
+    expect(touching).toEqual(['reconcile']);
+    const deletes = stepStatements('reconcile')
+      .filter((s) => asList(s.Action).includes('s3:DeleteObject'))
+      .flatMap((s) => asList(s.Resource).map(flatten));
+    expect(deletes.sort()).toEqual(
+      [
+        'arn:aws:s3:::acme-terraform-state/env:/prod/api/terraform.tfstate.tflock',
+        'arn:aws:s3:::acme-terraform-state/web/terraform.tfstate.tflock',
+      ].sort(),
+    );
+  });
+
+  test('the DynamoDB grant reaches only the lock and digest items of the configured state', () => {
+    const [statement] = stepStatements('reconcile').filter((s) =>
+      asList(s.Action).some((a) => a.startsWith('dynamodb:')),
+    );
+    expect(flatten(asList(statement?.Resource)[0])).toBe(
+      'arn:aws:dynamodb:eu-west-1:123456789012:table/acme-terraform-locks',
+    );
+    expect(statement?.Condition?.['ForAllValues:StringEquals']?.['dynamodb:LeadingKeys']).toEqual([
+      'acme-terraform-state/web/terraform.tfstate',
+      'acme-terraform-state/web/terraform.tfstate-md5',
+    ]);
   });
 
   test('publishing goes to the Understudy topic, and its key is usable only through SNS', () => {
@@ -307,6 +351,18 @@ describe("each step role is granted exactly what its step's code calls", () => {
     sns: 'sns',
     sfn: 'states',
     eventbridge: 'events',
+    dynamodb: 'dynamodb',
+  };
+
+  /** API calls authorised under another action's name (Service Authorization Reference). */
+  const IAM_ACTION_OF: Record<string, string> = { 's3:HeadObject': 's3:GetObject' };
+
+  /**
+   * Needs that come from the data rather than the call: the Terraform state bucket of the example's
+   * `web` target encrypts with a customer key, which S3 uses on the reader's and writer's behalf.
+   */
+  const IMPLIED_BY_STEP: Partial<Record<StepName, string[]>> = {
+    reconcile: ['kms:Decrypt', 'kms:GenerateDataKey'],
   };
 
   /**
@@ -402,7 +458,9 @@ describe("each step role is granted exactly what its step's code calls", () => {
     const called = reachableCode(step).flatMap((text) =>
       [...text.matchAll(/new (\w+)Command\(/g)].flatMap(([, op]) => {
         const service = serviceOf.get(`${op}Command`);
-        return service === undefined ? [] : [`${service}:${op}`];
+        if (service === undefined) return [];
+        const action = `${service}:${op}`;
+        return [IAM_ACTION_OF[action] ?? action];
       }),
     );
     return [...new Set(called)];
@@ -421,7 +479,12 @@ describe("each step role is granted exactly what its step's code calls", () => {
   test.each(STEP_NAMES)('%s', (step) => {
     const granted = new Set(stepStatements(step).flatMap((s) => asList(s.Action)));
     const called = actionsCalledBy(step);
-    const needed = new Set([...called, ...called.flatMap((a) => IMPLIED[a] ?? []), ...CDK_BASELINE]);
+    const needed = new Set([
+      ...called,
+      ...called.flatMap((a) => IMPLIED[a] ?? []),
+      ...(IMPLIED_BY_STEP[step] ?? []),
+      ...CDK_BASELINE,
+    ]);
     expect({
       calledButNotGranted: [...needed].filter((a) => !granted.has(a)).sort(),
       grantedButNeverCalled: [...granted].filter((a) => !needed.has(a)).sort(),

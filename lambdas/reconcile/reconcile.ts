@@ -1,0 +1,158 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DescribeAddressesCommand,
+  DescribeVolumesCommand,
+  type EC2Client,
+  type Volume,
+} from '@aws-sdk/client-ec2';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { awsCall, describeAwsError } from '../shared/aws-errors';
+import { UNDERSTUDY_VERSION } from '../shared/constants';
+import { describeInstanceById } from '../shared/ec2';
+import { renewHeldLock } from '../shared/lock';
+import { correlate, logger } from '../shared/logger';
+import type { RunState } from '../shared/schemas';
+import { TfStateError } from '../shared/tfstate/errors';
+import { manualReconcileCommand } from '../shared/tfstate/manual';
+import { type ReconcileReport, reconcileState } from '../shared/tfstate/reconcile';
+import { updateRemoteState } from '../shared/tfstate/s3-backend';
+
+/**
+ * Reconcile: after the probe passed, the Terraform state in S3 is made to describe the new server
+ * (design §4), under the backend's own locks and with a verified backup. The server is healthy at this
+ * point, so nothing here may roll it back: every failure is returned as `not-reconciled` with the reason,
+ * the backup and the commands that finish the job by hand, and Finish turns that into a warning.
+ */
+
+export interface ReconcileClients {
+  readonly ec2: EC2Client;
+  readonly s3: S3Client;
+  readonly dynamodb: DynamoDBClient;
+}
+
+/** Longest a reconcile can take besides waiting for a lock; the lock lease covers both. */
+const WORK_SECONDS = 600;
+
+export type ReconcileSummary =
+  | { readonly status: 'not-configured' }
+  | {
+      readonly status: 'reconciled' | 'already-reconciled';
+      readonly state: string;
+      readonly serialBefore: string;
+      readonly serialAfter: string;
+      readonly backupKey?: string;
+      /** Other resources that still name the old instance; the next `terraform apply` updates them. */
+      readonly stillMentioning: readonly string[];
+      readonly warnings: readonly string[];
+    }
+  | {
+      readonly status: 'not-reconciled';
+      readonly state: string;
+      readonly reason: string;
+      readonly backupKey?: string;
+      readonly command: string;
+    };
+
+export const reconcile = async (clients: ReconcileClients, state: RunState): Promise<ReconcileSummary> => {
+  const plan = state.run;
+  const terraform = plan.target.terraform;
+  const candidate = state.launch?.instanceId;
+  correlate({ target: plan.target.name, execution: state.execution.name, instance: candidate });
+  if (!terraform) return { status: 'not-configured' };
+  await renewHeldLock(clients.s3, plan.lock);
+  if (!candidate)
+    throw new Error('reconcile reached without a launched instance: the state machine is miswired');
+
+  const region = await clients.ec2.config.region();
+  const manual = manualReconcileCommand({
+    terraform,
+    region,
+    newInstanceId: candidate,
+    oldInstanceId: plan.old.instanceId,
+    allocationId: plan.eip.allocationId,
+  });
+  let backupKey: string | undefined;
+  try {
+    const [instance, addresses, volumes] = await Promise.all([
+      describeInstanceById(clients.ec2, candidate),
+      awsCall('DescribeAddresses', () =>
+        clients.ec2.send(new DescribeAddressesCommand({ AllocationIds: [plan.eip.allocationId] })),
+      ),
+      describeAttachedVolumes(clients.ec2, candidate),
+    ]);
+    if (!instance) throw new Error(`DescribeInstances does not know ${candidate}`);
+
+    const url = new URL(terraform.state);
+    let report: ReconcileReport | undefined;
+    const result = await updateRemoteState(
+      { s3: clients.s3, ...(terraform.dynamodbTable ? { dynamodb: clients.dynamodb } : {}) },
+      {
+        bucket: url.hostname,
+        key: decodeURIComponent(url.pathname.slice(1)),
+        workspace: terraform.workspace,
+        workspaceKeyPrefix: terraform.workspaceKeyPrefix,
+        useLockfile: terraform.useLockfile,
+        ...(terraform.dynamodbTable ? { dynamodbTable: terraform.dynamodbTable } : {}),
+        lockTimeoutSeconds: terraform.lockTimeoutSeconds,
+      },
+      {
+        // The execution ARN makes a retried or redriven attempt of this run recognise its own lock.
+        runId: state.execution.arn,
+        operation: 'understudy-reconcile',
+        who: `understudy@${state.execution.name}`,
+        version: UNDERSTUDY_VERSION,
+        leaseSeconds: terraform.lockTimeoutSeconds + WORK_SECONDS,
+      },
+      (current) => {
+        const reconciled = reconcileState(current, {
+          instanceAddress: terraform.instanceAddress,
+          instance,
+          addresses: addresses.Addresses ?? [],
+          volumes,
+          expectInstanceId: plan.old.instanceId,
+        });
+        report = reconciled.report;
+        return reconciled.changed ? reconciled.state : undefined;
+      },
+    );
+    backupKey = result.backupKey;
+    const stillMentioning = report?.stillMentioning.map((m) => m.address) ?? [];
+    logger.info('terraform state reconciled', {
+      outcome: result.outcome,
+      serialBefore: result.serialBefore,
+      serialAfter: result.serialAfter,
+    });
+    return {
+      status: result.outcome === 'written' ? 'reconciled' : 'already-reconciled',
+      state: `s3://${result.bucket}/${result.objectKey}`,
+      serialBefore: result.serialBefore,
+      serialAfter: result.serialAfter,
+      ...(result.backupKey ? { backupKey: result.backupKey } : {}),
+      stillMentioning,
+      warnings: result.warnings,
+    };
+  } catch (error) {
+    const reason =
+      error instanceof TfStateError ? error.message : `${describeAwsError(error)}`.slice(0, 1_000);
+    logger.warn('terraform state not reconciled', {
+      reason: error instanceof TfStateError ? error.reason : 'error',
+      detail: reason,
+    });
+    return {
+      status: 'not-reconciled',
+      state: terraform.state,
+      reason,
+      ...(backupKey ? { backupKey } : {}),
+      command: manual,
+    };
+  }
+};
+
+const describeAttachedVolumes = async (ec2: EC2Client, instanceId: string): Promise<Volume[]> => {
+  const out = await awsCall('DescribeVolumes', () =>
+    ec2.send(
+      new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [instanceId] }] }),
+    ),
+  );
+  return out.Volumes ?? [];
+};
