@@ -8,7 +8,7 @@ module.exports = {
   transform: {
     '^.+\\.(t|j|mj)sx?$': ['@swc/jest', { jsc: { target: 'es2022' } }],
   },
-  // middy and aws-local-stepfunctions ship ESM only (or ESM-first); let swc compile them for jest's CJS runtime.
-  transformIgnorePatterns: ['/node_modules/(?!(@middy|aws-local-stepfunctions)/)'],
+  // middy, aws-local-stepfunctions and commander ship ESM only (or ESM-first); let swc compile them for jest's CJS runtime.
+  transformIgnorePatterns: ['/node_modules/(?!(@middy|aws-local-stepfunctions|commander)/)'],
   testTimeout: 60000,
 };

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config-loader';
+import { tfstateCommand } from './tfstate';
 
 /**
  * `npx understudy ...`: the operator's entry point. Commands that need the simulated account load
@@ -42,6 +43,8 @@ config
       process.exitCode = 1;
     }
   });
+
+program.addCommand(tfstateCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(error instanceof Error ? error.message : String(error));
