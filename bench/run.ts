@@ -1,11 +1,13 @@
 // `npm run bench`: each Lambda bundle's size and cold import time, as a ratio against a baseline
 // (importing an empty ESM module) measured the same way in the same run: median of fresh processes.
+// Then the Terraform state reconcile benchmark (bench/tfstate.ts).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { buildBundles } from '../scripts/build-bundles';
+import { runTfstateBench } from './tfstate';
 
 const RUNS = 7;
 const OUT = join(__dirname, 'out');
@@ -44,6 +46,7 @@ const main = async () => {
     );
   }
   writeFileSync(join(OUT, 'bundles.json'), JSON.stringify({ baselineMs: baseline, rows }, null, 2));
+  await runTfstateBench();
 };
 
 main().catch((error: unknown) => {
