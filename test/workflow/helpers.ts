@@ -37,6 +37,8 @@ export interface WorldOptions {
   readonly newImage?: ImageBehaviour;
   readonly seed?: Partial<SeedTargetOptions>;
   readonly target?: (target: TargetConfig) => TargetConfig;
+  /** Whether the server is managed by Terraform (a state to reconcile); default true. */
+  readonly terraform?: boolean;
   readonly handlers?: HandlerSet;
   /** Wraps handlers, e.g. to make one crash after its effect. */
   readonly wrap?: (handlers: HandlerSet) => HandlerSet;
@@ -54,6 +56,7 @@ export const startWorld = async (options: WorldOptions = {}): Promise<World> => 
     imageName: 'candidate',
     ...(options.seed ? { seed: options.seed } : {}),
     ...(options.target ? { target: options.target } : {}),
+    ...(options.terraform === undefined ? {} : { terraform: options.terraform }),
     handlers: options.wrap ? options.wrap(handlers) : handlers,
   });
   return {

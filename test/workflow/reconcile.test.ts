@@ -143,6 +143,35 @@ describe('the Terraform state of a replaced server', () => {
     expect(outcome[0]?.message).toContain('Terraform state not reconciled');
   });
 
+  it('refuses an address that is not in the state, naming it, and leaves the state and the replacement alone', async () => {
+    world = await startWorld({
+      target: (t) =>
+        t.terraform
+          ? { ...t, terraform: { ...t.terraform, instanceAddress: 'module.web.aws_instance.blue' } }
+          : t,
+    });
+    const before = await stateText();
+    const run = await world.run();
+
+    expect(run.outcome).toBe('replaced');
+    expect(await stateText()).toBe(before);
+    const summary = (run.outputs.Reconcile as { reconcile: { status: string; reason: string } }).reconcile;
+    expect(summary.status).toBe('not-reconciled');
+    expect(summary.reason).toContain('module.web.aws_instance.blue');
+    expect(await getText(`${key}.tflock`)).toBeUndefined();
+  });
+
+  it('is skipped, touching no state bucket, for a server Terraform does not manage', async () => {
+    world = await startWorld({ terraform: false });
+    const run = await world.run();
+
+    expect(run.outcome).toBe('replaced');
+    expect((run.outputs.Reconcile as { reconcile: { status: string } }).reconcile.status).toBe(
+      'not-configured',
+    );
+    expect(world.sandbox.calls.some((c) => c.service === 'dynamodb')).toBe(false);
+  });
+
   it('is not touched by a run that rolls back', async () => {
     world = await startWorld({ newImage: { cloudInit: 'error', app: 'broken' } });
     const before = await stateText();
