@@ -5,7 +5,7 @@ import {
   instanceFromDescribe,
   volumesFromDescribe,
 } from '../../lambdas/shared/tfstate/describe';
-import { TfStateError } from '../../lambdas/shared/tfstate/errors';
+import { refusal } from './refusal';
 
 const DIR = join(__dirname, '../fixtures/tfstate/reconcile');
 type Json = Record<string, unknown>;
@@ -22,16 +22,6 @@ const bareInstance = (): Json => {
 const withInstances = (...instances: Json[]) => ({
   Reservations: [{ ReservationId: 'r-0a7b6c5d4e3f21098', Instances: instances }],
 });
-
-const refusal = (fn: () => unknown): TfStateError => {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof TfStateError) return error;
-    throw error;
-  }
-  throw new Error('expected a TfStateError');
-};
 
 describe('describe-instances output', () => {
   it('yields the one instance, with the CLI timestamps turned into Dates', () => {

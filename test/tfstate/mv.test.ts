@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseResourceAddress } from '../../lambdas/shared/tfstate/address';
-import { TfStateError } from '../../lambdas/shared/tfstate/errors';
 import { findInstance, findResource, instanceAddressOf } from '../../lambdas/shared/tfstate/lookup';
 import { moveState } from '../../lambdas/shared/tfstate/mv';
 import {
@@ -11,6 +10,7 @@ import {
   type StateV4,
   writeState,
 } from '../../lambdas/shared/tfstate/state';
+import { refusal } from './refusal';
 
 const fixture = (name: string) => readFileSync(join(__dirname, '../fixtures/tfstate/core', name), 'utf8');
 const TEXT = fixture('modules.tfstate');
@@ -22,16 +22,6 @@ const deepFreeze = <T>(value: T): T => {
     for (const child of Object.values(value)) deepFreeze(child);
   }
   return value;
-};
-
-const refusal = (fn: () => unknown): TfStateError => {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof TfStateError) return error;
-    throw error;
-  }
-  throw new Error('expected a TfStateError');
 };
 
 const addresses = (state: StateV4) =>

@@ -6,7 +6,6 @@ import {
   instanceFromDescribe,
   volumesFromDescribe,
 } from '../../lambdas/shared/tfstate/describe';
-import { TfStateError } from '../../lambdas/shared/tfstate/errors';
 import { type ReconcileInput, reconcileState } from '../../lambdas/shared/tfstate/reconcile';
 import { formatReconcileReport } from '../../lambdas/shared/tfstate/report';
 import {
@@ -16,6 +15,7 @@ import {
   type StateV4,
   writeState,
 } from '../../lambdas/shared/tfstate/state';
+import { refusal } from './refusal';
 
 const DIR = join(__dirname, '../fixtures/tfstate/reconcile');
 const text = (name: string) => readFileSync(join(DIR, name), 'utf8');
@@ -95,16 +95,6 @@ const lineDiff = (before: string, after: string): string[] => {
   const b = after.split('\n');
   expect(b).toHaveLength(a.length);
   return a.flatMap((line, i) => (line === b[i] ? [] : [`${line.trim()} => ${(b[i] ?? '').trim()}`]));
-};
-
-const refusal = (fn: () => unknown): TfStateError => {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof TfStateError) return error;
-    throw error;
-  }
-  throw new Error('expected a TfStateError');
 };
 
 describe('reconcile on a provider v5 state (root module, count, aws_eip with instance)', () => {
