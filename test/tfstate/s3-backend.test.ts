@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createClients } from '../../lambdas/shared/clients';
-import { TfStateError } from '../../lambdas/shared/tfstate/errors';
+import { remoteContextOf, TfStateError } from '../../lambdas/shared/tfstate/errors';
 import {
   backupKeyFor,
   type LockOwner,
@@ -122,6 +122,7 @@ type Middleware = (
   context: { commandName?: string },
 ) => (args: { input: Record<string, unknown> }) => Promise<unknown>;
 
+let onCallCount = 0;
 /** Runs `after` once a matching call has completed (it may wait on it: a crash never resolves). */
 const onCall = (
   client: S3Client | DynamoDBClient,
@@ -133,7 +134,11 @@ const onCall = (
     if (matches(context.commandName ?? '', args.input)) await after();
     return result;
   };
-  (client.middlewareStack as unknown as Stack).add(middleware, { step: 'initialize', name: 'testOnCall' });
+  onCallCount += 1;
+  (client.middlewareStack as unknown as Stack).add(middleware, {
+    step: 'initialize',
+    name: `testOnCall${onCallCount}`,
+  });
 };
 
 /** The process dies right after the matching call succeeded: no finally, no release. */
@@ -334,6 +339,17 @@ describe('updateRemoteState writes like Terraform', () => {
     expect(sandbox.s3.details(BUCKET, result.backupKey ?? '')).toMatchObject({
       serverSideEncryption: 'aws:kms',
       kmsKeyId: KMS_KEY,
+    });
+  });
+
+  it('writes the lock file with the SSE-KMS settings of the state object, as Terraform does', async () => {
+    seedState(ORIGINAL, { kms: true });
+
+    await updateRemoteState(clients, settingsFor('lockfile'), owner(), setEip(NEW_IP));
+
+    expect(callsTo('PutObject', LOCK_FILE)[0]?.input).toMatchObject({
+      ServerSideEncryption: 'aws:kms',
+      SSEKMSKeyId: KMS_KEY,
     });
   });
 
@@ -604,6 +620,86 @@ describe('a lock lost while working', () => {
     expect(error.message).toContain(lockIdFor('run-that-broke-ours'));
     expect(state()?.etag).toBe(etag);
     expect(lockFile()?.body).toBe(theirs);
+  });
+});
+
+describe('another attempt of the same run', () => {
+  it('lets a second attempt that re-entered the lock do the work: this one writes nothing and leaves the lock to it', async () => {
+    const etag = seedState();
+    let reentered = '';
+    onCall(
+      clients.s3,
+      (command, input) =>
+        command === 'PutObjectCommand' && String(input.Key).includes('.understudy-backups/'),
+      async () => {
+        // What the other attempt's re-entry does: the same ID, a new lease, written over ours.
+        const ours = JSON.parse(sandbox.s3.details(BUCKET, LOCK_FILE)?.body ?? '{}') as { Created: string };
+        reentered = JSON.stringify({
+          ...JSON.parse(sandbox.s3.details(BUCKET, LOCK_FILE)?.body ?? '{}'),
+          Created: `${ours.Created}x`,
+        });
+        sandbox.s3.seedObject(BUCKET, LOCK_FILE, reentered);
+      },
+    );
+
+    const error = await refusal(updateRemoteState(clients, settingsFor('lockfile'), owner(), setEip(NEW_IP)));
+
+    expect(error.reason).toBe('LockLost');
+    expect(error.message).toContain('another attempt of this run');
+    expect(state()?.etag).toBe(etag);
+    expect(lockFile()?.body).toBe(reentered);
+  });
+});
+
+describe('writes whose answer is lost', () => {
+  const failAfter = (command: string, key: string, name: string, onlyChecksumReads = false) =>
+    onCall(
+      clients.s3,
+      (c, input) =>
+        c === command && input.Key === key && (!onlyChecksumReads || input.ChecksumMode === 'ENABLED'),
+      async () => {
+        const error = new Error(`${name} after the request was processed`);
+        error.name = name;
+        throw error;
+      },
+    );
+
+  it('counts a state write that S3 stored but answered with an error as written, and records its digest', async () => {
+    seedState();
+    failAfter('PutObjectCommand', KEY, 'InternalError');
+
+    const result = await updateRemoteState(clients, settingsFor('both'), owner(), setEip(NEW_IP));
+
+    expect(result).toMatchObject({ outcome: 'written', serialAfter: '18', digest: md5(EXPECTED) });
+    expect(state()?.body).toBe(EXPECTED);
+    expect(digest()).toBe(md5(EXPECTED));
+    expect(lockFile()).toBeUndefined();
+    expect(lockItem()).toBeUndefined();
+  });
+
+  it('when S3 cannot say whether a failed write landed, refuses with WriteUncertain naming the backup and the digest to set', async () => {
+    seedState();
+    failAfter('PutObjectCommand', KEY, 'InternalError');
+    // The read-back after the failed write (the one that asks for the checksum) fails too.
+    failAfter('HeadObjectCommand', KEY, 'ServiceUnavailable', true);
+
+    const error = await refusal(updateRemoteState(clients, settingsFor('both'), owner(), setEip(NEW_IP)));
+
+    expect(error.reason).toBe('WriteUncertain');
+    expect(error.message).toContain(backupKey('17'));
+    expect(error.message).toContain(md5(EXPECTED));
+    expect(lockFile()).toBeUndefined();
+  });
+
+  it('carries the backup key and the warnings on a failure, for the caller to report', async () => {
+    seedState();
+    failAfter('PutObjectCommand', KEY, 'InternalError');
+    // The read-back after the failed write (the one that asks for the checksum) fails too.
+    failAfter('HeadObjectCommand', KEY, 'ServiceUnavailable', true);
+
+    const error = await refusal(updateRemoteState(clients, settingsFor('both'), owner(), setEip(NEW_IP)));
+
+    expect(remoteContextOf(error)).toEqual({ backupKey: backupKey('17'), warnings: [] });
   });
 });
 

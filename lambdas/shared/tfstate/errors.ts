@@ -22,6 +22,8 @@ export type TfStateRefusal =
   | 'LockLost'
   | 'DigestMismatch'
   | 'EtagChanged'
+  /** A state write failed in a way that leaves unknown whether S3 stored it. */
+  | 'WriteUncertain'
   | 'BackupFailed';
 
 export class TfStateError extends Error {
@@ -34,6 +36,27 @@ export class TfStateError extends Error {
     this.name = 'TfStateError';
   }
 }
+
+/** What a failed remote update had already done, for the caller's report (a backup, lock warnings). */
+export interface RemoteFailureContext {
+  readonly backupKey?: string;
+  readonly warnings: readonly string[];
+}
+
+const CONTEXT = Symbol('understudy.tfstate.remote-context');
+
+/** Attaches the context to whatever was thrown (an SDK error as well as a refusal), then returns it. */
+export const withRemoteContext = (error: unknown, context: RemoteFailureContext): unknown => {
+  if (typeof error === 'object' && error !== null) {
+    Object.defineProperty(error, CONTEXT, { value: context, enumerable: false, configurable: true });
+  }
+  return error;
+};
+
+export const remoteContextOf = (error: unknown): RemoteFailureContext | undefined =>
+  typeof error === 'object' && error !== null
+    ? (error as { [CONTEXT]?: RemoteFailureContext })[CONTEXT]
+    : undefined;
 
 export const tfStateError = (reason: TfStateRefusal, message: string, options?: ErrorOptions) =>
   new TfStateError(reason, message, options);

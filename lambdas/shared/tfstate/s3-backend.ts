@@ -13,7 +13,7 @@ import {
   type PutObjectCommandInput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { tfStateError } from './errors';
+import { tfStateError, withRemoteContext } from './errors';
 import {
   acquireLocks,
   DIGEST_SUFFIX,
@@ -510,6 +510,49 @@ const applyEdit = (edit: StateEdit, object: RemoteObject): Edited | undefined =>
   return { state, bytes: Buffer.from(text, 'utf8') };
 };
 
+/**
+ * Whether the object now holds exactly `edited` (checksum and length, or the bytes when checksums are
+ * off); undefined when S3 cannot say. Asked after a write that failed: a timeout or a 5xx can come
+ * after S3 stored the object, and an SDK retry of a write that landed answers 412 to its own success.
+ */
+const landed = async (place: Place, edited: Edited): Promise<boolean | undefined> => {
+  try {
+    if (place.settings.skipS3Checksum) {
+      const out = await place.clients.s3.send(
+        new GetObjectCommand({ Bucket: place.bucket, Key: place.objectKey }),
+      );
+      const bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+      return Buffer.from(bytes).equals(Buffer.from(edited.bytes));
+    }
+    const head = await place.clients.s3.send(
+      new HeadObjectCommand({ Bucket: place.bucket, Key: place.objectKey, ChecksumMode: 'ENABLED' }),
+    );
+    return head.ChecksumSHA256 === sha256Base64(edited.bytes) && head.ContentLength === edited.bytes.length;
+  } catch {
+    return undefined;
+  }
+};
+
+/** The state object's encryption, learnt before locking: the lock file is written with the same. */
+const headEncryption = async (place: Place): Promise<RemoteObject['encryption']> => {
+  try {
+    const head = await place.clients.s3.send(
+      new HeadObjectCommand({ Bucket: place.bucket, Key: place.objectKey }),
+    );
+    const sse = head.ServerSideEncryption;
+    const kms = sse === 'aws:kms' || sse === 'aws:kms:dsse';
+    return {
+      ...(sse ? { ServerSideEncryption: sse } : {}),
+      ...(kms && head.SSEKMSKeyId ? { SSEKMSKeyId: head.SSEKMSKeyId } : {}),
+      ...(kms && head.BucketKeyEnabled === true ? { BucketKeyEnabled: true } : {}),
+    };
+  } catch (error) {
+    // A missing state is reported by the read that follows, with its own message.
+    if (isNoSuchKey(error) || (error as Error).name === 'NotFound') return {};
+    throw error;
+  }
+};
+
 const putState = async (place: Place, object: RemoteObject, edited: Edited): Promise<void> => {
   await place.clients.s3.send(
     new PutObjectCommand({
@@ -562,27 +605,51 @@ export async function updateRemoteState(
       'the backend configures no lock (neither use_lockfile nor dynamodb_table): written without one',
     );
   }
-  const locks: HeldLocks | undefined =
-    settings.useLockfile || settings.dynamodbTable !== undefined
-      ? await acquireLocks({ ...place.settings, ...clients, objectKey: place.objectKey }, owner, warnings)
-      : undefined;
+  const locking = settings.useLockfile || settings.dynamodbTable !== undefined;
+  const locks: HeldLocks | undefined = locking
+    ? await acquireLocks(
+        {
+          ...place.settings,
+          ...clients,
+          objectKey: place.objectKey,
+          ...(settings.useLockfile ? { encryption: await headEncryption(place) } : {}),
+        },
+        owner,
+        warnings,
+      )
+    : undefined;
+  let backupKey: string | undefined;
   try {
     for (let attempt = 1; ; attempt++) {
       const object = await readChecked(place, warnings, { runId: owner.runId, repair: true });
       const serialBefore = serialText(object.state.serial);
       const edited = applyEdit(edit, object);
       if (!edited) return { ...base, outcome: 'unchanged', serialBefore, serialAfter: serialBefore };
-      const backupKey = await writeBackup(place, object, owner.runId);
+      backupKey = await writeBackup(place, object, owner.runId);
       await locks?.verify();
+      let written = true;
+      let failure: unknown;
       try {
         await putState(place, object, edited);
       } catch (error) {
-        if (!isConditionFailed(error) && !isNoSuchKey(error)) throw error;
+        failure = error;
+        const outcome = await landed(place, edited);
+        if (outcome === undefined) {
+          throw tfStateError(
+            'WriteUncertain',
+            `writing the state at s3://${place.bucket}/${place.objectKey} failed (${(error as Error).name}: ${(error as Error).message}) and S3 could not say whether it landed: compare the object with the backup ${backupKey}; if it holds the new state (serial ${serialText(edited.state.serial)}), set the digest to ${md5Hex(edited.bytes)}`,
+            { cause: error },
+          );
+        }
+        if (!outcome && !isConditionFailed(error) && !isNoSuchKey(error)) throw error;
+        written = outcome;
+      }
+      if (!written) {
         if (attempt >= 2) {
           throw tfStateError(
             'EtagChanged',
             `the state at s3://${place.bucket}/${place.objectKey} changed between read and write twice (ETag ${object.etag} no longer current) although the lock was held: something writes it without locking; nothing was written (backup ${backupKey})`,
-            { cause: error },
+            { cause: failure },
           );
         }
         warnings.push(
@@ -601,6 +668,8 @@ export async function updateRemoteState(
         digest,
       };
     }
+  } catch (error) {
+    throw withRemoteContext(error, { ...(backupKey ? { backupKey } : {}), warnings });
   } finally {
     await locks?.release(warnings);
   }

@@ -6,7 +6,13 @@ import {
   GetItemCommand,
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  type PutObjectCommandInput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { tfStateError } from './errors';
 
 /**
@@ -166,6 +172,11 @@ export interface LockTarget {
   readonly dynamodbTable?: string;
   readonly lockTimeoutSeconds: number;
   readonly skipS3Checksum?: boolean;
+  /** The state object's encryption: Terraform writes the lock file with the same settings. */
+  readonly encryption?: Pick<
+    PutObjectCommandInput,
+    'ServerSideEncryption' | 'SSEKMSKeyId' | 'BucketKeyEnabled'
+  >;
 }
 
 interface HeldBy {
@@ -203,6 +214,14 @@ class LockSession {
     this.fileKey = lockFileKey(target);
   }
 
+  /**
+   * The exact lock texts this invocation wrote. Another invocation of the same run (Step Functions may
+   * start one while this one still runs) derives the same ID; it re-enters by rewriting the text, and
+   * from then on the lock is that invocation's: this one neither writes under it nor releases it.
+   */
+  private fileText: string | undefined;
+  private itemText: string | undefined;
+
   private dynamo(): DynamoDBClient {
     if (!this.target.dynamodb) {
       throw tfStateError(
@@ -223,6 +242,7 @@ class LockSession {
         ...(this.target.skipS3Checksum
           ? {}
           : { ChecksumAlgorithm: 'SHA256' as const, ChecksumSHA256: sha256Base64(body) }),
+        ...this.target.encryption,
         ...condition,
       }),
     );
@@ -263,6 +283,7 @@ class LockSession {
       const body = lockInfoText(this.owner, this.path, Date.now());
       try {
         await this.putFile(body, { IfNoneMatch: '*' });
+        this.fileText = body;
         return { taken: true };
       } catch (error) {
         if (!isConditionFailed(error)) throw error;
@@ -274,6 +295,7 @@ class LockSession {
       if (existing.info.ID === this.id) {
         try {
           await this.putFile(body, { IfMatch: existing.etag });
+          this.fileText = body;
           this.warnings.push(`re-entered this run's own lock file ${this.fileKey} (ID ${this.id})`);
           return { taken: true };
         } catch (error) {
@@ -308,6 +330,7 @@ class LockSession {
             ConditionExpression: 'attribute_not_exists(LockID)',
           }),
         );
+        this.itemText = info;
         return { taken: true };
       } catch (error) {
         if (!isConditionalCheckFailed(error)) throw error;
@@ -329,6 +352,7 @@ class LockSession {
               ...sameInfo,
             }),
           );
+          this.itemText = info;
           this.warnings.push(`re-entered this run's own DynamoDB lock ${this.path} (ID ${this.id})`);
           return { taken: true };
         } catch (error) {
@@ -390,6 +414,12 @@ class LockSession {
         );
         return;
       }
+      if (existing.text !== this.fileText) {
+        warnings.push(
+          `the lock file ${this.fileKey} was re-entered by another attempt of this run: left for that attempt to release`,
+        );
+        return;
+      }
       await this.target.s3.send(
         new DeleteObjectCommand({ Bucket: this.target.bucket, Key: this.fileKey, IfMatch: existing.etag }),
       );
@@ -410,6 +440,12 @@ class LockSession {
       if (existing.info.ID !== this.id) {
         warnings.push(
           `lock ID '${this.id}' does not match the existing lock ID '${existing.info.ID ?? ''}': the DynamoDB lock was left in place`,
+        );
+        return;
+      }
+      if (existing.text !== this.itemText) {
+        warnings.push(
+          `the DynamoDB lock ${this.path} was re-entered by another attempt of this run: left for that attempt to release`,
         );
         return;
       }
@@ -435,13 +471,20 @@ class LockSession {
         'LockLost',
         `the ${where} for ${this.path} is no longer this run's (lock ID ${this.id}${found?.ID ? `, now ${found.ID} of ${found.Who ?? 'an unknown holder'}` : ', now gone'}): its lease ran out and another run took it; nothing was written to the state`,
       );
+    const reentered = (where: string) =>
+      tfStateError(
+        'LockLost',
+        `the ${where} for ${this.path} was re-entered by another attempt of this run (lock ID ${this.id}); this attempt writes nothing and leaves the state to it`,
+      );
     if (this.target.useLockfile) {
       const file = await this.readFile();
       if (file?.info.ID !== this.id) throw lost('lock file', file?.info);
+      if (file.text !== this.fileText) throw reentered('lock file');
     }
     if (this.target.dynamodbTable !== undefined) {
       const item = await this.readItem();
       if (item?.info.ID !== this.id) throw lost('DynamoDB lock', item?.info);
+      if (item.text !== this.itemText) throw reentered('DynamoDB lock');
     }
   }
 }
