@@ -99,12 +99,12 @@ const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): J
     },
     {
       // Without ListBucket a missing object reads as AccessDenied, and "no lock file" could not be told
-      // apart from "not allowed".
+      // apart from "not allowed". S3 checks it for the GetObject itself, where no s3:prefix is in the
+      // request context, so it cannot be narrowed by prefix; Terraform's S3 backend needs the same.
       statement: new iam.PolicyStatement({
         sid: 'TellMissingStateObjectsApart',
         actions: ['s3:ListBucket'],
         resources: [...new Set(objects.map((o) => s3Arn(o.bucket)))],
-        conditions: { StringLike: { 's3:prefix': objects.map((o) => `${o.objectKey}*`) } },
       }),
     },
   ];

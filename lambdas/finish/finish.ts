@@ -21,6 +21,7 @@ import {
   SwitchResultSchema,
 } from '../shared/schemas';
 import { manualReconcileCommand } from '../shared/tfstate/manual';
+import { lockIdFor } from '../shared/tfstate/s3-lock';
 
 /**
  * The last step of every run, whatever happened before: it must work on a state where any key may be
@@ -156,6 +157,8 @@ interface Facts {
   readonly reconcileError?: CaughtError;
   /** The commands that reconcile the Terraform state by hand, for when the step itself crashed. */
   readonly manualReconcile?: string;
+  /** The ID of the Terraform lock this execution takes, should a crashed step have left it. */
+  readonly reconcileLockId?: string;
 }
 
 export const decideOutcome = (f: Facts): Decision => {
@@ -262,7 +265,8 @@ const terraformWarning = (f: Facts): string | undefined => {
   if (f.reconcileError) {
     return (
       `${STATE_NOT_RECONCILED}: the reconcile step failed (${f.reconcileError.Error}: ${causeText(f.reconcileError) ?? 'no details'})` +
-      `${f.manualReconcile ? `; finish by hand with: ${f.manualReconcile}` : ''}`
+      `${f.manualReconcile ? `; finish by hand with: ${f.manualReconcile}` : ''}` +
+      `${f.reconcileLockId ? `; if the state is still locked by this run, release it with: terraform force-unlock ${f.reconcileLockId}` : ''}`
     );
   }
   return undefined;
@@ -348,6 +352,7 @@ export const finish = async (
     reconcileError: pick(CaughtErrorSchema, state.reconcileError),
     ...(plan?.target.terraform && candidate
       ? {
+          reconcileLockId: lockIdFor(execution.arn),
           manualReconcile: manualReconcileCommand({
             terraform: plan.target.terraform,
             region: await clients.sns.config.region(),

@@ -12,10 +12,10 @@ import { describeInstanceById } from '../shared/ec2';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import type { RunState } from '../shared/schemas';
-import { TfStateError } from '../shared/tfstate/errors';
+import { remoteContextOf, TfStateError } from '../shared/tfstate/errors';
 import { manualReconcileCommand } from '../shared/tfstate/manual';
 import { type ReconcileReport, reconcileState } from '../shared/tfstate/reconcile';
-import { updateRemoteState } from '../shared/tfstate/s3-backend';
+import { parseS3StateUrl, updateRemoteState } from '../shared/tfstate/s3-backend';
 
 /**
  * Reconcile: after the probe passed, the Terraform state in S3 is made to describe the new server
@@ -71,7 +71,6 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
     oldInstanceId: plan.old.instanceId,
     allocationId: plan.eip.allocationId,
   });
-  let backupKey: string | undefined;
   try {
     const [instance, addresses, volumes] = await Promise.all([
       describeInstanceById(clients.ec2, candidate),
@@ -82,13 +81,14 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
     ]);
     if (!instance) throw new Error(`DescribeInstances does not know ${candidate}`);
 
-    const url = new URL(terraform.state);
+    // The literal key, as IAM and the CLI see it (a URL parser would resolve `.` and `..` segments).
+    const { bucket, key } = parseS3StateUrl(terraform.state);
     let report: ReconcileReport | undefined;
     const result = await updateRemoteState(
       { s3: clients.s3, ...(terraform.dynamodbTable ? { dynamodb: clients.dynamodb } : {}) },
       {
-        bucket: url.hostname,
-        key: decodeURIComponent(url.pathname.slice(1)),
+        bucket,
+        key,
         workspace: terraform.workspace,
         workspaceKeyPrefix: terraform.workspaceKeyPrefix,
         useLockfile: terraform.useLockfile,
@@ -115,7 +115,6 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
         return reconciled.changed ? reconciled.state : undefined;
       },
     );
-    backupKey = result.backupKey;
     const stillMentioning = report?.stillMentioning.map((m) => m.address) ?? [];
     logger.info('terraform state reconciled', {
       outcome: result.outcome,
@@ -132,8 +131,11 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
       warnings: result.warnings,
     };
   } catch (error) {
-    const reason =
-      error instanceof TfStateError ? error.message : `${describeAwsError(error)}`.slice(0, 1_000);
+    const context = remoteContextOf(error);
+    const reason = [
+      error instanceof TfStateError ? error.message : describeAwsError(error).slice(0, 1_000),
+      ...(context?.warnings ?? []),
+    ].join('; ');
     logger.warn('terraform state not reconciled', {
       reason: error instanceof TfStateError ? error.reason : 'error',
       detail: reason,
@@ -142,7 +144,7 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
       status: 'not-reconciled',
       state: terraform.state,
       reason,
-      ...(backupKey ? { backupKey } : {}),
+      ...(context?.backupKey ? { backupKey: context.backupKey } : {}),
       command: manual,
     };
   }

@@ -12,6 +12,7 @@ import { finish } from '../../lambdas/finish/finish';
 import { handler } from '../../lambdas/finish/handler';
 import { createClients } from '../../lambdas/shared/clients';
 import { parameterNames, runKeys } from '../../lambdas/shared/constants';
+import { lockIdFor } from '../../lambdas/shared/tfstate/s3-lock';
 import {
   BUCKET,
   CANDIDATE_ID,
@@ -353,6 +354,7 @@ describe('finish', () => {
       expect(text).toContain(`--instance-ids '${CANDIDATE_ID}'`);
       expect(text).toContain(`--expect-instance '${OLD_ID}'`);
       expect(text).toContain("--instance-address 'module.web.aws_instance.this'");
+      expect(text).toContain(`terraform force-unlock ${lockIdFor(EXECUTION_ARN)}`);
     });
   });
 
