@@ -110,7 +110,13 @@ const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): J
   ];
   const tables = backends.flatMap(({ terraform }, i) =>
     terraform.dynamodbTable
-      ? [{ table: terraform.dynamodbTable, path: (objects[i] as { path: string }).path }]
+      ? [
+          {
+            table: terraform.dynamodbTable,
+            region: terraform.region,
+            path: (objects[i] as { path: string }).path,
+          },
+        ]
       : [],
   );
   if (tables.length > 0) {
@@ -121,7 +127,12 @@ const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): J
         resources: [
           ...new Set(
             tables.map((t) =>
-              stack.formatArn({ service: 'dynamodb', resource: 'table', resourceName: t.table }),
+              stack.formatArn({
+                service: 'dynamodb',
+                resource: 'table',
+                resourceName: t.table,
+                ...(t.region ? { region: t.region } : {}),
+              }),
             ),
           ),
         ],
@@ -136,13 +147,21 @@ const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): J
   const keys = [
     ...new Set(backends.flatMap(({ terraform }) => (terraform.kmsKeyArn ? [terraform.kmsKeyArn] : []))),
   ];
+  // S3 uses the key in the bucket's region, which is the backend's region when it names one.
+  const viaS3 = [
+    ...new Set(
+      backends
+        .filter(({ terraform }) => terraform.kmsKeyArn)
+        .map(({ terraform }) => `s3.${terraform.region ?? stack.region}.${stack.urlSuffix}`),
+    ),
+  ];
   if (keys.length > 0) {
     statements.push({
       statement: new iam.PolicyStatement({
         sid: 'UseStateBucketKey',
         actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
         resources: keys,
-        conditions: { StringEquals: { 'kms:ViaService': `s3.${stack.region}.${stack.urlSuffix}` } },
+        conditions: { StringEquals: { 'kms:ViaService': viaS3 } },
       }),
     });
   }

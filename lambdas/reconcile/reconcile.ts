@@ -24,10 +24,17 @@ import { parseS3StateUrl, updateRemoteState } from '../shared/tfstate/s3-backend
  * the backup and the commands that finish the job by hand, and Finish turns that into a warning.
  */
 
-export interface ReconcileClients {
-  readonly ec2: EC2Client;
+export interface StateClients {
   readonly s3: S3Client;
   readonly dynamodb: DynamoDBClient;
+}
+
+export interface ReconcileClients {
+  readonly ec2: EC2Client;
+  /** The runs bucket (target lock) lives in the stack's region. */
+  readonly s3: S3Client;
+  /** Clients for the Terraform backend: the stack's region, or the backend's own `region`. */
+  stateClients(region: string | undefined): StateClients;
 }
 
 /** Longest a reconcile can take besides waiting for a lock; the lock lease covers both. */
@@ -84,8 +91,9 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
     // The literal key, as IAM and the CLI see it (a URL parser would resolve `.` and `..` segments).
     const { bucket, key } = parseS3StateUrl(terraform.state);
     let report: ReconcileReport | undefined;
+    const backend = clients.stateClients(terraform.region);
     const result = await updateRemoteState(
-      { s3: clients.s3, ...(terraform.dynamodbTable ? { dynamodb: clients.dynamodb } : {}) },
+      { s3: backend.s3, ...(terraform.dynamodbTable ? { dynamodb: backend.dynamodb } : {}) },
       {
         bucket,
         key,

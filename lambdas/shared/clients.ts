@@ -75,6 +75,24 @@ export const sfnClient = /* @__PURE__ */ singleton('sfn', () => new SFNClient(co
 export const eventsClient = /* @__PURE__ */ singleton('events', () => new EventBridgeClient(common));
 export const dynamodbClient = /* @__PURE__ */ singleton('dynamodb', () => new DynamoDBClient(common));
 
+/** Clients for a Terraform backend that lives in another region than the function (a central state bucket). */
+const perRegion = <C extends PluggableClient>(service: ServiceName, make: (region: string) => C) => {
+  const built = new Map<string, C>();
+  return (region: string): C => {
+    let client = built.get(region);
+    if (!client) {
+      client = build(service, () => make(region));
+      built.set(region, client);
+    }
+    return client;
+  };
+};
+export const s3ClientIn = /* @__PURE__ */ perRegion('s3', (region) => new S3Client({ ...common, region }));
+export const dynamodbClientIn = /* @__PURE__ */ perRegion(
+  'dynamodb',
+  (region) => new DynamoDBClient({ ...common, region }),
+);
+
 /** A fresh set of every client (tests mock them per test). */
 export const createClients = () => ({
   ec2: build('ec2', () => new EC2Client(common)),

@@ -132,6 +132,11 @@ export const TerraformSchema = z
         /^(module\.[A-Za-z_][A-Za-z0-9_-]*(\[(\d+|"[^"\\]*")\])?\.)*aws_instance\.[A-Za-z_][A-Za-z0-9_-]*(\[(\d+|"[^"\\]*")\])?$/,
         'use the Terraform address of the aws_instance, e.g. module.web.aws_instance.this or aws_instance.web["blue"]',
       ),
+    /** The backend's `region`, when the bucket and table are not in the stack's region. */
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$/, 'use an AWS region name such as eu-west-1')
+      .optional(),
     /** `use_lockfile` of the backend: take the `<key>.tflock` object lock (Terraform 1.10+). */
     useLockfile: z.boolean().default(true),
     /** `dynamodb_table` of the backend: take its lock item and keep its `-md5` digest in step. */

@@ -152,6 +152,13 @@ describe('the terraform block of a target', () => {
     expect(problemsOf(withTerraform({ useLockfile: false, dynamodbTable: 'locks' }))).toBe('');
   });
 
+  test('refuses a backend region that is not a region name', () => {
+    expect(problemsOf(withTerraform({ region: 'Ireland' }))).toMatch(
+      /targets\[0\]\.terraform\.region: use an AWS region name/,
+    );
+    expect(problemsOf(withTerraform({ region: 'us-east-1' }))).toBe('');
+  });
+
   test('refuses a workspace name that could escape its key prefix', () => {
     expect(problemsOf(withTerraform({ workspace: '../prod' }))).toMatch(/targets\[0\]\.terraform\.workspace/);
   });

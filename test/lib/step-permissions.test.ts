@@ -6,6 +6,7 @@ import { STEP_NAMES, type StepName } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
 import {
   ACCOUNT,
+  exampleConfig,
   logicalId,
   REGION,
   REPO,
@@ -489,5 +490,31 @@ describe("each step role is granted exactly what its step's code calls", () => {
       calledButNotGranted: [...needed].filter((a) => !granted.has(a)).sort(),
       grantedButNeverCalled: [...granted].filter((a) => !needed.has(a)).sort(),
     }).toEqual({ calledButNotGranted: [], grantedButNeverCalled: [] });
+  });
+});
+
+describe('a Terraform backend in another region', () => {
+  it("names the lock table and the KMS path in the backend's region, not the stack's", () => {
+    const config = exampleConfig();
+    const [web, api] = config.targets;
+    if (!web?.terraform || !api) throw new Error('the example config changed: web must use Terraform');
+    const elsewhere = {
+      ...config,
+      targets: [{ ...web, terraform: { ...web.terraform, region: 'us-east-1' } }, api],
+    };
+    const synthesized = synthesize({ config: elsewhere });
+    const statements = statementsOfRole(
+      synthesized.template,
+      logicalId(synthesized.stack.lambdas.steps.reconcile.role),
+    );
+
+    const table = statements.find((s) => s.Sid === 'TakeTerraformLockAndDigestItems');
+    expect(asList(table?.Resource).map(flatten)).toEqual([
+      `arn:aws:dynamodb:us-east-1:${ACCOUNT}:table/acme-terraform-locks`,
+    ]);
+    const kms = statements.find((s) => s.Sid === 'UseStateBucketKey');
+    expect(asList(kms?.Condition?.StringEquals?.['kms:ViaService']).map(flatten)).toEqual([
+      's3.us-east-1.<AWS::URLSuffix>',
+    ]);
   });
 });

@@ -18,6 +18,8 @@ export interface ManualReconcile {
 export const manualReconcileCommand = (m: ManualReconcile): string => {
   const t = m.terraform;
   const region = `--region ${shellQuote(m.region)}`;
+  // The CLI takes its region from the environment, like Terraform; the backend's own region wins.
+  const cliRegion = shellQuote(t.region ?? m.region);
   const flags = [
     `--state ${shellQuote(t.state)}`,
     ...(t.workspace === 'default' ? [] : [`--workspace ${shellQuote(t.workspace)}`]),
@@ -36,6 +38,6 @@ export const manualReconcileCommand = (m: ManualReconcile): string => {
     `aws ec2 describe-instances ${region} --instance-ids ${shellQuote(m.newInstanceId)} > new-instance.json`,
     `aws ec2 describe-addresses ${region} --allocation-ids ${shellQuote(m.allocationId)} > eip.json`,
     `aws ec2 describe-volumes ${region} --filters Name=attachment.instance-id,Values=${shellQuote(m.newInstanceId)} > volumes.json`,
-    `npx understudy tfstate reconcile ${flags.join(' ')}`,
+    `AWS_REGION=${cliRegion} npx understudy tfstate reconcile ${flags.join(' ')}`,
   ].join(' && ');
 };
