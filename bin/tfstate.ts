@@ -34,7 +34,7 @@ import type {
   S3BackendSettings,
   StateEdit,
 } from '../lambdas/shared/tfstate/s3-backend';
-import { readState, type StateV4, serialText, writeState } from '../lambdas/shared/tfstate/state';
+import { readStateUtf8, type StateV4, serialText, writeStateTo } from '../lambdas/shared/tfstate/state';
 import packageJson from '../package.json';
 
 /**
@@ -110,7 +110,7 @@ const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, ' ').trim();
 const isS3 = (state: string): boolean => state.startsWith('s3://');
 
 // Terraform requires UTF-8 (a UTF-16 file written by a shell redirect is a known trap): decoding strictly
-// refuses it here rather than silently turning bytes into U+FFFD; the BOM is kept for readState to name.
+// refuses it rather than silently turning bytes into U+FFFD.
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** DescribeInstances / DescribeAddresses / DescribeVolumes output as the AWS CLI prints it. */
@@ -146,12 +146,21 @@ const lockWho = (): string => {
 const sameFile = (a: Stats, b: Stats): boolean =>
   a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 
+/** Chunks are gathered up to this many UTF-16 code units and written as one UTF-8 buffer. */
+const WRITE_BATCH = 1 << 20;
+
+/** Writes all of `bytes` (a write to a regular file may in principle be short). */
+const writeFully = (fd: number, bytes: Buffer): void => {
+  for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset);
+};
+
 /**
- * Writes `text` to `target` so that a reader (or a crash) sees the old file or the new one, never a
+ * Writes the state to `target` so that a reader (or a crash) sees the old file or the new one, never a
  * torn one: a temporary file in the same directory, flushed, then renamed over the target. The
- * target's permission bits are kept (a state holds secrets and is often 0600).
+ * target's permission bits are kept (a state holds secrets and is often 0600). The state goes to the
+ * file resource by resource: its whole text (60 MB of UTF-16 for a 30 MB state) is never in memory.
  */
-const writeAtomically = (target: string, text: string): void => {
+const writeAtomically = (target: string, state: StateV4): void => {
   let mode = 0o666;
   try {
     mode = statSync(target).mode & 0o777;
@@ -164,7 +173,19 @@ const writeAtomically = (target: string, text: string): void => {
   );
   const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
   try {
-    writeSync(fd, text);
+    let batch: string[] = [];
+    let batched = 0;
+    const flush = () => {
+      writeFully(fd, Buffer.from(batch.join(''), 'utf8'));
+      batch = [];
+      batched = 0;
+    };
+    writeStateTo(state, (chunk) => {
+      batch.push(chunk);
+      batched += chunk.length;
+      if (batched >= WRITE_BATCH) flush();
+    });
+    flush();
     fsyncSync(fd);
   } catch (error) {
     closeSync(fd);
@@ -218,8 +239,9 @@ const writeBackup = (file: string, read: Stats, serial: string): string => {
 };
 
 /**
- * The state in a file, and the file's identity when read. The bytes and the text stay local to this
- * function, so the garbage collector can reclaim them (twice the file size) before the state is written.
+ * The state in a file, and the file's identity when read. The bytes stay local to this function, so the
+ * garbage collector can reclaim them before the state is written; readStateUtf8 refuses bytes that are
+ * not UTF-8 (Terraform requires UTF-8; a UTF-16 file written by a shell redirect is a known trap).
  */
 const readLocalState = (file: string): { state: StateV4; read: Stats } => {
   let read: Stats;
@@ -232,13 +254,7 @@ const readLocalState = (file: string): { state: StateV4; read: Stats } => {
       cause: error,
     });
   }
-  let text: string;
-  try {
-    text = UTF8.decode(bytes);
-  } catch (error) {
-    throw tfStateError('UnsupportedState', `${file} is not UTF-8 text`, { cause: error });
-  }
-  return { state: readState(text, file), read };
+  return { state: readStateUtf8(bytes, file), read };
 };
 
 /** Local file: read, edit, and write (in place with a backup, or to `--out`) only when changed. */
@@ -258,13 +274,12 @@ const editLocal = (options: CommonOptions, edit: Edit): Written => {
     };
   }
   const serialAfter = serialText(edited.serial);
-  const output = writeState(edited);
   if (options.dryRun) {
     return { outcome: 'dry-run', written: null, backup: null, serialBefore, serialAfter, warnings: [] };
   }
   const target = options.out ?? file;
   const backup = resolve(target) === resolve(file) ? writeBackup(file, read, serialBefore) : null;
-  writeAtomically(target, output);
+  writeAtomically(target, edited);
   return { outcome: 'written', written: target, backup, serialBefore, serialAfter, warnings: [] };
 };
 
@@ -316,7 +331,7 @@ const editRemote = async (
     ...(result.digest !== undefined ? { digest: result.digest } : {}),
   };
   if (options.out !== undefined && !options.dryRun && result.outcome === 'dry-run' && edited) {
-    writeAtomically(options.out, writeState(edited));
+    writeAtomically(options.out, edited);
     return { outcome: 'written', written: options.out, backup: null, ...common };
   }
   return {

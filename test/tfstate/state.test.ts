@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { TfStateError } from '../../lambdas/shared/tfstate/errors';
 import { isRawNumber } from '../../lambdas/shared/tfstate/json';
 import {
@@ -7,9 +7,11 @@ import {
   nextSerial,
   type ResourceV4,
   readState,
+  readStateUtf8,
   type StateV4,
   serialText,
   writeState,
+  writeStateTo,
 } from '../../lambdas/shared/tfstate/state';
 
 const fixture = (name: string) => readFileSync(join(__dirname, '../fixtures/tfstate/core', name), 'utf8');
@@ -196,6 +198,123 @@ describe('writeState', () => {
   });
 });
 
+const FIXTURES = join(__dirname, '../fixtures/tfstate');
+/** Every format 4 state among the fixtures (the format 3 one is there to be refused). */
+const format4Fixtures = (): string[] =>
+  readdirSync(FIXTURES, { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith('.tfstate'))
+    .map((name) => join(FIXTURES, name))
+    .filter((file) => (JSON.parse(readFileSync(file, 'utf8')) as { version: unknown }).version === 4);
+
+const chunksOf = (state: StateV4): string[] => {
+  const chunks: string[] = [];
+  writeStateTo(state, (chunk) => chunks.push(chunk));
+  return chunks;
+};
+
+describe('writeStateTo', () => {
+  it('writes exactly the text of writeState for every fixture state, read and edited', () => {
+    const files = format4Fixtures();
+    expect(files.length).toBeGreaterThanOrEqual(5);
+    for (const file of files) {
+      const state = readState(readFileSync(file, 'utf8'), file);
+      const edited: StateV4 = {
+        ...state,
+        serial: nextSerial(state.serial),
+        resources: [...state.resources].reverse(),
+      };
+      for (const each of [state, edited]) {
+        expect({ file: relative(FIXTURES, file), text: chunksOf(each).join('') }).toEqual({
+          file: relative(FIXTURES, file),
+          text: writeState(each),
+        });
+      }
+    }
+  });
+
+  it('writes the state resource by resource, not as one text', () => {
+    const state = readState(TERRAFORM_WRITTEN);
+    const chunks = chunksOf(state);
+    expect(state.resources.length).toBeGreaterThan(1);
+    expect(chunks.length).toBeGreaterThan(state.resources.length);
+    expect(Math.max(...chunks.map((c) => c.length))).toBeLessThan(TERRAFORM_WRITTEN.length / 2);
+  });
+
+  it('matches writeState on what forces the slow paths: map keys that are array indexes, Go escapes, big integers, unknown keys, no resources', () => {
+    const states = [
+      readState(
+        '{"5": "unknown top-level key", "version": 4, "terraform_version": "1.13.4", "serial": 9007199254740993, "lineage": "l", "outputs": {"b": {"value": "<&>", "type": "string"}, "a": {"value": {"10": 1.0, "9": 2}, "type": ["map", "number"]}}, "resources": [{"mode": "managed", "type": "aws_instance", "name": "web", "provider": "p", "instances": [{"index_key": "b\u2028", "schema_version": 1, "attributes": {"tags": {"10": "ten", "9": "nine", "Name": "a<b>"}}, "sensitive_attributes": []}, {"index_key": "a", "schema_version": 1, "attributes": {}, "x_unknown": true}]}], "check_results": null}',
+      ),
+      stateOf([]),
+      {
+        ...stateOf([resource({ type: 'aws_eip', name: 'web' })]),
+        check_results: undefined,
+      } as unknown as StateV4,
+    ];
+    for (const state of states) expect(chunksOf(state).join('')).toBe(writeState(state));
+  });
+
+  it('does not reorder or change the state it is given', () => {
+    const state = readState(TERRAFORM_WRITTEN);
+    state.resources.reverse();
+    const before = writeState(state);
+    const order = state.resources.map((r) => r.name);
+    chunksOf(state);
+    expect(state.resources.map((r) => r.name)).toEqual(order);
+    expect(writeState(state)).toBe(before);
+  });
+});
+
+describe('readStateUtf8', () => {
+  const utf8 = (text: string) => Buffer.from(text, 'utf8');
+
+  it('reads every fixture state as readState reads its text', () => {
+    for (const file of format4Fixtures()) {
+      const bytes = readFileSync(file);
+      const state = readStateUtf8(bytes, file);
+      expect(writeState(state)).toBe(writeState(readState(bytes.toString('utf8'), file)));
+      expect(JSON.stringify(state)).toBe(JSON.stringify(readState(bytes.toString('utf8'), file)));
+    }
+  });
+
+  it('keeps integers above 2^53 exactly', () => {
+    const state = readStateUtf8(utf8(TERRAFORM_WRITTEN));
+    const port = state.resources.find((r) => r.type === 'random_integer')?.instances[0]?.attributes;
+    expect(isRawNumber(port?.max)).toBe(true);
+    expect(writeState(state)).toBe(TERRAFORM_WRITTEN);
+  });
+
+  it('refuses bytes that are not UTF-8 (a UTF-16 file from a shell redirect) and names the file', () => {
+    const utf16 = Buffer.from(`\uFEFF${TERRAFORM_WRITTEN}`, 'utf16le');
+    const error = refusal(() => readStateUtf8(utf16, 'terraform.tfstate'));
+    expect(error.reason).toBe('UnsupportedState');
+    expect(error.message).toBe('terraform.tfstate is not UTF-8 text');
+  });
+
+  it('refuses what readState refuses, with the same message', () => {
+    const texts = [
+      `\uFEFF${TERRAFORM_WRITTEN}`,
+      '',
+      ' \n\t',
+      '\u00a0\u2028',
+      'version = 4\n',
+      '{"version": 4, "resources": [], "outputs": {}, "n": 1.0,}',
+      '[4]',
+      '{"version": 3, "serial": 1, "modules": []}',
+      '{"serial": 1, "resources": [], "outputs": {}}',
+    ];
+    for (const text of texts) {
+      const expected = refusal(() => readState(text, 'f.tfstate'));
+      const error = refusal(() => readStateUtf8(utf8(text), 'f.tfstate'));
+      expect({ text, reason: error.reason, message: error.message }).toEqual({
+        text,
+        reason: expected.reason,
+        message: expected.message,
+      });
+    }
+  });
+});
+
 describe('readState refusals', () => {
   it('refuses a format 3 state and names the version', () => {
     const error = refusal(() => readState('{"version": 3, "serial": 1, "modules": []}', 'terraform.tfstate'));
@@ -220,6 +339,25 @@ describe('readState refusals', () => {
     const error = refusal(() => readState('version = 4\n'));
     expect(error.reason).toBe('UnsupportedState');
     expect(error.message).toContain('could not be parsed as JSON');
+  });
+
+  it('says where a broken state stops parsing without quoting any of its text (states hold secrets)', () => {
+    const broken = '{\n  "version": 4,\n  "outputs": {"db": {"value": "hunter2-SuperSecret" x}}\n}\n';
+    const error = refusal(() => readState(broken));
+    expect(error.message).not.toContain('SuperSecret');
+    expect(error.message).toMatch(/syntax error at (line 3, column \d+|character \d+)/);
+    expect(error.cause).toBeUndefined();
+  });
+
+  it('refuses, rather than risk rounding a big integer, on a Node.js without JSON.rawJSON', () => {
+    const rawJSON = JSON.rawJSON;
+    try {
+      (JSON as { rawJSON?: unknown }).rawJSON = undefined;
+      const error = refusal(() => readState('{"version": 4, "serial": 18446744073709551615}'));
+      expect(error.message).toContain('Node.js 22 or later');
+    } finally {
+      JSON.rawJSON = rawJSON;
+    }
   });
 
   it('refuses an empty file', () => {

@@ -1,5 +1,16 @@
+import { isUtf8 } from 'node:buffer';
 import { tfStateError } from './errors';
-import { compareUtf8, isRawNumber, parseLossless, type RawNumber, stringifyGo } from './json';
+import {
+  compareUtf8,
+  goKeyOrder,
+  isRawNumber,
+  parseLossless,
+  parseLosslessUtf8,
+  type RawNumber,
+  stringifyGo,
+  stringifyGoItem,
+  stringifyGoMember,
+} from './json';
 
 /**
  * Terraform state format version 4 (Terraform 0.12 and later), as `internal/states/statefile/version4.go`
@@ -60,30 +71,44 @@ export interface StateV4 {
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value) && !isRawNumber(value);
 
+const BOM_REFUSAL = (source: string) =>
+  `${source} starts with a byte-order mark: Terraform reads UTF-8 without BOM (re-save it as plain UTF-8)`;
+const EMPTY_REFUSAL = (source: string) => `${source} is empty: there is no state to change`;
+
+/** The parse, with its failure refused as "not a Terraform state". */
 /**
- * Parses a state file's text. Refuses (writing nothing, naming the fix) anything Terraform 1.x would
- * not read as format 4: a byte-order mark, invalid JSON, a missing or other `version`.
+ * Where JSON.parse stopped, without the text around it: V8 quotes a stretch of the source in its
+ * message, and a state holds secrets (passwords, keys) that must not reach a log or a notification.
  */
-export const readState = (text: string, source = 'the state'): StateV4 => {
-  if (text.charCodeAt(0) === 0xfeff) {
+const syntaxErrorPlace = (error: unknown): string => {
+  const message = error instanceof Error ? error.message : '';
+  const at = /position (\d+)(?: \(line (\d+) column (\d+)\))?/.exec(message);
+  if (at?.[2] && at[3]) return `syntax error at line ${at[2]}, column ${at[3]}`;
+  if (at?.[1]) return `syntax error at character ${Number(at[1]) + 1}`;
+  if (/end of (JSON )?input/i.test(message)) return 'the text ends in the middle of a value';
+  return 'syntax error';
+};
+
+const parseOrRefuse = (parse: () => unknown, source: string): unknown => {
+  // Without it a big integer could not be kept exactly; refuse rather than risk rounding one.
+  if (typeof JSON.rawJSON !== 'function') {
     throw tfStateError(
       'UnsupportedState',
-      `${source} starts with a byte-order mark: Terraform reads UTF-8 without BOM (re-save it as plain UTF-8)`,
+      `this Node.js (${process.version}) cannot keep large integers exactly (no JSON.rawJSON): run Understudy on Node.js 22 or later`,
     );
   }
-  if (text.trim() === '') {
-    throw tfStateError('UnsupportedState', `${source} is empty: there is no state to change`);
-  }
-  let parsed: unknown;
   try {
-    parsed = parseLossless(text);
+    return parse();
   } catch (error) {
     throw tfStateError(
       'UnsupportedState',
-      `${source} could not be parsed as JSON (${(error as Error).message}); it is not a Terraform state`,
-      { cause: error },
+      `${source} could not be parsed as JSON (${syntaxErrorPlace(error)}); it is not a Terraform state`,
     );
   }
+};
+
+/** Refuses a parsed document that is not a format 4 state. */
+const checkState = (parsed: unknown, source: string): StateV4 => {
   if (!isObject(parsed)) {
     throw tfStateError('UnsupportedState', `${source} is not a JSON object; it is not a Terraform state`);
   }
@@ -108,6 +133,49 @@ export const readState = (text: string, source = 'the state'): StateV4 => {
     }
   }
   return parsed as unknown as StateV4;
+};
+
+/**
+ * Parses a state file's text. Refuses (writing nothing, naming the fix) anything Terraform 1.x would
+ * not read as format 4: a byte-order mark, invalid JSON, a missing or other `version`.
+ */
+export const readState = (text: string, source = 'the state'): StateV4 => {
+  if (text.charCodeAt(0) === 0xfeff) throw tfStateError('UnsupportedState', BOM_REFUSAL(source));
+  if (text.trim() === '') throw tfStateError('UnsupportedState', EMPTY_REFUSAL(source));
+  return checkState(
+    parseOrRefuse(() => parseLossless(text), source),
+    source,
+  );
+};
+
+const JSON_WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+/** Whether the text of these (valid UTF-8) bytes is all whitespace, as `String.prototype.trim` sees it. */
+const isBlank = (bytes: Uint8Array): boolean => {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i] as number;
+    if (JSON_WHITESPACE.has(byte)) continue;
+    // Only ASCII is decided here; a non-ASCII byte may start Unicode whitespace (NBSP, U+2028, ...).
+    return byte >= 0x80 && new TextDecoder().decode(bytes).trim() === '';
+  }
+  return true;
+};
+
+/**
+ * `readState` of a file's bytes, with the same refusals plus one for bytes that are not UTF-8 (a
+ * UTF-16 file written by a shell redirect is a known trap). For large states: the text is never held
+ * twice (see parseLosslessUtf8), so a 30 MB state is read in a fraction of the memory.
+ */
+export const readStateUtf8 = (bytes: Uint8Array, source = 'the state'): StateV4 => {
+  if (!isUtf8(bytes)) throw tfStateError('UnsupportedState', `${source} is not UTF-8 text`);
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    throw tfStateError('UnsupportedState', BOM_REFUSAL(source));
+  }
+  if (isBlank(bytes)) throw tfStateError('UnsupportedState', EMPTY_REFUSAL(source));
+  return checkState(
+    parseOrRefuse(() => parseLosslessUtf8(bytes), source),
+    source,
+  );
 };
 
 /** `serial + 1`, exact even for a serial kept as raw text (above 2^53). */
@@ -195,27 +263,59 @@ export const compareInstances = (a: InstanceV4, b: InstanceV4): number => {
   return compareStrings(a.deposed ?? '', b.deposed ?? '');
 };
 
+/** A resource with its instances sorted, all in struct key order: a copy, the input is not changed. */
+const orderedResource = (resource: ResourceV4): ResourceV4 =>
+  ordered(
+    {
+      ...resource,
+      instances: [...resource.instances]
+        .sort(compareInstances)
+        .map((instance) => ordered(instance, INSTANCE_KEYS)),
+    },
+    RESOURCE_KEYS,
+  );
+
+/** The top-level object as written, but with `resources` unsorted (see writeState). */
+const orderedState = (state: StateV4, resources: ResourceV4[]): StateV4 => {
+  const outputs = sortedKeys(state.outputs);
+  for (const name of Object.keys(outputs)) outputs[name] = ordered(outputs[name] as OutputV4, OUTPUT_KEYS);
+  return ordered({ ...state, outputs, resources, check_results: state.check_results ?? null }, STATE_KEYS);
+};
+
 /**
  * The file Terraform would write for this state (`writeStateV4`): resources and instances sorted, struct
  * key order, outputs by name, two-space indent, Go escaping, trailing newline. `attributes`, `identity`
  * and output values are written as they are held: parsed from Terraform's own output they are already
  * in go-cty's sorted order, and an edit replaces values in place.
  */
-export const writeState = (state: StateV4): string => {
-  const resources = [...state.resources].sort(compareResources).map((resource) =>
-    ordered(
-      {
-        ...resource,
-        instances: [...resource.instances]
-          .sort(compareInstances)
-          .map((instance) => ordered(instance, INSTANCE_KEYS)),
-      },
-      RESOURCE_KEYS,
-    ),
-  );
-  const outputs = sortedKeys(state.outputs);
-  for (const name of Object.keys(outputs)) outputs[name] = ordered(outputs[name] as OutputV4, OUTPUT_KEYS);
-  return stringifyGo(
-    ordered({ ...state, outputs, resources, check_results: state.check_results ?? null }, STATE_KEYS),
-  );
+export const writeState = (state: StateV4): string =>
+  stringifyGo(orderedState(state, [...state.resources].sort(compareResources).map(orderedResource)));
+
+/**
+ * `writeState(state)` in pieces, resource by resource, for writing a large state straight to a file:
+ * the chunks joined are the same text byte for byte, but neither that text nor a sorted copy of the whole
+ * state is ever held (a 30 MB state is 60 MB of UTF-16 text).
+ */
+export const writeStateTo = (state: StateV4, write: (chunk: string) => void): void => {
+  const top = orderedState(state, state.resources) as unknown as Record<string, unknown>;
+  const keys = goKeyOrder(top);
+  if (keys.length === 0) {
+    write('{}\n');
+    return;
+  }
+  keys.forEach((key, index) => {
+    const lead = index === 0 ? '{\n' : ',\n';
+    const value = top[key];
+    if (key !== 'resources' || !Array.isArray(value) || value.length === 0) {
+      write(`${lead}${stringifyGoMember(key, value)}`);
+      return;
+    }
+    write(`${lead}  "resources": [\n`);
+    const resources = [...(value as ResourceV4[])].sort(compareResources);
+    resources.forEach((resource, i) => {
+      write(`${i === 0 ? '' : ',\n'}${stringifyGoItem(orderedResource(resource))}`);
+    });
+    write('\n  ]');
+  });
+  write('\n}\n');
 };
