@@ -15,6 +15,7 @@ import {
 import { hostname, userInfo } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { UNDERSTUDY_VERSION } from '../lambdas/shared/constants';
 import {
   addressesFromDescribe,
   instanceFromDescribe,
@@ -35,7 +36,6 @@ import type {
   StateEdit,
 } from '../lambdas/shared/tfstate/s3-backend';
 import { readStateUtf8, type StateV4, serialText, writeStateTo } from '../lambdas/shared/tfstate/state';
-import packageJson from '../package.json';
 
 /**
  * `understudy tfstate reconcile|mv` (design §4): option parsing, file reading and printing around the
@@ -74,6 +74,7 @@ interface CommonOptions {
   dynamodbTable?: string;
   lockfile: boolean;
   lockTimeout: number;
+  runId?: string;
 }
 
 interface ReconcileOptions extends CommonOptions {
@@ -308,10 +309,12 @@ const editRemote = async (
     lockTimeoutSeconds: options.lockTimeout,
   };
   const owner: LockOwner = {
-    runId: randomUUID(),
+    // A workflow run's id lets its by-hand command re-enter the lock that run left and recognise its
+    // own write; otherwise each invocation is a run of its own, like a Terraform command.
+    runId: options.runId ?? randomUUID(),
     operation,
     who: lockWho(),
-    version: packageJson.version,
+    version: UNDERSTUDY_VERSION,
     leaseSeconds: options.lockTimeout + LEASE_MARGIN_SECONDS,
   };
   // With --out the remote object is only read (dry run) and the edited state goes to the local file.
@@ -476,6 +479,12 @@ const withStateOptions = (command: Command): Command =>
       new Option('--lock-timeout <seconds>', 's3: how long to wait for a lock held by someone else')
         .argParser(lockTimeout)
         .default(DEFAULT_LOCK_TIMEOUT_SECONDS),
+    )
+    .addOption(
+      new Option(
+        '--run-id <id>',
+        's3: continue the Understudy run with this id (the execution ARN a "state not reconciled" message names): its lock and its own write are recognised',
+      ),
     );
 
 /**

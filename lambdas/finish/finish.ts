@@ -359,6 +359,7 @@ export const finish = async (
             newInstanceId: candidate,
             oldInstanceId: plan.old.instanceId,
             allocationId: plan.eip.allocationId,
+            runId: execution.arn,
           }),
         }
       : {}),

@@ -77,6 +77,7 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
     newInstanceId: candidate,
     oldInstanceId: plan.old.instanceId,
     allocationId: plan.eip.allocationId,
+    runId: state.execution.arn,
   });
   try {
     const [instance, addresses, volumes] = await Promise.all([

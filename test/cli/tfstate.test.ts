@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runTfstate } from '../../bin/tfstate';
 import { createClients } from '../../lambdas/shared/clients';
+import { lockIdFor } from '../../lambdas/shared/tfstate/s3-lock';
 import { Sandbox } from '../../sandbox/index';
 
 const ROOT = join(__dirname, '..', '..');
@@ -386,6 +387,69 @@ describe('understudy tfstate reconcile on s3:// (sandbox account)', () => {
     expect(sandbox.s3.details('tfstate', 'web/terraform.tfstate')?.etag).toBe(etag);
     expect(sandbox.s3.object('tfstate', 'web/terraform.tfstate.tflock')?.body).toBe(lockInfo);
     expect(sandbox.s3.keys('tfstate')).toEqual(['web/terraform.tfstate', 'web/terraform.tfstate.tflock']);
+  });
+});
+
+describe('continuing a workflow run by hand (--run-id)', () => {
+  let sandbox: Sandbox;
+  afterEach(async () => {
+    await sandbox.stop();
+  });
+  const RUN = 'arn:aws:states:eu-west-1:111122223333:execution:Understudy-Replace:web-2026-11-26';
+  const seedLeftLock = () => {
+    sandbox.createBucket('tfstate');
+    sandbox.s3.seedObject(
+      'tfstate',
+      'web/terraform.tfstate',
+      readFileSync(join(FIXTURES, 'terraform.tfstate')),
+      {
+        contentType: 'application/json',
+      },
+    );
+    // What a Reconcile step that died mid-way leaves: its lock, with a lease that has not run out.
+    sandbox.s3.seedObject(
+      'tfstate',
+      'web/terraform.tfstate.tflock',
+      JSON.stringify({
+        ID: lockIdFor(RUN),
+        Operation: 'understudy-reconcile',
+        Info: JSON.stringify({ understudy: { runId: RUN, leaseExpires: '2999-01-01T00:00:00.000Z' } }),
+        Who: 'understudy@web-2026-11-26',
+        Version: '0.1.0',
+        Created: '2026-11-26T08:00:00.123456789Z',
+        Path: 'tfstate/web/terraform.tfstate',
+      }),
+      { contentType: 'application/json' },
+    );
+  };
+
+  it('re-enters the lock that run left and finishes the reconcile, releasing the lock', async () => {
+    sandbox = await Sandbox.start();
+    const aws = createClients();
+    seedLeftLock();
+
+    const result = await runTfstate(
+      reconcileArgs('s3://tfstate/web/terraform.tfstate', '--lock-timeout', '0', '--run-id', RUN),
+      { remoteClients: () => ({ s3: aws.s3 }) },
+    );
+
+    expect(result.stderr).toContain("re-entered this run's own lock file");
+    expect(result.code).toBe(0);
+    expect(sandbox.s3.keys('tfstate').filter((key) => key.endsWith('.tflock'))).toEqual([]);
+  });
+
+  it('without the run id, is refused by that lock like anyone else', async () => {
+    sandbox = await Sandbox.start();
+    const aws = createClients();
+    seedLeftLock();
+
+    const result = await runTfstate(
+      reconcileArgs('s3://tfstate/web/terraform.tfstate', '--lock-timeout', '0'),
+      { remoteClients: () => ({ s3: aws.s3 }) },
+    );
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^refused: [^\n]*understudy@web-2026-11-26/);
   });
 });
 

@@ -355,6 +355,8 @@ describe('finish', () => {
       expect(text).toContain(`--expect-instance '${OLD_ID}'`);
       expect(text).toContain("--instance-address 'module.web.aws_instance.this'");
       expect(text).toContain(`terraform force-unlock ${lockIdFor(EXECUTION_ARN)}`);
+      // The CLI continues this run: it re-enters the lock the step left and knows its own write.
+      expect(text).toContain(`--run-id '${EXECUTION_ARN}'`);
     });
   });
 

@@ -7,6 +7,8 @@ export interface ManualReconcile {
   readonly newInstanceId: string;
   readonly oldInstanceId: string;
   readonly allocationId: string;
+  /** The execution ARN: the CLI then continues this run (its lock, its own write) instead of a new one. */
+  readonly runId: string;
 }
 
 /**
@@ -33,6 +35,7 @@ export const manualReconcileCommand = (m: ManualReconcile): string => {
     '--volumes volumes.json',
     `--instance-address ${shellQuote(t.instanceAddress)}`,
     `--expect-instance ${shellQuote(m.oldInstanceId)}`,
+    `--run-id ${shellQuote(m.runId)}`,
   ];
   return [
     `aws ec2 describe-instances ${region} --instance-ids ${shellQuote(m.newInstanceId)} > new-instance.json`,
