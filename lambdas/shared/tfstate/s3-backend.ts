@@ -23,7 +23,7 @@ import {
   type LockOwner,
   sleep,
 } from './s3-lock';
-import { nextSerial, readState, type StateV4, serialText, writeState } from './state';
+import { nextSerial, readStateUtf8, type StateV4, serialText, writeState } from './state';
 
 /**
  * The Terraform S3 backend, as `internal/backend/remote-state/s3` reads and writes it
@@ -163,7 +163,6 @@ const sha256Base64 = (bytes: Uint8Array) => createHash('sha256').update(bytes).d
 
 interface RemoteObject {
   readonly bytes: Uint8Array;
-  readonly text: string;
   readonly etag: string;
   readonly state: StateV4;
   /** The object's encryption, written back as it was. */
@@ -198,8 +197,6 @@ const placeOf = (clients: RemoteClients, settings: S3BackendSettings): Place => 
   }
   return { clients, settings, bucket: settings.bucket, objectKey, path: `${settings.bucket}/${objectKey}` };
 };
-
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 const getObject = async (place: Place): Promise<RemoteObject> => {
   const where = `s3://${place.bucket}/${place.objectKey}`;
@@ -236,21 +233,13 @@ const getObject = async (place: Place): Promise<RemoteObject> => {
       `the state object ${where} is empty: Terraform reads that as no state`,
     );
   }
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch (error) {
-    throw tfStateError('UnsupportedState', `${where} is not UTF-8 text: it is not a Terraform state`, {
-      cause: error,
-    });
-  }
   const sse = out.ServerSideEncryption;
   const kms = sse === 'aws:kms' || sse === 'aws:kms:dsse';
   return {
     bytes,
-    text,
     etag: String(out.ETag ?? ''),
-    state: readState(text, where),
+    // Parsed from the bytes: a decoded copy of a large state would be held for nothing.
+    state: readStateUtf8(bytes, where),
     encryption: {
       ...(sse ? { ServerSideEncryption: sse } : {}),
       ...(kms && typeof out.SSEKMSKeyId === 'string' ? { SSEKMSKeyId: out.SSEKMSKeyId } : {}),
@@ -500,14 +489,13 @@ interface Edited {
 const applyEdit = (edit: StateEdit, object: RemoteObject): Edited | undefined => {
   const next = edit(object.state);
   if (!next) return undefined;
-  let text = writeState(next);
-  if (text === object.text) return undefined;
-  let state = next;
+  const bytes = Buffer.from(writeState(next), 'utf8');
+  if (bytes.equals(object.bytes)) return undefined;
   if (BigInt(serialText(next.serial)) <= BigInt(serialText(object.state.serial))) {
-    state = { ...next, serial: nextSerial(object.state.serial) };
-    text = writeState(state);
+    const state = { ...next, serial: nextSerial(object.state.serial) };
+    return { state, bytes: Buffer.from(writeState(state), 'utf8') };
   }
-  return { state, bytes: Buffer.from(text, 'utf8') };
+  return { state: next, bytes };
 };
 
 /**
@@ -681,5 +669,5 @@ export async function readRemoteState(
   settings: S3BackendSettings,
 ): Promise<{ state: StateV4; text: string; etag: string }> {
   const object = await readChecked(placeOf(clients, settings), []);
-  return { state: object.state, text: object.text, etag: object.etag };
+  return { state: object.state, text: Buffer.from(object.bytes).toString('utf8'), etag: object.etag };
 }
