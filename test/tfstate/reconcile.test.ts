@@ -11,6 +11,7 @@ import { formatReconcileReport } from '../../lambdas/shared/tfstate/report';
 import {
   type InstanceV4,
   type JsonObject,
+  type OutputV4,
   readState,
   type StateV4,
   writeState,
@@ -89,6 +90,33 @@ const webAttributes = (state: StateV4, key = 0) =>
 const blue = (state: StateV4, type = 'aws_instance') => object(state, MODULE, type, 'this', 'blue');
 const green = (state: StateV4, type = 'aws_instance') => object(state, MODULE, type, 'this', 'green');
 
+/** `state` with the current object at `type.name[key]` (in `module`) replaced by `change(object)`. */
+const withObject = (
+  state: StateV4,
+  module: string | undefined,
+  type: string,
+  name: string,
+  key: number | string | undefined,
+  change: (instance: InstanceV4) => InstanceV4,
+): StateV4 =>
+  deepFreeze({
+    ...state,
+    resources: state.resources.map((resource) =>
+      resource.module === module && resource.type === type && resource.name === name
+        ? {
+            ...resource,
+            instances: resource.instances.map((instance) =>
+              instance.index_key === key && instance.deposed === undefined ? change(instance) : instance,
+            ),
+          }
+        : resource,
+    ),
+  });
+const withOutputs = (state: StateV4, outputs: Record<string, OutputV4>): StateV4 =>
+  deepFreeze({ ...state, outputs: { ...state.outputs, ...outputs } });
+const taintedWeb = (state: StateV4) =>
+  withObject(state, undefined, 'aws_instance', 'web', 0, (web) => ({ ...web, status: 'tainted' }));
+
 /** The lines that differ between two files of equal length, as `before => after` pairs (trimmed). */
 const lineDiff = (before: string, after: string): string[] => {
   const a = before.split('\n');
@@ -153,7 +181,8 @@ describe('reconcile on a provider v5 state (root module, count, aws_eip with ins
 
   it('keeps config-owned attributes: tags, tags_all, hashed user_data, key_name, timeouts and API-attribute-only fields', () => {
     const before = webAttributes(v5State());
-    const after = webAttributes(reconcileState(v5State(), v5Input()).state);
+    const { state, report } = reconcileState(v5State(), v5Input());
+    const after = webAttributes(state);
 
     for (const key of [
       'tags',
@@ -172,6 +201,10 @@ describe('reconcile on a provider v5 state (root module, count, aws_eip with ins
       expect([key, after[key]]).toEqual([key, before[key]]);
     }
     expect(after.user_data).toBe('a106db0ca5e72fe53e2acb8294e12ac876d8faea');
+    // The clone reports another key pair than the configured one; the state keeps the configured one.
+    expect(v5Instance().KeyName).toBe('ops-2025');
+    expect(after.key_name).toBe('ops-2024');
+    expect(report.changes.map((change) => change.path)).not.toContain('key_name');
   });
 
   it('keeps key_name when DescribeInstances omits KeyName', () => {
@@ -227,7 +260,7 @@ describe('reconcile on a provider v5 state (root module, count, aws_eip with ins
     });
   });
 
-  it('replaces the old id, private IP and private DNS where they are a whole string in string, list, map and object outputs', () => {
+  it('replaces the old id, private IP and private DNS in string, list, map and object outputs, inside longer strings too', () => {
     const { state } = reconcileState(v5State(), v5Input());
 
     expect(state.outputs.instance_id?.value).toBe(V5_NEW);
@@ -241,8 +274,7 @@ describe('reconcile on a provider v5 state (root module, count, aws_eip with ins
       name: 'Zoë <web-0> & co',
       private_ip: '10.0.1.47',
       public_ip: '203.0.113.10',
-      // Part of a longer string: the next apply recomputes it; reconcile does not edit inside strings.
-      ssh: 'ssh ec2-user@10.0.1.25',
+      ssh: 'ssh ec2-user@10.0.1.47',
     });
     expect(state.outputs.bastion_target?.value).toBe('10.0.1.47');
   });
@@ -310,11 +342,12 @@ describe('reconcile on a provider v5 state (root module, count, aws_eip with ins
     expect(lineDiff(V5_TEXT, writeState(state)).sort()).toEqual(
       [
         '"serial": 41, => "serial": 42,',
-        // outputs: bastion_target (sensitive), endpoints["web-0"], instance_id, private_ips[0], server.id/.private_ip
+        // outputs: bastion_target (sensitive), endpoints["web-0"], instance_id, private_ips[0], server.id/.private_ip/.ssh
         '"value": "10.0.1.25", => "value": "10.0.1.47",',
         '"web-0": "ip-10-0-1-25.eu-west-1.compute.internal", => "web-0": "ip-10-0-1-47.eu-west-1.compute.internal",',
         `"value": "${V5_OLD}", => "value": "${V5_NEW}",`,
         '"10.0.1.25", => "10.0.1.47",',
+        '"ssh": "ssh ec2-user@10.0.1.25" => "ssh": "ssh ec2-user@10.0.1.47"',
         `"id": "${V5_OLD}", => "id": "${V5_NEW}",`,
         '"private_ip": "10.0.1.25", => "private_ip": "10.0.1.47",',
         // aws_eip.web
@@ -346,11 +379,10 @@ describe('reconcile on a provider v5 state (root module, count, aws_eip with ins
     expect(written).toContain('"name": "Zoë \\u003cweb-0\\u003e \\u0026 co",');
   });
 
-  it('never mutates the input state (it is deep-frozen here)', () => {
-    const before = v5State();
+  it('never mutates the input state (it is deep-frozen here, so any write throws)', () => {
+    const { state } = reconcileState(v5State(), v5Input());
 
-    expect(() => reconcileState(before, v5Input())).not.toThrow();
-    expect(writeState(before)).toBe(V5_TEXT);
+    expect(webAttributes(state).id).toBe(V5_NEW);
   });
 
   it('writes security group names only where the old state held names (default VPC), IDs everywhere', () => {
@@ -366,6 +398,156 @@ describe('reconcile on a provider v5 state (root module, count, aws_eip with ins
     expect(web.security_groups).toEqual([]);
     expect(blueAttributes.vpc_security_group_ids).toEqual(['sg-0ffff0000bbbb2222']);
     expect(blueAttributes.security_groups).toEqual(['app']);
+  });
+});
+
+describe('reconcile clears the taint of the replaced instance', () => {
+  it('writes the new instance untainted and reports the cleared status', () => {
+    const { state, report } = reconcileState(taintedWeb(v5State()), v5Input());
+
+    const web = object(state, undefined, 'aws_instance', 'web', 0);
+    expect(web.status).toBeUndefined();
+    expect(attributes(web).id).toBe(V5_NEW);
+    expect(report.changes).toContainEqual({
+      address: V5_ADDRESS,
+      path: 'status',
+      before: 'tainted',
+      after: null,
+    });
+    // The written object is byte-for-byte the one reconciled from an untainted state.
+    expect(writeState(state)).toBe(writeState(reconcileState(v5State(), v5Input()).state));
+  });
+
+  it('says in the report that the new instance is no longer tainted', () => {
+    const text = formatReconcileReport(reconcileState(taintedWeb(v5State()), v5Input()).report);
+
+    expect(text).toContain(
+      `    status: "tainted" -> null\n    (no longer "tainted": ${V5_NEW} is the replacement for ${V5_OLD}, so the next apply keeps it)\n`,
+    );
+  });
+
+  it('keeps a taint put on an object that already names the new instance', () => {
+    const reconciled = reconcileState(v5State(), v5Input()).state;
+    const tainted = taintedWeb(reconciled);
+
+    const second = reconcileState(tainted, v5Input());
+
+    expect(second.changed).toBe(false);
+    expect(second.state).toBe(tainted);
+    expect(object(second.state, undefined, 'aws_instance', 'web', 0).status).toBe('tainted');
+  });
+});
+
+describe('reconcile replaces old values inside longer output strings, as whole tokens only', () => {
+  const NOTES: Record<string, string> = {
+    sentence: 'web-0 answers at 10.0.1.25.',
+    url: 'http://10.0.1.25:8080/health',
+    range: '10.0.1.25-10.0.1.30',
+    csv: '10.0.1.25,10.0.1.26',
+    dns: 'ssh://ec2-user@ip-10-0-1-25.eu-west-1.compute.internal:22',
+    id: `instance ${V5_OLD}.`,
+    arn: `allow arn:aws:ec2:eu-west-1:123456789012:instance/${V5_OLD};`,
+    eni: 'eni=eni-0123456789abcdef0;',
+    association: 'association eipassoc-0aaaa1111bbbb2222 (eu-west-1)',
+  };
+  const NEAR_MISSES = [
+    '10.0.1.250',
+    '110.0.1.25',
+    '10.0.1.25.4',
+    '5.10.0.1.25',
+    `${V5_OLD}0`,
+    `x${V5_OLD}`,
+    `${V5_OLD}-old`,
+    'eni-0123456789abcdef01',
+    'ip-10-0-1-25.eu-west-1.compute.internal.example.com',
+    'my-ip-10-0-1-25.eu-west-1.compute.internal',
+  ];
+  const state = () =>
+    withOutputs(v5State(), {
+      notes: { value: NOTES, type: ['map', 'string'] },
+      near_misses: { value: NEAR_MISSES, type: ['list', 'string'] },
+      bastion_url: { value: 'ssh://jump@10.0.1.25:22', type: 'string', sensitive: true },
+    });
+
+  it('replaces the id, ARN, private IP and DNS, ENI and association id wherever they stand in a string', () => {
+    const { state: after, report } = reconcileState(state(), v5Input());
+
+    expect(after.outputs.notes?.value).toEqual({
+      sentence: 'web-0 answers at 10.0.1.47.',
+      url: 'http://10.0.1.47:8080/health',
+      range: '10.0.1.47-10.0.1.30',
+      csv: '10.0.1.47,10.0.1.26',
+      dns: 'ssh://ec2-user@ip-10-0-1-47.eu-west-1.compute.internal:22',
+      id: `instance ${V5_NEW}.`,
+      arn: `allow arn:aws:ec2:eu-west-1:123456789012:instance/${V5_NEW};`,
+      eni: 'eni=eni-0fedcba9876543210;',
+      association: 'association eipassoc-0bbbb3333cccc4444 (eu-west-1)',
+    });
+    expect(report.changes).toContainEqual({
+      address: 'output.notes',
+      path: 'value.sentence',
+      before: 'web-0 answers at 10.0.1.25.',
+      after: 'web-0 answers at 10.0.1.47.',
+    });
+  });
+
+  it('leaves strings where an old value only continues into a longer token', () => {
+    const before = state();
+
+    const { state: after, report } = reconcileState(before, v5Input());
+
+    expect(after.outputs.near_misses).toBe(before.outputs.near_misses);
+    expect(report.changes.filter((change) => change.address === 'output.near_misses')).toEqual([]);
+    expect(report.stillMentioning.map((mention) => mention.address)).not.toContain('output.near_misses');
+  });
+
+  it('replaces inside a sensitive output and reports it without its values', () => {
+    const { state: after, report } = reconcileState(state(), v5Input());
+
+    expect(after.outputs.bastion_url?.value).toBe('ssh://jump@10.0.1.47:22');
+    expect(report.changes.filter((change) => change.address === 'output.bastion_url')).toEqual([
+      {
+        address: 'output.bastion_url',
+        path: 'value',
+        before: '(sensitive)',
+        after: '(sensitive)',
+        sensitive: true,
+      },
+    ]);
+    expect(formatReconcileReport(report)).not.toContain('jump@');
+  });
+});
+
+describe('reconcile reports other resources still naming any old value', () => {
+  const alarmSaying = (description: string) =>
+    withObject(v5State(), undefined, 'aws_cloudwatch_metric_alarm', 'web_cpu', undefined, (alarm) => ({
+      ...alarm,
+      attributes: { ...attributes(alarm), alarm_description: description },
+    }));
+
+  it('finds the old private IP and ENI in a string of another resource, not only the old id', () => {
+    const { report } = reconcileState(
+      alarmSaying('CPU \u003e 80 % on web-0 (10.0.1.25, eni-0123456789abcdef0)'),
+      v5Input(),
+    );
+
+    expect(report.stillMentioning).toEqual([
+      {
+        address: 'aws_cloudwatch_metric_alarm.web_cpu',
+        paths: ['alarm_description', 'dimensions.InstanceId'],
+      },
+    ]);
+  });
+
+  it('does not report an address or id that only continues into a longer one', () => {
+    const { report } = reconcileState(
+      alarmSaying(`CPU on 10.0.1.250 or 110.0.1.25 (${V5_OLD}9, eni-0123456789abcdef01)`),
+      v5Input(),
+    );
+
+    expect(report.stillMentioning).toEqual([
+      { address: 'aws_cloudwatch_metric_alarm.web_cpu', paths: ['dimensions.InstanceId'] },
+    ]);
   });
 });
 
@@ -423,6 +605,31 @@ describe('reconcile on a provider v6 state (nested module, for_each, aws_eip_ass
     });
   });
 
+  it('moves the identity.id of an aws_eip_association with its new association id', () => {
+    // Terraform 1.12+ with a provider version that gives the association an identity.
+    const withIdentity = withObject(v6State(), MODULE, 'aws_eip_association', 'this', 'blue', (assoc) => ({
+      ...assoc,
+      identity_schema_version: 0,
+      identity: { account_id: '210987654321', id: 'eipassoc-0b1e00000000000a1', region: 'us-east-1' },
+    }));
+
+    const { state, report } = reconcileState(withIdentity, v6Input());
+
+    const association = blue(state, 'aws_eip_association');
+    expect(attributes(association).id).toBe('eipassoc-0b1e00000000000b2');
+    expect(association.identity).toEqual({
+      account_id: '210987654321',
+      id: 'eipassoc-0b1e00000000000b2',
+      region: 'us-east-1',
+    });
+    expect(report.changes).toContainEqual({
+      address: `${MODULE}.aws_eip_association.this["blue"]`,
+      path: 'identity.id',
+      before: 'eipassoc-0b1e00000000000a1',
+      after: 'eipassoc-0b1e00000000000b2',
+    });
+  });
+
   it('leaves the green for_each siblings (instance, EIP, association) as the very same objects', () => {
     const before = v6State();
 
@@ -454,15 +661,14 @@ describe('reconcile on a provider v6 state (nested module, for_each, aws_eip_ass
   });
 });
 
-describe('reconcile refusals change nothing', () => {
+describe('reconcile refuses with a reason instead of returning a state', () => {
   it('refuses an address that is not in the state', () => {
-    const before = v5State();
-
-    const error = refusal(() => reconcileState(before, v5Input({ instanceAddress: 'aws_instance.web[2]' })));
+    const error = refusal(() =>
+      reconcileState(v5State(), v5Input({ instanceAddress: 'aws_instance.web[2]' })),
+    );
 
     expect(error.reason).toBe('AddressNotFound');
-    expect(error.message).toContain('aws_instance.web[2]');
-    expect(writeState(before)).toBe(V5_TEXT);
+    expect(error.message).toBe('aws_instance.web[2] is not in the state: nothing was changed');
   });
 
   it('refuses an address that does not parse', () => {
@@ -479,15 +685,14 @@ describe('reconcile refusals change nothing', () => {
   });
 
   it('refuses when the state holds an instance other than the expected one', () => {
-    const before = v5State();
-
-    const error = refusal(() => reconcileState(before, v5Input({ expectInstanceId: 'i-0123456789abcdef0' })));
+    const error = refusal(() =>
+      reconcileState(v5State(), v5Input({ expectInstanceId: 'i-0123456789abcdef0' })),
+    );
 
     expect(error.reason).toBe('ExpectedInstanceDiffers');
     expect(error.message).toBe(
       `aws_instance.web[0] holds ${V5_OLD}, not the expected i-0123456789abcdef0: nothing was changed`,
     );
-    expect(writeState(before)).toBe(V5_TEXT);
   });
 
   it('accepts the expected instance when the state holds it', () => {
@@ -577,7 +782,7 @@ describe('the reconcile report', () => {
     expect(text).toContain('    root_block_device[0].volume_size: 20 -> 30\n');
     expect(text).toContain('  output.endpoints\n    value.web-0: ');
     expect(text).toContain(
-      `Still mentioning ${V5_OLD} (the next terraform apply updates them):\n  aws_cloudwatch_metric_alarm.web_cpu: dimensions.InstanceId\n`,
+      `Still mentioning the old instance (${V5_OLD}, arn:aws:ec2:eu-west-1:123456789012:instance/${V5_OLD}, 10.0.1.25, ip-10-0-1-25.eu-west-1.compute.internal, eni-0123456789abcdef0, eipassoc-0aaaa1111bbbb2222); the next terraform apply updates them:\n  aws_cloudwatch_metric_alarm.web_cpu: dimensions.InstanceId\n`,
     );
   });
 

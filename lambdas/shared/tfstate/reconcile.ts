@@ -20,9 +20,10 @@ import {
  * describe the new instance the way the provider's own Read would, so the next `terraform plan` is clean.
  *
  * Only what the provider reads from DescribeInstances / DescribeAddresses / DescribeVolumes is written;
- * attributes that only configuration owns (tags, user_data, timeouts, key_name when the API omits it…)
- * are kept. Values are replaced in place: an attribute the old object lacks is never added and key order
- * never changes, so the written file differs from the old one only on the lines whose value changed.
+ * attributes that configuration owns (design §4: tags, user_data, key_name, timeouts…) keep the old
+ * state's values whatever the API reports. Values are replaced in place: an attribute the old object
+ * lacks is never added and key order never changes, so the written file differs from the old one only
+ * on the lines whose value changed. A taint on the replaced instance is cleared (see below).
  * Objects nobody changed are reused as they are (states can be tens of megabytes).
  */
 
@@ -58,7 +59,12 @@ export interface ReconcileReport {
   readonly serialBefore: string;
   readonly serialAfter: string;
   readonly changes: readonly AttributeChange[];
-  /** Other objects whose attributes still name the old instance; the next `terraform apply` updates them. */
+  /** The old instance's id, ARN, addresses, DNS names, ENI and association ids that were replaced. */
+  readonly oldValues: readonly string[];
+  /**
+   * Other objects whose attributes name one of `oldValues` (an alarm dimension, a DNS record); the
+   * next `terraform apply` updates them.
+   */
   readonly stillMentioning: readonly { readonly address: string; readonly paths: readonly string[] }[];
 }
 
@@ -201,8 +207,6 @@ const reconcileInstanceAttributes = (
       instance_lifecycle: api.InstanceLifecycle ?? '',
       spot_instance_request_id: api.SpotInstanceRequestId ?? '',
       outpost_arn: api.OutpostArn ?? '',
-      // A clone launched with the same key has it; a missing KeyName is no reason to drop config.
-      key_name: api.KeyName,
       availability_zone: placement?.AvailabilityZone,
       tenancy: placement?.Tenancy,
       placement_group: placement ? (placement.GroupName ?? '') : undefined,
@@ -391,46 +395,95 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 const keyStep = (key: string, first: boolean): string =>
   IDENTIFIER.test(key) ? `${first ? '' : '.'}${key}` : `[${JSON.stringify(key)}]`;
 
-/** Paths of the strings inside `value` that contain `needle`. */
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
+const WORD = '[A-Za-z0-9-]';
+
+/**
+ * `token` as a whole token only: `10.0.1.25` not inside `10.0.1.250` or `110.0.1.25`, `i-0abc` not
+ * inside `i-0abcd`. A "." continues an IP or a DNS name only when a token character lies beyond it, so
+ * "at 10.0.1.25." still names the address while `ip-10-0-1-25.ec2.internal.corp` is another name.
+ */
+const tokenPattern = (token: string): string => {
+  const text = escapeRegExp(token);
+  if (IPV4.test(token)) return `(?<![0-9])(?<![0-9]\\.)${text}(?![0-9])(?!\\.[0-9])`;
+  if (token.includes('.')) return `(?<!${WORD})(?<!${WORD}\\.)${text}(?!${WORD})(?!\\.${WORD})`;
+  return `(?<!${WORD})${text}(?!${WORD})`;
+};
+
+/** The old instance's values (id, ARN, IPs, DNS names, ENI, association ids) and what replaces each. */
+class OldValues {
+  private readonly whole: RegExp;
+  /** Substring test, cheap enough for every object of a large state; `whole` then confirms. */
+  private readonly anywhere: RegExp;
+
+  constructor(private readonly replacements: ReadonlyMap<string, string>) {
+    // Longest first, so an ARN wins over the instance id it ends with.
+    const tokens = [...replacements.keys()].sort((a, b) => b.length - a.length);
+    this.whole = new RegExp(tokens.map(tokenPattern).join('|'), 'g');
+    this.anywhere = new RegExp(tokens.map(escapeRegExp).join('|'));
+  }
+
+  get values(): string[] {
+    return [...this.replacements.keys()];
+  }
+
+  replace(text: string): string {
+    return text.replace(this.whole, (token) => this.replacements.get(token) ?? token);
+  }
+
+  /** Whether `text` (a string value) names an old value as a whole token. */
+  names(text: string): boolean {
+    this.whole.lastIndex = 0;
+    return this.whole.test(text);
+  }
+
+  /** False only when no old value occurs in `text` at all (e.g. an object's JSON). */
+  mightName(text: string): boolean {
+    return this.anywhere.test(text);
+  }
+}
+
+/** Paths of the strings inside `value` that name an old value. */
 const pathsMentioning = (
   value: JsonValue | undefined,
-  needle: string,
+  old: OldValues,
   path = '',
   out: string[] = [],
 ): string[] => {
   if (typeof value === 'string') {
-    if (value.includes(needle)) out.push(path);
+    if (old.names(value)) out.push(path);
   } else if (Array.isArray(value)) {
     value.forEach((item, i) => {
-      pathsMentioning(item, needle, `${path}[${i}]`, out);
+      pathsMentioning(item, old, `${path}[${i}]`, out);
     });
   } else if (isObject(value)) {
     for (const key of Object.keys(value))
-      pathsMentioning(value[key], needle, `${path}${keyStep(key, path === '')}`, out);
+      pathsMentioning(value[key], old, `${path}${keyStep(key, path === '')}`, out);
   }
   return out;
 };
 
 /**
- * `value` with every string that equals a key of `replacements` swapped for its value, at any depth;
- * `value` itself when nothing matched.
+ * `value` with the old values replaced inside every string, at any depth; `value` itself when nothing
+ * matched. Map keys are left as they are (renaming one would also change the output's type and order).
  */
 const replaceStrings = (
   value: JsonValue,
-  replacements: ReadonlyMap<string, string>,
+  old: OldValues,
   path: string,
   found: (path: string, before: string, after: string) => void,
 ): JsonValue => {
   if (typeof value === 'string') {
-    const after = replacements.get(value);
-    if (after === undefined) return value;
+    const after = old.replace(value);
+    if (after === value) return value;
     found(path, value, after);
     return after;
   }
   if (Array.isArray(value)) {
     let next: JsonValue[] | undefined;
     value.forEach((item, i) => {
-      const replaced = replaceStrings(item, replacements, `${path}[${i}]`, found);
+      const replaced = replaceStrings(item, old, `${path}[${i}]`, found);
       if (replaced === item) return;
       next ??= [...value];
       next[i] = replaced;
@@ -441,7 +494,7 @@ const replaceStrings = (
     let next: JsonObject | undefined;
     for (const key of Object.keys(value)) {
       const item = value[key] as JsonValue;
-      const replaced = replaceStrings(item, replacements, `${path}${keyStep(key, false)}`, found);
+      const replaced = replaceStrings(item, old, `${path}${keyStep(key, false)}`, found);
       if (replaced === item) continue;
       next ??= { ...value };
       next[key] = replaced;
@@ -561,7 +614,8 @@ export const reconcileState = (state: StateV4, input: ReconcileInput): Reconcile
     (input.volumes ?? []).flatMap((v) => (v.VolumeId ? [[v.VolumeId, v] as const] : [])),
   );
 
-  const recordInstance = recorder(changes, canonical, sensitiveNames(instance));
+  const instanceSensitive = sensitiveNames(instance);
+  const recordInstance = recorder(changes, canonical, instanceSensitive);
   const newAttributes = reconcileInstanceAttributes(
     oldAttributes,
     input.instance,
@@ -573,12 +627,43 @@ export const reconcileState = (state: StateV4, input: ReconcileInput): Reconcile
     instance.identity && Object.hasOwn(instance.identity, 'id')
       ? patch(instance.identity, { id: newId }, recordInstance, 'identity.')
       : instance.identity;
-  if (newAttributes !== oldAttributes || newIdentity !== instance.identity) {
-    replacements.set(resource, instance, {
+  // A taint marks the old server for replacement; the new one IS that replacement, and keeping the
+  // taint would make the next apply destroy it. A taint on an object already naming the new instance
+  // was put there after the replacement, so it stays.
+  const clearTaint = stateId !== newId && instance.status !== undefined;
+  if (clearTaint) {
+    changes.push({ address: canonical, path: 'status', before: instance.status, after: null });
+  }
+  if (newAttributes !== oldAttributes || newIdentity !== instance.identity || clearTaint) {
+    const reconciled: InstanceV4 = {
       ...instance,
       attributes: newAttributes,
       ...(newIdentity ? { identity: newIdentity } : {}),
-    });
+    };
+    if (clearTaint) delete reconciled.status;
+    replacements.set(resource, instance, reconciled);
+  }
+
+  // Old value -> new value, for outputs and for the "still mentioning" scan.
+  const moved = new Map<string, string>();
+  const move = (before: string | undefined, after: string | undefined) => {
+    if (before && after && before !== after) moved.set(before, after);
+  };
+  // Values of attributes marked sensitive are replaced like the others but never named in the report.
+  const unnamed = new Set<string>();
+  move(oldId, newId);
+  for (const key of [
+    'id',
+    'arn',
+    'private_ip',
+    'private_dns',
+    'public_ip',
+    'public_dns',
+    'primary_network_interface_id',
+  ]) {
+    const before = stringAt(oldAttributes, key);
+    move(before, stringAt(newAttributes, key));
+    if (before && instanceSensitive.has(key)) unnamed.add(before);
   }
 
   // Re-point the Elastic IPs and associations bound to the old instance (by id or by its primary ENI).
@@ -618,33 +703,33 @@ export const reconcileState = (state: StateV4, input: ReconcileInput): Reconcile
       const updates = isEip
         ? eipUpdates(attributes, api, regionOf(attributes, fallbackRegion))
         : associationUpdates(api);
-      const patched = patch(attributes, updates, recorder(changes, eipAddress, sensitiveNames(eip)));
-      if (patched !== attributes) replacements.set(eipResource, eip, { ...eip, attributes: patched });
+      const record = recorder(changes, eipAddress, sensitiveNames(eip));
+      const patched = patch(attributes, updates, record);
+      if (patched === attributes) continue;
+      move(stringAt(attributes, 'association_id'), stringAt(patched, 'association_id'));
+      // An association's id is its association id: a Terraform 1.12+ identity holding it follows.
+      const oldObjectId = stringAt(attributes, 'id');
+      const newObjectId = stringAt(patched, 'id');
+      const identity =
+        eip.identity && oldObjectId !== newObjectId && newObjectId && eip.identity.id === oldObjectId
+          ? patch(eip.identity, { id: newObjectId }, record, 'identity.')
+          : eip.identity;
+      replacements.set(eipResource, eip, {
+        ...eip,
+        attributes: patched,
+        ...(identity ? { identity } : {}),
+      });
     }
   }
 
-  // Root outputs: whole strings naming the old instance (id, ARN, IPs, DNS names, ENI) follow it.
-  const outputReplacements = new Map<string, string>();
-  for (const key of [
-    'id',
-    'arn',
-    'private_ip',
-    'private_dns',
-    'public_ip',
-    'public_dns',
-    'primary_network_interface_id',
-  ]) {
-    const before = stringAt(oldAttributes, key);
-    const after = stringAt(newAttributes, key);
-    if (before && after && before !== after) outputReplacements.set(before, after);
-  }
-  if (oldId !== newId) outputReplacements.set(oldId, newId);
+  // Root outputs: the old instance's values follow it wherever they appear in a string.
+  const old = moved.size > 0 ? new OldValues(moved) : undefined;
   let outputs = state.outputs;
-  if (outputReplacements.size > 0) {
+  if (old) {
     for (const name of Object.keys(state.outputs)) {
       const output = state.outputs[name] as OutputV4;
       const sensitive = output.sensitive === true;
-      const value = replaceStrings(output.value, outputReplacements, 'value', (path, before, after) => {
+      const value = replaceStrings(output.value, old, 'value', (path, before, after) => {
         changes.push(
           sensitive
             ? { address: `output.${name}`, path, before: SENSITIVE, after: SENSITIVE, sensitive: true }
@@ -661,27 +746,25 @@ export const reconcileState = (state: StateV4, input: ReconcileInput): Reconcile
   const resources = replacements.size > 0 ? replacements.apply(state.resources) : state.resources;
   const next: StateV4 = changed ? { ...state, serial: nextSerial(state.serial), outputs, resources } : state;
 
-  // Everything else naming the old instance is reported, not rewritten: it belongs to its own resource's Read.
+  // Everything else naming an old value is reported, not rewritten: it belongs to its own resource's Read.
+  // One JSON text per object and one combined test keep this linear in the size of the state.
   const stillMentioning: { address: string; paths: string[] }[] = [];
-  if (oldId !== newId) {
+  if (old) {
+    const reconciled = replacements.get(resource, instance);
     for (const other of next.resources) {
       for (const object of other.instances) {
-        if (object === instance || object === replacements.get(resource, instance)) continue;
+        if (object === instance || object === reconciled) continue;
         const attributes = object.attributes ?? object.attributes_flat;
-        if (!attributes || !JSON.stringify(attributes).includes(oldId)) continue;
-        stillMentioning.push({
-          address: instanceAddressOf(other, object),
-          paths: pathsMentioning(attributes as JsonValue, oldId),
-        });
+        if (!attributes || !old.mightName(JSON.stringify(attributes))) continue;
+        const paths = pathsMentioning(attributes as JsonValue, old);
+        if (paths.length > 0) stillMentioning.push({ address: instanceAddressOf(other, object), paths });
       }
     }
     for (const name of Object.keys(next.outputs)) {
       const output = next.outputs[name] as OutputV4;
-      if (!JSON.stringify(output.value).includes(oldId)) continue;
-      stillMentioning.push({
-        address: `output.${name}`,
-        paths: output.sensitive ? [SENSITIVE] : pathsMentioning(output.value, oldId, 'value'),
-      });
+      const paths = pathsMentioning(output.value, old, 'value');
+      if (paths.length === 0) continue;
+      stillMentioning.push({ address: `output.${name}`, paths: output.sensitive ? [SENSITIVE] : paths });
     }
   }
 
@@ -696,6 +779,7 @@ export const reconcileState = (state: StateV4, input: ReconcileInput): Reconcile
       serialBefore: serialText(state.serial),
       serialAfter: serialText(next.serial),
       changes,
+      oldValues: old ? old.values.filter((value) => !unnamed.has(value)) : [],
       stillMentioning,
     },
   };

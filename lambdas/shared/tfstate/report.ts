@@ -44,11 +44,17 @@ export const formatReconcileReport = (report: ReconcileReport): string => {
             ? `    ${change.path}: (sensitive)`
             : `    ${change.path}: ${show(change, change.before)} -> ${show(change, change.after)}`,
         );
+        if (change.path === 'status' && address === report.instanceAddress) {
+          lines.push(
+            `    (no longer ${show(change, change.before)}: ${report.newInstanceId} is the replacement for ${report.oldInstanceId}, so the next apply keeps it)`,
+          );
+        }
       }
     }
   }
   if (report.stillMentioning.length > 0) {
-    lines.push('', `Still mentioning ${report.oldInstanceId} (the next terraform apply updates them):`);
+    const named = report.oldValues.length > 0 ? report.oldValues.join(', ') : report.oldInstanceId;
+    lines.push('', `Still mentioning the old instance (${named}); the next terraform apply updates them:`);
     for (const mention of report.stillMentioning) {
       lines.push(`  ${mention.address}: ${mention.paths.join(', ')}`);
     }
