@@ -1,6 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { TfStateError } from '../../lambdas/shared/tfstate/errors';
 import { isRawNumber } from '../../lambdas/shared/tfstate/json';
 import {
   type InstanceV4,
@@ -13,19 +12,10 @@ import {
   writeState,
   writeStateTo,
 } from '../../lambdas/shared/tfstate/state';
+import { refusal } from './refusal';
 
 const fixture = (name: string) => readFileSync(join(__dirname, '../fixtures/tfstate/core', name), 'utf8');
 const TERRAFORM_WRITTEN = fixture('terraform.tfstate');
-
-const refusal = (fn: () => unknown): TfStateError => {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof TfStateError) return error;
-    throw error;
-  }
-  throw new Error('expected a TfStateError');
-};
 
 const instance = (extra: Partial<InstanceV4>): InstanceV4 => ({
   schema_version: 0,

@@ -289,8 +289,8 @@ const GO_ESCAPED = /[<>&\u2028\u2029]/g;
  */
 const SMALL_TEXT = 1 << 16;
 
-/** Go's HTML-safe escaping of `<`, `>`, `&`, U+2028 and U+2029 inside strings. */
-const escapeGo = (text: string): string => {
+/** Go's HTML-safe escaping of `<`, `>`, `&`, U+2028 and U+2029 inside strings (of any JSON text). */
+export const escapeGo = (text: string): string => {
   if (text.length > SMALL_TEXT) return text.replace(GO_ESCAPED, (c) => GO_ESCAPES[c] as string);
   let out = text;
   for (const [c, escaped] of Object.entries(GO_ESCAPES)) {

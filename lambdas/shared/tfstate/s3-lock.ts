@@ -14,6 +14,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { tfStateError } from './errors';
+import { escapeGo } from './json';
 
 /**
  * The S3 backend's locks, taken exactly as Terraform takes them (terraform-state.md §3.4, §3.6, §3.7),
@@ -70,16 +71,8 @@ export const isConditionalCheckFailed = (error: unknown): boolean =>
 /** Plain global setTimeout, so a virtual clock drives the waits. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-const GO_ESCAPES: Readonly<Record<string, string>> = {
-  '<': '\\u003c',
-  '>': '\\u003e',
-  '&': '\\u0026',
-  '\u2028': '\\u2028',
-  '\u2029': '\\u2029',
-};
 /** `json.Marshal`: compact, with Go's HTML-safe escaping. */
-const goMarshal = (value: unknown): string =>
-  JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] as string);
+const goMarshal = (value: unknown): string => escapeGo(JSON.stringify(value));
 
 /** Go's `time.RFC3339Nano` of a UTC time: the fraction without trailing zeros, none when zero. */
 export const rfc3339Nano = (ms: number): string =>
@@ -401,25 +394,40 @@ class LockSession {
     return { taken: true };
   }
 
+  /**
+   * Whether a lock read back is still this attempt's to delete: Terraform's ID check, plus the exact text
+   * this attempt wrote (another attempt of the same run re-enters with the same ID). Otherwise a warning
+   * says why it stays.
+   */
+  private stillOurs(
+    existing: { readonly text: string; readonly info: FoundLockInfo } | undefined,
+    mine: string | undefined,
+    where: string,
+    warnings: string[],
+  ): existing is { readonly text: string; readonly info: FoundLockInfo } {
+    if (!existing) {
+      warnings.push(`the ${where} was already gone when releasing it`);
+      return false;
+    }
+    if (existing.info.ID !== this.id) {
+      warnings.push(
+        `lock ID '${this.id}' does not match the existing lock ID '${existing.info.ID ?? ''}': the ${where} was left in place`,
+      );
+      return false;
+    }
+    if (existing.text !== mine) {
+      warnings.push(
+        `the ${where} was re-entered by another attempt of this run: left for that attempt to release`,
+      );
+      return false;
+    }
+    return true;
+  }
+
   async releaseFile(warnings: string[]): Promise<void> {
     try {
       const existing = await this.readFile();
-      if (!existing) {
-        warnings.push(`the lock file ${this.fileKey} was already gone when releasing it`);
-        return;
-      }
-      if (existing.info.ID !== this.id) {
-        warnings.push(
-          `lock ID '${this.id}' does not match the existing lock ID '${existing.info.ID ?? ''}': the lock file was left in place`,
-        );
-        return;
-      }
-      if (existing.text !== this.fileText) {
-        warnings.push(
-          `the lock file ${this.fileKey} was re-entered by another attempt of this run: left for that attempt to release`,
-        );
-        return;
-      }
+      if (!this.stillOurs(existing, this.fileText, `lock file ${this.fileKey}`, warnings)) return;
       await this.target.s3.send(
         new DeleteObjectCommand({ Bucket: this.target.bucket, Key: this.fileKey, IfMatch: existing.etag }),
       );
@@ -433,22 +441,7 @@ class LockSession {
   async releaseItem(warnings: string[]): Promise<void> {
     try {
       const existing = await this.readItem();
-      if (!existing) {
-        warnings.push(`the DynamoDB lock ${this.path} was already gone when releasing it`);
-        return;
-      }
-      if (existing.info.ID !== this.id) {
-        warnings.push(
-          `lock ID '${this.id}' does not match the existing lock ID '${existing.info.ID ?? ''}': the DynamoDB lock was left in place`,
-        );
-        return;
-      }
-      if (existing.text !== this.itemText) {
-        warnings.push(
-          `the DynamoDB lock ${this.path} was re-entered by another attempt of this run: left for that attempt to release`,
-        );
-        return;
-      }
+      if (!this.stillOurs(existing, this.itemText, `DynamoDB lock ${this.path}`, warnings)) return;
       await this.dynamo().send(
         new DeleteItemCommand({
           TableName: this.target.dynamodbTable,
