@@ -125,13 +125,14 @@ describeWithTerraform(`state mv, compared with terraform ${terraformVersion ?? '
       '\n  "check_results":',
     );
     expect(theirsBefore).toBe(oursBefore);
+    type Check = { config_addr: string; objects: { object_addr: string }[] };
     const results = (text: string | undefined) =>
-      (JSON.parse(`{"c":${text ?? 'null'}`) as { c: { objects: { object_addr: string }[] }[] }).c.map(
-        (r) => ({
+      (JSON.parse(`{"c":${text ?? 'null'}`) as { c: Check[] }).c
+        .map((r) => ({
           ...r,
           objects: [...r.objects].sort((a, b) => a.object_addr.localeCompare(b.object_addr)),
-        }),
-      );
+        }))
+        .sort((a, b) => a.config_addr.localeCompare(b.config_addr));
     expect(results(theirsChecks)).toEqual(results(oursChecks));
   });
 
