@@ -23,6 +23,30 @@ export const ImageIdSchema = z
   .string()
   .regex(/^ami-[0-9a-f]{8,17}$/, 'use an AMI id such as ami-0123456789abcdef0');
 
+/**
+ * The golden image Understudy builds for a target with EC2 Image Builder (lib/golden-image.ts): nginx,
+ * certbot with its nginx and Route 53 plugins, the SSM agent and the readiness agent on a current
+ * Debian or Amazon Linux. Its AMI id lands in an SSM parameter the stack names.
+ */
+export const ImageBuildSchema = z
+  .object({
+    /** The parent image, always the latest release from AWS's public SSM parameter. */
+    parentImage: z.enum(['al2023', 'debian-12'], { error: 'use "al2023" or "debian-12"' }).default('al2023'),
+    architecture: z.enum(['x86_64', 'arm64'], { error: 'use "x86_64" or "arm64"' }).default('x86_64'),
+    /** Instance types the build may use; match the architecture. */
+    instanceTypes: z
+      .array(z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'use an instance type such as t3.small'))
+      .min(1)
+      .max(5)
+      .optional(),
+    /** An EventBridge Scheduler cron for rebuilds (e.g. weekly patches); without it, builds run on demand. */
+    scheduleCron: z
+      .string()
+      .regex(/^cron\([^()]{9,100}\)$/, 'use a schedule expression such as cron(0 3 ? * SUN *)')
+      .optional(),
+  })
+  .strict();
+
 export const ImageSourceSchema = z
   .object({
     imageId: ImageIdSchema.optional(),
@@ -30,10 +54,12 @@ export const ImageSourceSchema = z
       .string()
       .regex(SSM_PARAMETER_NAME, 'use a parameter name starting with "/", e.g. /golden/web/ami')
       .optional(),
+    build: ImageBuildSchema.optional(),
   })
   .strict()
-  .refine((s) => (s.imageId === undefined) !== (s.ssmParameter === undefined), {
-    message: 'set exactly one of imageId or ssmParameter',
+  .refine((s) => [s.imageId, s.ssmParameter, s.build].filter((source) => source !== undefined).length === 1, {
+    message:
+      'set exactly one of imageId, ssmParameter (bring your own image) or build (Understudy builds it)',
   });
 
 export const ReadinessSchema = z
@@ -51,21 +77,34 @@ export const ReadinessSchema = z
     path: ['heartbeatSeconds'],
   });
 
+export const TLS_MODES = ['restore', 'dns-01', 'http-01', 'none'] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
 export const TlsSchema = z
   .object({
     /**
-     * `http-01`: certbot after the switch (the manual procedure's order). `none`: plain HTTP service.
-     * `restore` and `dns-01` (certificate ready before the switch) arrive with the golden-image work.
+     * `restore`: the old box's live certificate, key and renewal config move to the new box before the
+     * switch (no certificate is requested). `dns-01`: certbot with the Route 53 plugin on the new box
+     * before the switch. `http-01`: certbot after the switch (the manual procedure's order, the
+     * fallback). `none`: plain HTTP. Left out: `restore` when the old box serves a valid certificate
+     * (preflight checks), otherwise the run is refused until a mode is chosen.
      */
-    mode: z.enum(['http-01', 'none'], {
-      error: 'use "http-01" or "none" ("restore" and "dns-01" are not available in this version)',
-    }),
+    mode: z.enum(TLS_MODES, { error: 'use "restore", "dns-01", "http-01" or "none"' }).optional(),
     email: z.string().regex(EMAIL, 'use a plain e-mail address for the ACME account').optional(),
+    /** dns-01: the Route 53 hosted zone of the domain; the instance role may change only its _acme-challenge record. */
+    hostedZoneId: z
+      .string()
+      .regex(/^Z[A-Z0-9]{1,32}$/, 'use the hosted zone id, such as Z0123456789ABCDEFGHIJ')
+      .optional(),
   })
   .strict()
-  .refine((t) => t.mode !== 'http-01' || t.email !== undefined, {
-    message: 'http-01 needs an email for the ACME account',
+  .refine((t) => (t.mode !== 'http-01' && t.mode !== 'dns-01') || t.email !== undefined, {
+    message: 'http-01 and dns-01 need an email for the ACME account',
     path: ['email'],
+  })
+  .refine((t) => t.mode !== 'dns-01' || t.hostedZoneId !== undefined, {
+    message: "dns-01 needs the domain's Route 53 hostedZoneId",
+    path: ['hostedZoneId'],
   });
 
 export const HealthSchema = z
@@ -177,7 +216,7 @@ export const TargetSchema = z
       heartbeatSeconds: 300,
       onRecoverableErrors: 'fail',
     }),
-    tls: TlsSchema,
+    tls: TlsSchema.default({}),
     health: HealthSchema.default(HealthSchema.parse({})),
     rollback: RollbackSchema.default({ windowHours: 24, failedCandidate: 'stop' }),
     terraform: TerraformSchema.optional(),

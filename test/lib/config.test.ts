@@ -92,10 +92,10 @@ describe('committed configuration files', () => {
   test('the schema describes input: fields with defaults are optional, required ones are listed', () => {
     const schema = JSON.parse(renderConfigSchema());
     const target = schema.properties.targets.items;
-    expect(target.required).toEqual(
-      expect.arrayContaining(['name', 'allocationId', 'domain', 'image', 'tls']),
-    );
+    expect(target.required).toEqual(expect.arrayContaining(['name', 'allocationId', 'domain', 'image']));
     expect(target.required).not.toContain('readiness');
+    // tls.mode may be left out: restore, when the old box serves a valid certificate.
+    expect(target.required).not.toContain('tls');
     expect(target.additionalProperties).toBe(false);
   });
 });
