@@ -40,6 +40,8 @@ describe('npx understudy config validate', () => {
       'targets[0].allocationId: expected string, received number: change it to a string',
     );
     expect(result.stderr).toContain('targets[0].domain: missing: add this string field');
-    expect(result.stderr).toContain('targets[0].image: set exactly one of imageId or ssmParameter');
+    expect(result.stderr).toContain(
+      'targets[0].image: set exactly one of imageId, ssmParameter (bring your own image) or build',
+    );
   });
 });
