@@ -25,7 +25,7 @@ export class TargetParameters extends Construct {
     const names = parameterNames(props.parameterPrefix);
     const parameters: Record<string, ssm.StringParameter> = {};
     for (const target of props.targets) {
-      const value = JSON.stringify(target);
+      const value = JSON.stringify(storedTarget(target, props.parameterPrefix));
       const bytes = Buffer.byteLength(value, 'utf8');
       if (bytes > ADVANCED_LIMIT_BYTES) {
         throw new Error(
@@ -44,3 +44,13 @@ export class TargetParameters extends Construct {
     this.parameters = parameters;
   }
 }
+
+/**
+ * What the workflow reads for a target. A target whose image Understudy builds (`image.build`) is
+ * stored as one that brings its own image through the parameter the image pipeline writes, so that
+ * preflight resolves both the same way and knows nothing of the build.
+ */
+export const storedTarget = (target: TargetConfig, parameterPrefix: string): TargetConfig =>
+  target.image.build === undefined
+    ? target
+    : { ...target, image: { ssmParameter: parameterNames(parameterPrefix).image(target.name) } };

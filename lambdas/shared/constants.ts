@@ -19,6 +19,8 @@ export const parameterNames = (prefix: string) => ({
   target: (name: string) => `${prefix}/targets/${name}`,
   token: (instanceId: string) => `${prefix}/tokens/${instanceId}`,
   earlyEvent: (instanceId: string) => `${prefix}/events/${instanceId}`,
+  /** The AMI id of the golden image Understudy builds for a target (`image.build`), written by Image Builder. */
+  image: (target: string) => `${prefix}/images/${target}`,
 });
 
 /** S3 keys in the runs bucket. */
