@@ -125,6 +125,8 @@ export interface CallRecord {
   readonly mutating: boolean;
   /** Error name when the call failed. */
   readonly error?: string;
+  /** Set when the call came over HTTP with a presigned URL (a box's curl) rather than from an SDK client. */
+  readonly via?: 'presigned-url';
 }
 
 export interface FaultRule {
@@ -156,6 +158,21 @@ export interface SeedTargetOptions {
   readonly instanceType?: string;
   /** Extra EBS volume on the old box (preflight must refuse it unless dataVolumes is fresh). */
   readonly dataVolume?: boolean;
+  /**
+   * The old box's certbot lineage for `domain` (live/, archive/, renewal/ under /etc/letsencrypt, from
+   * the sandbox CA), served over HTTPS. Default: valid 90 days from a day ago. `false`: plain HTTP only.
+   */
+  readonly certificate?: false | { readonly validDays?: number };
+}
+
+/** The certificate a TLS client is served through an address, as the harness reads it. */
+export interface ServedCertificate {
+  /** Hex, as `openssl x509 -serial` and X509Certificate print it. */
+  readonly serialNumber: string;
+  readonly fingerprint256: string;
+  /** Epoch ms of notAfter. */
+  readonly validTo: number;
+  readonly subjectAltName: string;
 }
 export interface SeededTarget {
   readonly allocationId: string;
@@ -196,6 +213,26 @@ export interface SandboxApi {
   injectFault(rule: FaultRule): void;
   /** Where the EIP points now (instance id) per DescribeAddresses. */
   eipInstance(allocationId: string): string | undefined;
+  /**
+   * Where presigned S3 URLs are answered (`http://127.0.0.1:<port>`): boxes' scripts get it as
+   * SANDBOX_S3_ENDPOINT and their curl sends S3 URLs there. Requests that reach the S3 model this way
+   * appear in `calls` with `via: 'presigned-url'`.
+   */
+  readonly s3Endpoint: string;
+  /**
+   * Lets boxes with this instance profile (an ARN, or a seeded target's name for its profile) answer
+   * dns-01 challenges through Route 53: their scripts get SANDBOX_ROUTE53_ALLOWED=1.
+   */
+  allowDns01(profileOrTarget: string): void;
+  /** The keys in one of the account's buckets, sorted, for assertions (no call record). */
+  objectKeys(bucket: string): string[];
+  /** A box's root directory (its etc/letsencrypt, var/log...), for assertions. */
+  instanceDir(instanceId: string): string;
+  /**
+   * The certificate served for `domain` over HTTPS through the address (verified against the sandbox
+   * CA); undefined when no handshake succeeds.
+   */
+  servedCertificate(publicIp: string, domain: string): Promise<ServedCertificate | undefined>;
   /**
    * Releases everything; then rejects with an AggregateError if any background work or event target
    * (the signal function) failed meanwhile, so such failures cannot pass unnoticed.

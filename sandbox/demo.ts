@@ -68,11 +68,28 @@ export const SCENARIOS: readonly Scenario[] = [
     description: 'healthy at first, failing during the bake period: EIP back on the old box',
     newImage: { cloudInit: 'done', app: { healthyForMs: 40_000 } },
   },
+  {
+    name: 'tls-restore',
+    description: "HTTPS: the old box's certificate moves to the new box before the switch: no failed request",
+    newImage: { cloudInit: 'done', app: 'healthy' },
+    tls: { mode: 'restore' },
+  },
+  {
+    name: 'manual-order',
+    description: 'HTTPS, the manual order: certbot http-01 only after the switch, so clients see failures',
+    newImage: { cloudInit: 'done', app: 'healthy' },
+    tls: { mode: 'http-01', email: 'ops@example.test' },
+  },
 ];
 
+/** The states that end the bake period: the run keeps the new box (Reconcile) or is over (Finish). */
+const BAKE_OVER = new Set(['Reconcile', 'Finish']);
+
 /**
- * A client on the internet polling the EIP every 50 ms (virtual) from Launch to the end of the run:
- * failed requests, and the longest span without a good answer.
+ * A client on the internet polling the EIP every 50 ms (virtual) from Launch to the end of the bake
+ * period: failed requests, and the longest span without a good answer. Over HTTPS each request is a
+ * new connection with a full handshake (httpGet keeps nothing alive), so a switch to a box without the
+ * certificate cannot hide behind a connection opened to the old one.
  */
 export class DowntimeClient {
   private running = false;
@@ -80,6 +97,7 @@ export class DowntimeClient {
   private lastGood: number | undefined;
   private longestGap = 0;
   private loop: Promise<void> | undefined;
+  private endedAt: number | undefined;
 
   constructor(
     private readonly target: TargetConfig,
@@ -111,11 +129,18 @@ export class DowntimeClient {
     })();
   }
 
+  /** Stops polling now (the request in flight still counts); `stop()` then reports. */
+  halt(): void {
+    if (!this.running) return;
+    this.running = false;
+    this.endedAt = Date.now();
+  }
+
   async stop(): Promise<{ failedProbes: number; downtimeMs: number } | undefined> {
     if (!this.loop) return undefined;
-    this.running = false;
+    this.halt();
     await this.loop;
-    const openGap = this.lastGood === undefined ? 0 : Date.now() - this.lastGood;
+    const openGap = this.lastGood === undefined ? 0 : (this.endedAt ?? Date.now()) - this.lastGood;
     const downtimeMs = this.failed === 0 ? 0 : Math.max(this.longestGap, openGap);
     return { failedProbes: this.failed, downtimeMs };
   }
@@ -245,7 +270,13 @@ export const runScenario = async (
     const client = new DowntimeClient(target, seeded.publicIp);
     const run = await workflow.run(
       { target: 'web', reason: `demo ${scenario.name}` },
-      { name: `demo-${scenario.name}`, onStateEntered: (state) => state === 'Launch' && client.start() },
+      {
+        name: `demo-${scenario.name}`,
+        onStateEntered: (state) => {
+          if (state === 'Launch') client.start();
+          if (BAKE_OVER.has(state)) client.halt();
+        },
+      },
     );
     const downtime = await client.stop();
     const serialAfter = target.terraform ? Number(await currentSerial()) : null;

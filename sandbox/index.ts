@@ -1,3 +1,4 @@
+import { startS3Endpoint } from './aws/s3-http';
 import { Sandbox, useDefaultRuntime } from './aws/sandbox';
 import { installClock } from './clock';
 import { routeAddress, startAddressProxy, startInstanceServer } from './net';
@@ -22,6 +23,7 @@ useDefaultRuntime({
   routeAddress,
   createCa,
   runShellScript,
+  startS3Endpoint,
 });
 
 export { BoxTiming } from './aws/boxes';

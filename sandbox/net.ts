@@ -61,6 +61,10 @@ const holdWhileOpen = (
 export async function startInstanceServer(
   clock: VirtualClock,
   responder?: AppResponder,
+  options: {
+    /** Called at each TLS handshake before the certificate is chosen (a pending nginx reload applies). */
+    readonly beforeHandshake?: () => void;
+  } = {},
 ): Promise<InstanceServerHandle> {
   let current = responder;
   const contexts = new Map<string, tls.SecureContext>();
@@ -111,6 +115,7 @@ export async function startInstanceServer(
     {
       ...limits,
       SNICallback: (servername, callback) => {
+        options.beforeHandshake?.();
         const context = contexts.get(servername.toLowerCase());
         if (context) callback(null, context);
         else callback(new Error(`no certificate for ${servername}`));

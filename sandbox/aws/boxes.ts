@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import {
   existsSync,
@@ -9,11 +10,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import type { AppResponder, ImageBehaviour, InstanceServerHandle } from '../contracts';
+import { promisify } from 'node:util';
+import type { AppResponder, ImageBehaviour, InstanceServerHandle, SandboxCaFiles } from '../contracts';
 import type { ModelContext } from './context';
 import type { Ec2Model, InstanceRecord } from './ec2';
 import type { EventsModel } from './events';
 import type { SandboxRuntime } from './runtime';
+
+const exec = promisify(execFile);
+const LIBEXEC = join(__dirname, '..', 'standins', 'libexec');
 
 /** Virtual durations of what happens inside a box. */
 export const BoxTiming = {
@@ -59,6 +64,8 @@ const CLOUD_INIT_ERRORS: Record<'error' | 'recoverable', string> = {
  */
 export class Boxes {
   private readonly boxes = new Map<string, Box>();
+  /** Virtual start of the Run Command script running on each box right now. */
+  private readonly scripts = new Map<string, number>();
   private readonly dirs = new Map<string, string>();
   private readonly root: string;
 
@@ -186,24 +193,79 @@ export class Boxes {
     }
   }
 
-  /** Called after each Run Command script: a reload makes nginx pick up new certificates. */
-  afterScript(instanceId: string): void {
-    const box = this.boxes.get(instanceId);
-    if (!box) return;
-    const marker = join(box.dir, 'var', 'run', 'nginx.reload');
-    if (!existsSync(marker)) return;
-    rmSync(marker, { force: true });
-    this.installCertificates(instanceId);
+  /**
+   * nginx reloads when a stand-in leaves var/run/nginx.reload, holding the virtual milliseconds the
+   * script had declared by then (certbot's order comes before its reload). While the script runs the
+   * clock stands still and only the script itself can connect, so a reload applies at its next
+   * handshake (the local TLS check in the same script sees it). One nobody looked at during the
+   * script applies once virtual time reaches the script's start plus that offset, so clients outside
+   * see the certificate when certbot would really have finished.
+   */
+  beforeScript(instanceId: string): void {
+    this.scripts.set(instanceId, this.ctx.clock.now());
   }
 
-  /** Puts a certificate where certbot would, as the old box has had it for months. */
-  writeCertificate(instanceId: string, domain: string, certPem: string, keyPem: string, caPem: string): void {
-    const live = join(this.dirOf(instanceId), 'etc', 'letsencrypt', 'live', domain);
-    mkdirSync(live, { recursive: true });
-    writeFileSync(join(live, 'cert.pem'), certPem);
-    writeFileSync(join(live, 'chain.pem'), caPem);
-    writeFileSync(join(live, 'fullchain.pem'), `${certPem.trimEnd()}\n${caPem}`);
-    writeFileSync(join(live, 'privkey.pem'), keyPem, { mode: 0o600 });
+  /** Called after each Run Command script (see beforeScript). */
+  afterScript(instanceId: string): void {
+    const startedAt = this.scripts.get(instanceId) ?? this.ctx.clock.now();
+    this.scripts.delete(instanceId);
+    const offset = this.takeReload(instanceId);
+    if (offset === undefined) return;
+    const power = this.boxes.get(instanceId)?.power;
+    const install = () => {
+      if (this.boxes.get(instanceId)?.power === power) this.installCertificates(instanceId);
+    };
+    const delay = startedAt + offset - this.ctx.clock.now();
+    if (delay > 0) this.ctx.after(delay, install);
+    else install();
+  }
+
+  /** A handshake on the box while a script runs there: a reload the script asked for applies now. */
+  private reloadDuringScript(instanceId: string): void {
+    if (!this.scripts.has(instanceId)) return;
+    if (this.takeReload(instanceId) !== undefined) this.installCertificates(instanceId);
+  }
+
+  /** Removes a pending reload mark and returns its offset in virtual ms (undefined when none). */
+  private takeReload(instanceId: string): number | undefined {
+    const box = this.boxes.get(instanceId);
+    if (!box) return undefined;
+    const marker = join(box.dir, 'var', 'run', 'nginx.reload');
+    if (!existsSync(marker)) return undefined;
+    const offset = Number(readFileSync(marker, 'utf8').trim() || '0');
+    rmSync(marker, { force: true });
+    return Number.isFinite(offset) && offset > 0 ? offset : 0;
+  }
+
+  /**
+   * Gives the box the certbot lineage it would have after months of serving HTTPS: a certificate for
+   * `domain` from the sandbox CA (valid `validDays` from a day ago, ECDSA P-256 as ca-issue makes them),
+   * filed by the same script certbot's stand-in uses (archive/, live/ symlinks, renewal/<domain>.conf),
+   * and served by nginx.
+   */
+  async seedCertbotLineage(
+    instanceId: string,
+    domain: string,
+    ca: SandboxCaFiles,
+    validDays = 90,
+  ): Promise<void> {
+    const dir = this.dirOf(instanceId);
+    const work = join(dir, 'var', 'lib', 'letsencrypt');
+    mkdirSync(work, { recursive: true });
+    const issued = mkdtempSync(join(work, 'seed-'));
+    try {
+      await exec(join(LIBEXEC, 'ca-issue'), [ca.dir, String(validDays), issued, domain]);
+      await exec(join(LIBEXEC, 'certbot-lineage'), [
+        join(dir, 'etc', 'letsencrypt'),
+        domain,
+        issued,
+        ca.certPath,
+        'nginx',
+        'nginx',
+      ]);
+    } finally {
+      rmSync(issued, { recursive: true, force: true });
+    }
     this.installCertificates(instanceId);
   }
 
@@ -245,6 +307,7 @@ export class Boxes {
     const server = await this.runtime.startInstanceServer(
       this.ctx.clock,
       options.serving ? this.responder(box, behaviour) : undefined,
+      { beforeHandshake: () => this.reloadDuringScript(instance.instanceId) },
     );
     if (!box.on || this.ctx.closed) {
       await server.close();

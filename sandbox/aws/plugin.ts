@@ -19,8 +19,8 @@ import {
  * globalThis (registered symbols), so bundled copies of this module and several sandboxes started one
  * after another in a jest file all meet the same plugin and the same current sandbox.
  *
- * The middleware sits right after the SDK's retry middleware, where the request would go on the wire:
- * the command is serialized as for AWS, and the client's own retries (maxAttempts, adaptive backoff on
+ * The middleware sits right after the SDK's signing (itself after the retry middleware), where the
+ * request would go on the wire: the command is serialized and signed as for AWS, and the client's own retries (maxAttempts, adaptive backoff on
  * throttling) happen as they would against AWS, their delays on the virtual clock.
  */
 
@@ -52,9 +52,10 @@ interface SdkClient {
   readonly config: { credentials?: unknown };
 }
 
-// Requests are never signed for real, but the SDK resolves an identity before it serializes: without
-// these it would walk the default credential chain (files, SSO, instance metadata) on every machine.
-const SANDBOX_CREDENTIALS = {
+// The SDK resolves an identity before it serializes: without these it would walk the default credential
+// chain (files, SSO, instance metadata) on every machine. Presigned S3 URLs are signed with them, and the
+// sandbox's S3 endpoint (s3-http.ts) verifies those signatures with the same secret.
+export const SANDBOX_CREDENTIALS = {
   accessKeyId: 'ASIASANDBOXEXAMPLE',
   secretAccessKey: 'sandbox',
   sessionToken: 'sandbox',
@@ -81,8 +82,10 @@ const middlewareFor =
 const plugin: ClientPlugin = (pluggable: PluggableClient, service: ServiceName) => {
   const client = pluggable as unknown as SdkClient;
   client.middlewareStack.addRelativeTo(middlewareFor(service), {
+    // After signing, where the request would go on the wire: a presigner's intercept (placed before
+    // signing) then returns its URL without the command reaching the sandbox.
     relation: 'after',
-    toMiddleware: 'retryMiddleware',
+    toMiddleware: 'httpSigningMiddleware',
     name: 'understudySandbox',
     override: true,
   });

@@ -2,6 +2,7 @@ import type { installClock } from '../clock';
 import type { routeAddress, startAddressProxy, startInstanceServer } from '../net';
 import type { runShellScript } from '../shell';
 import type { createCa } from '../tls';
+import type { startS3Endpoint } from './s3-http';
 
 /**
  * The parts of the sandbox that touch the machine (timers, sockets, bash), as the AWS models see them.
@@ -15,4 +16,6 @@ export interface SandboxRuntime {
   readonly routeAddress: typeof routeAddress;
   readonly createCa: typeof createCa;
   readonly runShellScript: typeof runShellScript;
+  /** S3's HTTP face for presigned URLs (boxes' curl reaches it). */
+  readonly startS3Endpoint: typeof startS3Endpoint;
 }

@@ -5,6 +5,7 @@ import type {
   DeleteObjectCommandInput,
   GetObjectCommandInput,
   HeadObjectCommandInput,
+  ListObjectsV2CommandInput,
   PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { sdkStreamMixin } from '@smithy/util-stream';
@@ -288,6 +289,66 @@ export class S3Model {
           throw fail('PreconditionFailed', 'Precondition Failed', 412);
         throw error;
       }
+    },
+    /**
+     * Keys in UTF-8 binary order, at most MaxKeys (default and ceiling 1000) per page; the continuation
+     * token is opaque to the caller (here: the last key returned, base64). Delimiter rolls keys up into
+     * CommonPrefixes, as S3 does.
+     */
+    ListObjectsV2: (input: ListObjectsV2CommandInput) => {
+      const bucket = this.bucket(input.Bucket);
+      const prefix = input.Prefix ?? '';
+      const maxKeys = Math.min(Math.max(input.MaxKeys ?? 1000, 0), 1000);
+      let after = input.StartAfter ?? '';
+      if (input.ContinuationToken !== undefined) {
+        const decoded = Buffer.from(input.ContinuationToken, 'base64').toString('utf8');
+        if (!decoded.startsWith('sandbox:')) {
+          throw fail('InvalidArgument', 'The continuation token provided is incorrect', 400);
+        }
+        after = decoded.slice('sandbox:'.length);
+      }
+      const keys = [...bucket.keys()]
+        .filter((key) => key.startsWith(prefix) && key > after)
+        .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      const contents: { Key: string; object: StoredObject }[] = [];
+      const commonPrefixes: string[] = [];
+      let last: string | undefined;
+      let truncated = false;
+      for (const key of keys) {
+        const delimited = input.Delimiter ? key.indexOf(input.Delimiter, prefix.length) : -1;
+        const rolled = delimited >= 0 ? key.slice(0, delimited + (input.Delimiter?.length ?? 0)) : undefined;
+        if (rolled !== undefined && commonPrefixes.includes(rolled)) continue;
+        if (contents.length + commonPrefixes.length >= maxKeys) {
+          truncated = true;
+          break;
+        }
+        if (rolled !== undefined) commonPrefixes.push(rolled);
+        else contents.push({ Key: key, object: bucket.get(key) as StoredObject });
+        last = key;
+      }
+      return {
+        Name: input.Bucket,
+        Prefix: prefix,
+        MaxKeys: maxKeys,
+        KeyCount: contents.length + commonPrefixes.length,
+        IsTruncated: truncated,
+        ...(input.Delimiter ? { Delimiter: input.Delimiter } : {}),
+        ...(input.ContinuationToken ? { ContinuationToken: input.ContinuationToken } : {}),
+        ...(input.StartAfter ? { StartAfter: input.StartAfter } : {}),
+        ...(truncated && last !== undefined
+          ? { NextContinuationToken: Buffer.from(`sandbox:${last}`).toString('base64') }
+          : {}),
+        Contents: contents.map(({ Key, object }) => ({
+          Key,
+          LastModified: object.lastModified,
+          ETag: object.etag,
+          Size: object.body.length,
+          StorageClass: 'STANDARD',
+        })),
+        ...(commonPrefixes.length > 0
+          ? { CommonPrefixes: commonPrefixes.map((Prefix) => ({ Prefix })) }
+          : {}),
+      };
     },
     DeleteObject: (input: DeleteObjectCommandInput) => {
       const bucket = this.bucket(input.Bucket);

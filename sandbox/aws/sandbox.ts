@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import type { _InstanceType } from '@aws-sdk/client-ec2';
 import type { ServiceName } from '../../lambdas/shared/clients';
 import { addTrustedCa } from '../../lambdas/shared/http';
@@ -14,6 +15,7 @@ import type {
   SandboxCaFiles,
   SeededTarget,
   SeedTargetOptions,
+  ServedCertificate,
   ShellResult,
   VirtualClock,
 } from '../contracts';
@@ -24,9 +26,16 @@ import { Ec2Model, type EgressKind } from './ec2';
 import { awsError } from './errors';
 import { EventsModel, type RuleTarget } from './events';
 import { IdFactory } from './ids';
-import { type CommandRouter, currentSandbox, installSandboxPlugin, setCurrentSandbox } from './plugin';
+import {
+  type CommandRouter,
+  currentSandbox,
+  installSandboxPlugin,
+  SANDBOX_CREDENTIALS,
+  setCurrentSandbox,
+} from './plugin';
 import type { SandboxRuntime } from './runtime';
 import { S3Model } from './s3';
+import type { S3EndpointHandle } from './s3-http';
 import { SfnModel } from './sfn';
 import { SnsModel } from './sns';
 import { SsmModel } from './ssm';
@@ -86,6 +95,11 @@ export class Sandbox implements SandboxApi, CommandRouter {
     | undefined;
   private closed = false;
   private seq = 0;
+  private endpoint: S3EndpointHandle | undefined;
+  /** Instance profiles whose role may answer dns-01 challenges in the domain's hosted zone. */
+  private readonly dns01Profiles = new Set<string>();
+  /** The instance profile of each seeded target, by target name. */
+  private readonly seededProfiles = new Map<string, string>();
 
   private constructor(
     readonly clock: VirtualClock,
@@ -195,8 +209,22 @@ export class Sandbox implements SandboxApi, CommandRouter {
       rootDir,
       ca,
     );
+    // Presigned S3 URLs: signed by the SDK with the sandbox's credentials, checked here with the same.
+    sandbox.endpoint = await clock.track(
+      runtime.startS3Endpoint(clock, {
+        region,
+        credentials: SANDBOX_CREDENTIALS,
+        s3: { handle: (action, input) => sandbox.dispatch('s3', action, input, 'presigned-url') },
+      }),
+    );
     setCurrentSandbox(sandbox);
     return sandbox;
+  }
+
+  /** Where presigned S3 URLs are served (`http://127.0.0.1:<port>`); boxes get it as SANDBOX_S3_ENDPOINT. */
+  get s3Endpoint(): string {
+    if (!this.endpoint) throw new Error('Understudy sandbox: the S3 endpoint is not running');
+    return this.endpoint.url;
   }
 
   get agentBusName(): string {
@@ -224,6 +252,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
     service: ServiceName,
     action: string,
     input: Record<string, unknown>,
+    via?: CallRecord['via'],
   ): Promise<Record<string, unknown>> {
     if (this.closed)
       throw new Error(`Understudy sandbox: ${service}:${action} called after the sandbox stopped`);
@@ -234,6 +263,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
       action,
       input: { ...input },
       mutating: !READ_ONLY.test(action) && input.DryRun !== true,
+      ...(via ? { via } : {}),
     };
     this.calls.push(record);
     const fault = this.matchFault(service, action);
@@ -273,9 +303,17 @@ export class Sandbox implements SandboxApi, CommandRouter {
     const address = this.ec2.addressOf(instanceId);
     const instance = this.ec2.instances.get(instanceId);
     const publicIp = address?.publicIp ?? instance?.autoPublicIp;
+    const profile = instance?.iamInstanceProfile?.Arn;
     const env: Record<string, string> = {
       SANDBOX_INSTANCE_ID: instanceId,
+      SANDBOX_ACCOUNT_ID: this.accountId,
       SANDBOX_CA_DIR: this.ca.dir,
+      SANDBOX_CA_FILE: this.ca.certPath,
+      // A box without a route to S3 (no NAT, no public IP, no gateway endpoint) cannot use a presigned
+      // URL; port 1 refuses the connection as an unreachable endpoint would fail it.
+      SANDBOX_S3_ENDPOINT:
+        instance && this.ec2.reaches(instance, 's3') ? this.s3Endpoint : 'http://127.0.0.1:1',
+      ...(profile && this.dns01Profiles.has(profile) ? { SANDBOX_ROUTE53_ALLOWED: '1' } : {}),
       ...this.boxes.cloudInitWait(instanceId),
       ...(address ? { SANDBOX_EIP_HERE: '1' } : {}),
       ...(publicIp ? { SANDBOX_PUBLIC_IP: publicIp } : {}),
@@ -283,6 +321,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
         ? { SANDBOX_HTTP_PORT: String(server.httpPort), SANDBOX_HTTPS_PORT: String(server.httpsPort) }
         : {}),
     };
+    this.boxes.beforeScript(instanceId);
     try {
       return await this.runtime.runShellScript(this.clock, {
         instanceDir: this.boxes.dirOf(instanceId),
@@ -388,15 +427,18 @@ export class Sandbox implements SandboxApi, CommandRouter {
       { serving: true },
     );
     await this.powering.get(instance.instanceId);
+    if (instance.iamInstanceProfile) this.seededProfiles.set(options.name, instance.iamInstanceProfile.Arn);
     // Real work (openssl, listening sockets): tracked, so virtual time cannot pass during the seeding.
-    const certificate = await this.clock.track(this.ca.issue(options.domain));
-    this.boxes.writeCertificate(
-      instance.instanceId,
-      options.domain,
-      certificate.certPem,
-      certificate.keyPem,
-      this.ca.certPem,
-    );
+    if (options.certificate !== false) {
+      await this.clock.track(
+        this.boxes.seedCertbotLineage(
+          instance.instanceId,
+          options.domain,
+          this.ca,
+          options.certificate?.validDays ?? 90,
+        ),
+      );
+    }
     const address = this.ec2.allocateAddress();
     address.tags.set('Name', options.name);
     // Seeded as if done long ago: through the model, not the API (no call record, no fault).
@@ -432,6 +474,56 @@ export class Sandbox implements SandboxApi, CommandRouter {
     return this.ec2.addresses.get(allocationId)?.instanceId;
   }
 
+  allowDns01(profileOrTarget: string): void {
+    const profile = profileOrTarget.startsWith('arn:')
+      ? profileOrTarget
+      : this.seededProfiles.get(profileOrTarget);
+    if (!profile) {
+      throw new Error(
+        `Understudy sandbox: allowDns01 needs an instance profile ARN or a seeded target's name, got ${profileOrTarget}`,
+      );
+    }
+    this.dns01Profiles.add(profile);
+  }
+
+  objectKeys(bucket: string): string[] {
+    return this.s3.keys(bucket);
+  }
+
+  instanceDir(instanceId: string): string {
+    return this.boxes.dirOf(instanceId);
+  }
+
+  async servedCertificate(publicIp: string, domain: string): Promise<ServedCertificate | undefined> {
+    const proxy = [...this.proxies.values()].find((p) => p.publicIp === publicIp);
+    if (!proxy) return undefined;
+    const handshake = new Promise<ServedCertificate | undefined>((resolve) => {
+      const socket = tls.connect({
+        host: '127.0.0.1',
+        port: proxy.httpsPort,
+        servername: domain,
+        ca: [this.ca.certPem],
+      });
+      const done = (value: ServedCertificate | undefined) => {
+        socket.destroy();
+        resolve(value);
+      };
+      socket.once('secureConnect', () => {
+        const peer = socket.getPeerX509Certificate();
+        done(
+          peer && {
+            serialNumber: peer.serialNumber,
+            fingerprint256: peer.fingerprint256,
+            validTo: Date.parse(peer.validTo),
+            subjectAltName: peer.subjectAltName ?? '',
+          },
+        );
+      });
+      socket.once('error', () => done(undefined));
+    });
+    return this.clock.track(handshake);
+  }
+
   async stop(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -439,6 +531,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
     await this.boxes.closeAll();
     await Promise.allSettled([...this.proxies.values()].map((p) => p.close()));
     this.proxies.clear();
+    await this.endpoint?.close();
     for (const undo of this.unroutes.splice(0)) undo();
     if (this.ownsClock) this.clock.uninstall();
     rmSync(this.rootDir, { recursive: true, force: true });
