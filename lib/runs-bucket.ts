@@ -1,9 +1,11 @@
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { TRANSFER_PREFIX } from '../lambdas/shared/tls';
 
 /**
- * Per-target locks (`locks/<target>.json`, conditional writes) and run records (`runs/...`). Versioned,
+ * Per-target locks (`locks/<target>.json`, conditional writes), run records (`runs/...`) and, for a
+ * few minutes per restore run, the certificate transfer (`tls/<execution>/...`). Versioned,
  * so a lock overwritten by a takeover or a record rewritten by a retry can still be inspected.
  */
 export class RunsBucket extends Construct {
@@ -26,6 +28,21 @@ export class RunsBucket extends Construct {
           // How long an overwritten or deleted lock or run record stays recoverable.
           noncurrentVersionExpiration: Duration.days(90),
           abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+        {
+          // Backstop for Finish, which deletes each run's certificate transfer (a private key) once the
+          // run ends: a run that died before Finish leaves it here for a day at most. The bucket is
+          // versioned, so the version a delete or an expiry makes noncurrent goes a day later too.
+          id: 'expire-certificate-transfers',
+          prefix: TRANSFER_PREFIX,
+          expiration: Duration.days(1),
+          noncurrentVersionExpiration: Duration.days(1),
+        },
+        {
+          // What is left of a transfer once its versions expired: a lone delete marker.
+          id: 'remove-certificate-transfer-markers',
+          prefix: TRANSFER_PREFIX,
+          expiredObjectDeleteMarker: true,
         },
       ],
     });

@@ -14,6 +14,7 @@ import {
   parseS3StateUrl,
   stateObjectKey,
 } from '../lambdas/shared/tfstate/s3-backend';
+import { TRANSFER_PREFIX } from '../lambdas/shared/tls';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
 import { pascalCase, STEP_NAMES, type StepName } from './steps';
 
@@ -225,6 +226,11 @@ const stepStatements = (
 
   const lockObjects = [props.runsBucket.arnForObjects(runKeys.lock('*'))];
   const lockWildcard = 'one lock object per target under locks/, named after the target at run time';
+  // restore: one object per execution under tls/. The boxes never hold these rights: they use URLs the
+  // pack and prepare functions presign, which S3 authorises as those functions' roles.
+  const transferObjects = [props.runsBucket.arnForObjects(`${TRANSFER_PREFIX}*`)];
+  const transferWildcard =
+    'one certificate transfer object per execution under tls/, named after the execution at run time';
   // Without ListBucket a missing object reads as AccessDenied instead of NoSuchKey, and "no lock yet"
   // could not be told apart from "not allowed".
   const listRuns: JustifiedStatement = {
@@ -309,8 +315,13 @@ const stepStatements = (
     wildcardReason: `${TAGGED_INSTANCE_REASON}; the understudy:target tag itself cannot be changed`,
   });
 
+  // A built image is resolved like a brought one, from the parameter its pipeline writes.
   const imageParameters = props.targets.flatMap((t) =>
-    t.image.ssmParameter === undefined ? [] : [t.image.ssmParameter],
+    t.image.ssmParameter !== undefined
+      ? [t.image.ssmParameter]
+      : t.image.build !== undefined
+        ? [names.image(t.name)]
+        : [],
   );
   // AWS public parameters (/aws/service/...) live in no account.
   const imageParameterArns = [...new Set(imageParameters)].map((name) =>
@@ -336,6 +347,16 @@ const stepStatements = (
         'ec2:DescribeVpcEndpoints',
       ]),
       ...takeAndReleaseLock,
+      {
+        // The Let's Encrypt rate-limit guard counts the issuances the target's recent run records show;
+        // the ListBucket above covers listing runs/<target>/.
+        statement: allow(
+          'ReadRunRecords',
+          ['s3:GetObject'],
+          [props.runsBucket.arnForObjects(runKeys.record('*', '*'))],
+        ),
+        wildcardReason: 'run records are keyed by target and execution name, known at run time',
+      },
       {
         // The box behind the EIP carries no Understudy tag the first time, so this cannot be scoped by a
         // tag value: the box must have no target tag at all (so a box of another target cannot be
@@ -458,7 +479,23 @@ const stepStatements = (
       completeTask('Success', 'Failure', 'Heartbeat'),
     ],
 
-    prepare: [...runCommand, ...renewLock],
+    'pack-certificate': [
+      ...runCommand,
+      {
+        statement: allow('PresignCertificateUpload', ['s3:PutObject'], transferObjects),
+        wildcardReason: transferWildcard,
+      },
+      ...renewLock,
+    ],
+
+    prepare: [
+      ...runCommand,
+      {
+        statement: allow('PresignCertificateDownload', ['s3:GetObject'], transferObjects),
+        wildcardReason: transferWildcard,
+      },
+      ...renewLock,
+    ],
 
     'await-command': [describe('ReadCommandResult', ['ssm:GetCommandInvocation'])],
 
@@ -521,6 +558,11 @@ const stepStatements = (
       {
         statement: allow('CleanUpTaskTokens', ['ssm:DeleteParameters'], [tokens, earlyEvents]),
         wildcardReason: `${tokenWildcard}; ${earlyEventWildcard}`,
+      },
+      {
+        // The ListBucket above covers listing tls/<execution>/.
+        statement: allow('DeleteCertificateTransfer', ['s3:DeleteObject'], transferObjects),
+        wildcardReason: transferWildcard,
       },
       ...publish,
     ],

@@ -53,6 +53,13 @@ export const STEPS = [
     invokedByStateMachine: false,
   },
   {
+    name: 'pack-certificate',
+    description:
+      "packs the old box's certificate, key and renewal config for the new box through SSM (restore)",
+    timeoutSeconds: 120,
+    invokedByStateMachine: true,
+  },
+  {
     name: 'prepare',
     description: 'prepares TLS and checks the app locally on the candidate through SSM',
     timeoutSeconds: 120,

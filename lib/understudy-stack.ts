@@ -3,18 +3,26 @@ import * as events from 'aws-cdk-lib/aws-events';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { UnderstudyConfig } from '../lambdas/shared/config';
+import { parameterNames } from '../lambdas/shared/constants';
+import { Dns01Policies } from './dns01-policy';
 import { EventRouting } from './event-routing';
+import { GoldenImage } from './golden-image';
 import { Notifications } from './notifications';
 import { Orchestrator } from './orchestrator';
 import { RunsBucket } from './runs-bucket';
 import { StepLambdas } from './step-lambdas';
 import { StepPermissions } from './step-permissions';
-import { STEP_NAMES, type StepName } from './steps';
+import { pascalCase, STEP_NAMES, type StepName } from './steps';
 import { TargetParameters } from './target-parameters';
 
 export interface UnderstudyStackProps extends StackProps {
   /** The validated configuration (`loadConfig`). */
   readonly config: UnderstudyConfig;
+  /**
+   * Where the golden images take the readiness agent from.
+   * @default ami/readiness-agent
+   */
+  readonly readinessAgentDir?: string;
 }
 
 /** Understudy: the replacement workflow, its functions, event routing, notifications and run storage. */
@@ -29,6 +37,10 @@ export class UnderstudyStack extends Stack {
   readonly routing: EventRouting;
   readonly permissions: StepPermissions;
   readonly targetParameters: TargetParameters;
+  /** One image pipeline per target whose config has `image.build`, by target name. */
+  readonly goldenImages: Readonly<Record<string, GoldenImage>>;
+  /** The instance policy of each dns-01 target (its _acme-challenge TXT record only), by target name. */
+  readonly dns01: Dns01Policies;
 
   constructor(scope: Construct, id: string, props: UnderstudyStackProps) {
     super(scope, id, props);
@@ -78,6 +90,31 @@ export class UnderstudyStack extends Stack {
       signalFunction: steps.signal.fn,
       stateMachine: this.orchestrator.stateMachine,
     });
+
+    const goldenImages: Record<string, GoldenImage> = {};
+    for (const target of config.targets) {
+      if (target.image.build === undefined) continue;
+      const image = new GoldenImage(this, `Image-${target.name}`, {
+        target: target.name,
+        build: target.image.build,
+        parameterName: parameterNames(this.parameterPrefix).image(target.name),
+        ...(props.readinessAgentDir === undefined ? {} : { readinessAgentDir: props.readinessAgentDir }),
+      });
+      goldenImages[target.name] = image;
+      new CfnOutput(this, `ImagePipelineArn${pascalCase(target.name)}`, {
+        value: image.pipeline.attrArn,
+        description: `Bake the ${target.name} image: aws imagebuilder start-image-pipeline-execution --image-pipeline-arn <this value>`,
+      });
+    }
+    this.goldenImages = goldenImages;
+
+    this.dns01 = new Dns01Policies(this, 'Dns01', { targets: config.targets });
+    for (const [name, policy] of Object.entries(this.dns01.policies)) {
+      new CfnOutput(this, `Dns01PolicyArn${pascalCase(name)}`, {
+        value: policy.managedPolicyArn,
+        description: `Attach to the role of the ${name} instances: lets certbot answer dns-01 for its domain in its hosted zone only`,
+      });
+    }
 
     new CfnOutput(this, 'StateMachineArn', { value: this.orchestrator.stateMachine.stateMachineArn });
     new CfnOutput(this, 'EventBusName', { value: this.eventBus.eventBusName });

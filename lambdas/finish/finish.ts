@@ -22,6 +22,7 @@ import {
 } from '../shared/schemas';
 import { manualReconcileCommand } from '../shared/tfstate/manual';
 import { lockIdFor } from '../shared/tfstate/s3-lock';
+import { deleteTransferObjects, transferPrefix } from '../shared/tls';
 
 /**
  * The last step of every run, whatever happened before: it must work on a state where any key may be
@@ -40,7 +41,10 @@ export const FinishInputSchema = z.looseObject({
   run: z.unknown().optional(),
   launch: z.unknown().optional(),
   readiness: z.unknown().optional(),
+  pack: z.unknown().optional(),
+  prepare: z.unknown().optional(),
   switch: z.unknown().optional(),
+  certificate: z.unknown().optional(),
   probe: z.unknown().optional(),
   error: z.unknown().optional(),
   rollback: z.unknown().optional(),
@@ -79,6 +83,8 @@ const ReconcileSummarySchema = z.object({
 });
 type ReconcileSummary = z.infer<typeof ReconcileSummarySchema>;
 const ReadinessSummarySchema = z.object({ status: z.string().optional(), exitCode: z.number().optional() });
+/** A command step whose await state recorded success (`$.prepare.result`, `$.certificate.result`). */
+const CommandSucceededSchema = z.object({ result: z.object({ status: z.literal('Success') }) });
 const ProbeSummarySchema = z.object({
   phase: z.string(),
   requests: z.number(),
@@ -320,6 +326,31 @@ const resultOf = (
   };
 };
 
+/**
+ * Whether this run obtained a certificate from Let's Encrypt: http-01 once certbot succeeded after the
+ * switch, dns-01 once Prepare (which runs certbot) succeeded. restore and none never request one.
+ * Preflight counts these records against the limit of 5 per identical set of names per week.
+ */
+export const certificateIssued = (
+  plan: Plan,
+  state: Pick<FinishInput, 'certificate' | 'prepare'>,
+): boolean => {
+  switch (plan.target.tls.mode) {
+    case 'http-01':
+      return pick(CommandSucceededSchema, state.certificate) !== undefined;
+    case 'dns-01':
+      return pick(CommandSucceededSchema, state.prepare) !== undefined;
+    default:
+      return false;
+  }
+};
+
+/**
+ * Stamped with the time Finish writes the record, at or after the issuance itself: the window it opens
+ * in the rate-limit guard closes no earlier than Let's Encrypt's own.
+ */
+const issuance = (plan: Plan, at: string) => ({ issued: true, names: [plan.target.domain], at });
+
 export const finish = async (
   clients: FinishClients,
   env: FinishEnv,
@@ -388,6 +419,19 @@ export const finish = async (
     logger.warn('the state names a lock owned by another execution; left in place');
   }
 
+  // The transfer holds a private key: it goes now, not when the lifecycle backstop expires it.
+  if (plan?.action === 'replace' && plan.target.tls.mode === 'restore') {
+    const prefix = `s3://${env.runsBucket}/${transferPrefix(execution.name)}`;
+    try {
+      const deleted = await deleteTransferObjects(clients.s3, env.runsBucket, execution.name);
+      logger.info('deleted the certificate transfer', { objects: deleted.length });
+    } catch (error) {
+      warnings.push(
+        `could not delete the certificate transfer under ${prefix} (${describeAwsError(error)}); delete it by hand (a lifecycle rule expires it after a day)`,
+      );
+    }
+  }
+
   if (candidate) {
     const names = parameterNames(env.parameterPrefix);
     try {
@@ -425,7 +469,9 @@ export const finish = async (
     baseline: plan.baseline,
     ...(plan.lock?.tookOverFrom ? { lockTakenOverFrom: plan.lock.tookOverFrom } : {}),
     ...(plan.lockHeldBy ? { lockHeldBy: plan.lockHeldBy } : {}),
+    ...(plan.target.tls.mode ? { tlsMode: plan.target.tls.mode } : {}),
   };
+  const finishedAt = new Date().toISOString();
   const record: Record<string, unknown> = {
     version: 1,
     target,
@@ -456,9 +502,10 @@ export const finish = async (
       stillMentioning: facts.reconcile.stillMentioning,
     },
     caught: facts.error && { error: facts.error.Error, cause: causeText(facts.error) },
+    certificate: plan && certificateIssued(plan, state) ? issuance(plan, finishedAt) : undefined,
     lock: lockResult,
     warnings,
-    finishedAt: new Date().toISOString(),
+    finishedAt,
   };
   await writeRecord(clients.s3, env.runsBucket, recordKey, record);
 

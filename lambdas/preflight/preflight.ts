@@ -12,11 +12,11 @@ import {
   type RouteTable,
   type VpcEndpoint,
 } from '@aws-sdk/client-ec2';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { awsCall, describeAwsError, failAs, hasCode } from '../shared/aws-errors';
+import { awsCall, describeAwsError, failAs, hasCode, isNotFound } from '../shared/aws-errors';
 import {
   formatIssues,
   ImageIdSchema,
@@ -24,14 +24,16 @@ import {
   type TargetConfig,
   TargetNameSchema,
   TargetSchema,
+  type TlsMode,
 } from '../shared/config';
 import { LOCK_LEASE_SECONDS, parameterNames, runKeys, Tags } from '../shared/constants';
 import { describeInstanceById } from '../shared/ec2';
 import { ErrorNames, invalidInput, refused, UnderstudyError } from '../shared/errors';
+import { httpGet, type ProbeResponse } from '../shared/http';
 import { acquireLock, readLock, releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { publishQuietly } from '../shared/notify';
-import { probeOnce } from '../shared/probe';
+import { judge, schemeFor } from '../shared/probe';
 import {
   type ExecutionContext,
   ExecutionContextSchema,
@@ -410,6 +412,175 @@ const checkEgress = async (
 
 const tagValue = (instance: Instance, key: string) => instance.Tags?.find((t) => t.Key === key)?.Value;
 
+/** The baseline request through the EIP, kept whole: the TLS decision needs the certificate it saw. */
+const baselineProbe = (target: TargetConfig, publicIp: string): Promise<ProbeResponse> =>
+  httpGet({
+    address: publicIp,
+    scheme: schemeFor(target),
+    domain: target.domain,
+    path: target.health.path,
+    timeoutMs: target.health.requestTimeoutSeconds * 1000,
+  });
+
+/**
+ * Whether the old box serves a certificate worth restoring: the handshake verified the chain and the
+ * domain (otherwise the request fails), and it stays valid for at least the margin the probe demands
+ * after the switch. The app's status does not matter here: a broken app can still serve a good
+ * certificate.
+ */
+export const servedCertificate = (
+  target: TargetConfig,
+  response: ProbeResponse,
+): { readonly valid: boolean; readonly detail: string } => {
+  if (!response.ok) {
+    // TLS errors from OpenSSL may span lines; the refusal is one line.
+    return { valid: false, detail: (response.error ?? 'no answer over HTTPS').replace(/\s+/g, ' ').trim() };
+  }
+  const days = response.certificateDaysLeft;
+  if (days === undefined) return { valid: false, detail: 'no certificate seen in the HTTPS answer' };
+  const minimum = target.health.certificateMinDaysLeft;
+  if (days < minimum) {
+    return {
+      valid: false,
+      detail: `its certificate expires in ${days.toFixed(1)} days, within health.certificateMinDaysLeft (${minimum})`,
+    };
+  }
+  return { valid: true, detail: `certificate valid for ${days.toFixed(1)} more days` };
+};
+
+const CHOOSE_MODE =
+  'set tls.mode to "dns-01" (with email and hostedZoneId) or "http-01" (with email) to request a new certificate, or "none" for plain HTTP, in understudy.config.json and redeploy';
+
+/**
+ * The mode every later step sees. Left out, it is `restore` when the old box serves a valid certificate
+ * for the domain; `restore` (chosen or defaulted) is refused when there is nothing valid to restore,
+ * since the new box would then fail its local TLS check after a wasted launch.
+ */
+export const effectiveTlsMode = (
+  target: TargetConfig,
+  oldInstanceId: string,
+  baseline: ProbeResponse,
+): TlsMode => {
+  const mode = target.tls.mode;
+  if (mode !== undefined && mode !== 'restore') return mode;
+  const served = servedCertificate(target, baseline);
+  if (served.valid) return 'restore';
+  const seen = `the old box ${oldInstanceId} does not serve a valid certificate for ${target.domain} (${served.detail})`;
+  throw refused(
+    mode === undefined
+      ? `tls.mode is not set and ${seen}, so there is nothing to restore: ${CHOOSE_MODE}`
+      : `tls.mode is "restore" but ${seen}: renew it on the old box (certbot renew) and retry, or ${CHOOSE_MODE}`,
+    { field: 'tls.mode' },
+  );
+};
+
+/** Let's Encrypt: 5 certificates per exact set of names per 7 days, with no override. */
+export const ISSUANCE_LIMIT = 5;
+export const ISSUANCE_WINDOW_MS = 7 * 86_400_000;
+/** Bounds the listing of one target's records (1,000 keys a page). */
+const MAX_RECORD_PAGES = 100;
+
+/** The part of a run record (written by Finish) that says a certificate was issued. */
+const IssuanceRecordSchema = z.object({
+  certificate: z.object({ issued: z.literal(true), names: z.array(z.string()), at: z.string() }),
+});
+
+const sameNames = (a: readonly string[], b: readonly string[]): boolean => {
+  const left = [...new Set(a)].sort();
+  const right = [...new Set(b)].sort();
+  return left.length === right.length && left.every((name, i) => name === right[i]);
+};
+
+/**
+ * Issuance times (epoch ms, ascending) of certificates for exactly `names` that the target's run
+ * records show within the window ending at `now`. Only records written within the window are read:
+ * Finish writes a record after the issuance it reports, so an older record cannot hold a recent one.
+ */
+export const recentIssuances = async (
+  s3: S3Client,
+  bucket: string,
+  target: string,
+  names: readonly string[],
+  now: number,
+): Promise<number[]> => {
+  const since = now - ISSUANCE_WINDOW_MS;
+  // The prefix of runKeys.record(target, <execution>).
+  const prefix = `runs/${target}/`;
+  const recent: string[] = [];
+  let token: string | undefined;
+  for (let page = 0; page < MAX_RECORD_PAGES; page += 1) {
+    const out = await awsCall('ListObjectsV2', () =>
+      s3.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: prefix,
+          ...(token ? { ContinuationToken: token } : {}),
+        }),
+      ),
+    );
+    for (const object of out.Contents ?? []) {
+      const modified = object.LastModified?.getTime();
+      if (object.Key?.endsWith('.json') && modified !== undefined && modified >= since)
+        recent.push(object.Key);
+    }
+    token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    if (!token) break;
+  }
+
+  const times: number[] = [];
+  for (const key of recent) {
+    let text: string;
+    try {
+      const out = await awsCall('GetObject', () =>
+        s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })),
+      );
+      text = (await out.Body?.transformToString()) ?? '';
+    } catch (error) {
+      // Deleted between the listing and the read: it reports nothing any more.
+      if (isNotFound(error)) continue;
+      throw error;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      logger.warn('skipping a run record that is not JSON', { key });
+      continue;
+    }
+    const record = IssuanceRecordSchema.safeParse(parsed);
+    if (!record.success || !sameNames(record.data.certificate.names, names)) continue;
+    const at = Date.parse(record.data.certificate.at);
+    if (Number.isFinite(at) && at >= since && at <= now) times.push(at);
+  }
+  return times.sort((a, b) => a - b);
+};
+
+/**
+ * Refuses an http-01 or dns-01 run whose issuance would be the sixth for the same names within 7 days:
+ * Let's Encrypt would refuse it anyway, after the new box was launched (dns-01) or after the EIP moved
+ * (http-01). Names when enough of the counted issuances leave the window for one more to fit.
+ */
+export const guardIssuanceRate = async (
+  s3: S3Client,
+  bucket: string,
+  target: TargetConfig,
+  now: number,
+): Promise<void> => {
+  const mode = target.tls.mode;
+  if (mode !== 'http-01' && mode !== 'dns-01') return;
+  const names = [target.domain];
+  const times = await recentIssuances(s3, bucket, target.name, names, now);
+  if (times.length < ISSUANCE_LIMIT) return;
+  // The window holds at most 4 once every issuance up to this one has left it.
+  const frees = (times[times.length - ISSUANCE_LIMIT] as number) + ISSUANCE_WINDOW_MS;
+  throw refused(
+    `tls.mode "${mode}" would request a certificate for ${names.join(', ')}, but the run records of target ${target.name} show ${times.length} issued for exactly these names in the last 7 days; ` +
+      `Let's Encrypt allows ${ISSUANCE_LIMIT} per week per identical set of names. The window frees up at ${new Date(frees).toISOString()}: retry after that, ` +
+      'or set tls.mode to "restore" while the old box still serves a valid certificate',
+    { field: 'tls.mode' },
+  );
+};
+
 /** Runs every check, then (for a real run) takes the lock and adopts the box. */
 export const preflight = (
   clients: PreflightClients,
@@ -436,19 +607,19 @@ const runPreflight = async (
   }
 
   const { ec2, ssm, s3, sns } = clients;
-  const target = await loadTarget(ssm, env.PARAMETER_PREFIX, input.target);
-  const imageId = await resolveImageId(ssm, input, target);
+  const configured = await loadTarget(ssm, env.PARAMETER_PREFIX, input.target);
+  const imageId = await resolveImageId(ssm, input, configured);
   const image = await describeImage(ec2, imageId);
-  const eip = await describeEip(ec2, target);
-  const instance = await describeInstance(ec2, eip.instanceId, target.allocationId);
+  const eip = await describeEip(ec2, configured);
+  const instance = await describeInstance(ec2, eip.instanceId, configured.allocationId);
   correlate({ instance: eip.instanceId });
   const instanceType = instance.InstanceType as string;
   const type = await describeInstanceType(ec2, instanceType);
   checkArchitecture(image, type, instanceType);
-  checkShape(instance, type, target);
+  checkShape(instance, type, configured);
 
   const owner = tagValue(instance, Tags.target);
-  if (owner !== undefined && owner !== target.name) {
+  if (owner !== undefined && owner !== configured.name) {
     throw refused(
       `instance ${eip.instanceId} is tagged ${Tags.target}=${owner}: it belongs to another target; two targets cannot share one server`,
       { field: 'allocationId' },
@@ -456,8 +627,18 @@ const runPreflight = async (
   }
 
   const egress = await checkEgress(ec2, instance);
-  const baseline = await probeOnce(target, eip.publicIp);
-  logger.info('preflight checks passed', { imageId, egress: egress.via, baselineHealthy: baseline.healthy });
+  const probed = await baselineProbe(configured, eip.publicIp);
+  const baseline = judge(configured, probed);
+  const target: TargetConfig = {
+    ...configured,
+    tls: { ...configured.tls, mode: effectiveTlsMode(configured, eip.instanceId, probed) },
+  };
+  logger.info('preflight checks passed', {
+    imageId,
+    egress: egress.via,
+    baselineHealthy: baseline.healthy,
+    tlsMode: target.tls.mode,
+  });
 
   const plan: Plan = {
     action: 'replace',
@@ -492,6 +673,9 @@ const runPreflight = async (
   };
 
   if (instance.ImageId === imageId) return { ...plan, action: 'no-op' };
+
+  // Read-only, so a dry run reports a refusal the real run would meet.
+  await guardIssuanceRate(s3, env.RUNS_BUCKET, target, Date.now());
 
   const lockKey = runKeys.lock(target.name);
   if (input.dryRun) {

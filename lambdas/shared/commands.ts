@@ -175,16 +175,17 @@ export interface CandidateCommandClients {
 }
 
 /**
- * A step's command on the candidate: correlates the logs, renews the run's lock (a lost lock sends
- * nothing), then sends `commands` once per execution and purpose. Returns the command to poll.
+ * A step's command on one of the run's boxes (the candidate, or the old box for the restore pack):
+ * correlates the logs, renews the run's lock (a lost lock sends nothing), then sends `commands` once
+ * per execution and purpose. Returns the command to poll.
  */
-export const sendForCandidate = async (
+export const sendForInstance = async (
   clients: CandidateCommandClients,
-  state: Pick<RunState, 'execution' | 'run'> & { readonly launch: LaunchResult },
+  state: Pick<RunState, 'execution' | 'run'>,
+  instanceId: string,
   purpose: string,
   commands: readonly string[],
 ): Promise<{ command: CommandRef }> => {
-  const instanceId = state.launch.instanceId;
   correlate({ target: state.run.target.name, execution: state.execution.name, instance: instanceId });
   await renewHeldLock(clients.s3, state.run.lock);
   const { command } = await sendCommandOnce(clients.ssm, {
@@ -195,3 +196,12 @@ export const sendForCandidate = async (
   });
   return { command };
 };
+
+/** A step's command on the candidate (see sendForInstance). */
+export const sendForCandidate = (
+  clients: CandidateCommandClients,
+  state: Pick<RunState, 'execution' | 'run'> & { readonly launch: LaunchResult },
+  purpose: string,
+  commands: readonly string[],
+): Promise<{ command: CommandRef }> =>
+  sendForInstance(clients, state, state.launch.instanceId, purpose, commands);

@@ -2,6 +2,7 @@ import 'aws-sdk-client-mock-jest';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
@@ -23,6 +24,7 @@ import {
   lambdaContext,
   lockFor,
   makeState,
+  makeTarget,
   OLD_ID,
   PREFIX,
   TOPIC,
@@ -410,5 +412,135 @@ describe('finish', () => {
       outcome: 'replaced',
     });
     expect(record().execution.arn).toBe(EXECUTION_ARN);
+  });
+});
+
+describe('finish and TLS (issue 4)', () => {
+  const transfer = `tls/${EXECUTION_NAME}/0123456789abcdef.tar.gz`;
+  const restoreReplaced = () => ({ ...replaced(), ...makeState(makeTarget({ tls: { mode: 'restore' } })) });
+  const seedTransfer = (key = transfer) => s3.objects.set(key, { text: 'gzip', etag: '"t-1"' });
+  const success = { status: 'Success', output: '' };
+
+  it("deletes this execution's certificate transfer, and leaves other executions' alone", async () => {
+    seedTransfer();
+    seedTransfer(`tls/${EXECUTION_NAME}/extra.tar.gz`);
+    seedTransfer('tls/other-run/0123456789abcdef.tar.gz');
+
+    const result = await run({ ...restoreReplaced(), pack: { transferKey: transfer } });
+
+    expect(result.outcome).toBe('replaced');
+    expect([...s3.objects.keys()].filter((k) => k.startsWith('tls/'))).toEqual([
+      'tls/other-run/0123456789abcdef.tar.gz',
+    ]);
+    expect(s3.mock).toHaveReceivedCommandWith(ListObjectsV2Command, {
+      Bucket: BUCKET,
+      Prefix: `tls/${EXECUTION_NAME}/`,
+    });
+    expect(record().warnings).toEqual([]);
+  });
+
+  it('cleans up after a failed restore run too, and a retry finds nothing left to delete', async () => {
+    seedTransfer();
+    const failed = {
+      ...rolledBack(),
+      ...makeState(makeTarget({ tls: { mode: 'restore' } })),
+      rollback: rolledBack().rollback,
+    };
+
+    await run(failed);
+    await run(failed);
+
+    expect(s3.objects.has(transfer)).toBe(false);
+    expect(s3.mock).toHaveReceivedCommandTimes(ListObjectsV2Command, 2);
+    const deletes = s3.mock.commandCalls(DeleteObjectCommand).map((c) => c.args[0].input.Key);
+    expect(deletes.filter((k) => k === transfer)).toHaveLength(1);
+  });
+
+  it('turns a failed cleanup into a warning, never a lost outcome', async () => {
+    seedTransfer();
+    s3.mock.on(ListObjectsV2Command).rejects(
+      new S3ServiceException({
+        name: 'AccessDenied',
+        $fault: 'client',
+        $metadata: {},
+        message: 'Access Denied',
+      }),
+    );
+
+    const result = await run(restoreReplaced());
+
+    expect(result).toMatchObject({ succeeded: true, outcome: 'replaced' });
+    expect(record().warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^could not delete the certificate transfer under s3://${BUCKET}/tls/${EXECUTION_NAME}/ \\(AccessDenied: Access Denied\\)`,
+        ),
+      ),
+    ]);
+    expect(outcomeMessages()).toHaveLength(1);
+  });
+
+  it('does not look for transfers in the other modes', async () => {
+    await run(replaced());
+    await run({
+      ...replaced(),
+      ...makeState(makeTarget({ tls: { mode: 'none' } })),
+      execution: { ...replaced().execution, name: 'web-none' },
+    });
+
+    expect(s3.mock).toHaveReceivedCommandTimes(ListObjectsV2Command, 0);
+  });
+
+  it('records the certificate an http-01 run obtained, for the rate-limit guard', async () => {
+    const before = Date.now();
+    await run({
+      ...replaced(),
+      certificate: { command: { commandId: 'c', instanceId: CANDIDATE_ID }, result: success },
+    });
+
+    expect(record().certificate).toEqual({
+      issued: true,
+      names: ['www.example.com'],
+      at: expect.any(String),
+    });
+    expect(Date.parse(record().certificate.at)).toBeGreaterThanOrEqual(before);
+    expect(record().plan.tlsMode).toBe('http-01');
+  });
+
+  it('records the certificate of a dns-01 run once Prepare succeeded, even if the run then rolled back', async () => {
+    const dns01 = makeState(
+      makeTarget({ tls: { mode: 'dns-01', email: 'ops@example.com', hostedZoneId: 'Z0123456789ABC' } }),
+    );
+
+    await run({
+      ...rolledBack(),
+      ...dns01,
+      rollback: rolledBack().rollback,
+      prepare: { command: {}, result: success },
+    });
+
+    expect(record()).toMatchObject({
+      outcome: 'rolled-back',
+      certificate: { issued: true, names: ['www.example.com'] },
+    });
+  });
+
+  it.each([
+    ['http-01 whose certbot command did not succeed', makeTarget(), { certificate: { command: {} } }],
+    [
+      'dns-01 whose prepare did not succeed',
+      makeTarget({ tls: { mode: 'dns-01', email: 'ops@example.com', hostedZoneId: 'Z0123456789ABC' } }),
+      { prepare: { command: {} } },
+    ],
+    [
+      'restore, which requests nothing',
+      makeTarget({ tls: { mode: 'restore' } }),
+      { prepare: { result: success } },
+    ],
+    ['none', makeTarget({ tls: { mode: 'none' } }), { prepare: { result: success } }],
+  ])('records no issuance for %s', async (_label, target, extra) => {
+    await run({ ...replaced(), ...makeState(target), ...extra });
+
+    expect(record()).not.toHaveProperty('certificate');
   });
 });

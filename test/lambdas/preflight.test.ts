@@ -1,3 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   CreateTagsCommand,
   DescribeAddressesCommand,
@@ -8,13 +14,31 @@ import {
   DescribeVpcEndpointsCommand,
   EC2Client,
 } from '@aws-sdk/client-ec2';
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { preflight } from '../../lambdas/preflight/preflight';
+import {
+  effectiveTlsMode,
+  preflight,
+  recentIssuances,
+  servedCertificate,
+} from '../../lambdas/preflight/preflight';
 import { createClients } from '../../lambdas/shared/clients';
 import type { TargetConfig } from '../../lambdas/shared/config';
+import {
+  addConnectHook,
+  addTrustedCa,
+  type ConnectHook,
+  type ProbeResponse,
+  removeConnectHook,
+} from '../../lambdas/shared/http';
 import { awsError, lambdaContext, s3Body } from '../fixtures/aws';
 import {
   ALLOCATION_ID,
@@ -443,5 +467,319 @@ describe('preflight handler', () => {
     const { handler } = await import('../../lambdas/preflight/handler');
     const plan = await handler({ input: { target: 'web' }, execution }, lambdaContext('preflight'));
     expect(plan).toMatchObject({ action: 'replace', lock: { owner: EXECUTION_ARN } });
+  });
+});
+
+// TLS continuity (issue 4): the effective mode and the Let's Encrypt rate-limit guard.
+
+/** A self-signed certificate for `name`, trusted by the probe like a real CA's. */
+const certificateFor = (name: string, days: number) => {
+  const dir = mkdtempSync(join(tmpdir(), 'preflight-tls-'));
+  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      String(days),
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      `subjectAltName=DNS:${name}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  const pems = { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
+  addTrustedCa(pems.cert);
+  return pems;
+};
+
+/** The old box serving HTTPS with `pems` on the EIP, in place of the plain-HTTP site. */
+const serveHttps = async (pems: { key: string; cert: string }, status = 200): Promise<Site> => {
+  await site.close();
+  const requests: { host?: string; path?: string }[] = [];
+  const server = https.createServer(pems, (req, res) => {
+    requests.push({ ...(req.headers.host ? { host: req.headers.host } : {}), path: req.url ?? '' });
+    res.writeHead(status, { 'content-type': 'text/plain' });
+    res.end('ok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const hook: ConnectHook = (host) => (host === PUBLIC_IP ? { host: '127.0.0.1', port } : undefined);
+  addConnectHook(hook);
+  return {
+    status,
+    statuses: [],
+    requests,
+    close: async () => {
+      removeConnectHook(hook);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+};
+
+describe('preflight TLS mode', () => {
+  const withTls = (tls: Record<string, unknown>, health: Record<string, unknown> = {}) =>
+    seed(
+      targetConfig({
+        tls,
+        health: { path: '/healthz', intervalSeconds: 1, requestTimeoutSeconds: 2, ...health },
+      }),
+    );
+
+  it('defaults to restore when the old box serves a valid certificate for the domain', async () => {
+    site = await serveHttps(certificateFor('www.example.com', 90));
+    withTls({});
+
+    const plan = await run();
+
+    expect(plan.target.tls.mode).toBe('restore');
+    expect(plan.baseline).toMatchObject({ healthy: true, status: 200 });
+    expect(site.requests).toEqual([{ host: 'www.example.com', path: '/healthz' }]);
+  });
+
+  it('still restores the certificate of a box whose app is down (the certificate is what moves)', async () => {
+    site = await serveHttps(certificateFor('www.example.com', 90), 503);
+    withTls({});
+
+    const plan = await run();
+
+    expect(plan.target.tls.mode).toBe('restore');
+    expect(plan.baseline.healthy).toBe(false);
+  });
+
+  it('refuses an unset mode when the old box serves no HTTPS, naming tls.mode and the fix', async () => {
+    withTls({});
+
+    await expect(run()).rejects.toMatchObject({
+      name: 'PreflightRefused',
+      field: 'tls.mode',
+      message: expect.stringMatching(
+        /^tls\.mode is not set and the old box i-\w+ does not serve a valid certificate for www\.example\.com \(.+\), so there is nothing to restore: set tls\.mode to "dns-01" .*"http-01" .*"none"/,
+      ),
+    });
+    expectNothingMutated();
+  });
+
+  it('refuses an unset mode when the served certificate is for another name', async () => {
+    site = await serveHttps(certificateFor('other.example.com', 90));
+    withTls({});
+
+    await expect(run()).rejects.toMatchObject({
+      field: 'tls.mode',
+      message: expect.stringContaining("does not match certificate's altnames"),
+    });
+    expectNothingMutated();
+  });
+
+  it('refuses restore when the certificate expires within certificateMinDaysLeft, saying how to renew it', async () => {
+    site = await serveHttps(certificateFor('www.example.com', 5));
+    withTls({ mode: 'restore' }, { certificateMinDaysLeft: 14 });
+
+    await expect(run()).rejects.toMatchObject({
+      name: 'PreflightRefused',
+      field: 'tls.mode',
+      message: expect.stringMatching(
+        /^tls\.mode is "restore" but .*its certificate expires in [45]\.\d days, within health\.certificateMinDaysLeft \(14\)\): renew it on the old box \(certbot renew\)/,
+      ),
+    });
+    expectNothingMutated();
+  });
+
+  it('keeps an explicit restore when the certificate is valid', async () => {
+    site = await serveHttps(certificateFor('www.example.com', 90));
+    withTls({ mode: 'restore' });
+
+    await expect(run()).resolves.toMatchObject({ target: { tls: { mode: 'restore' } } });
+  });
+
+  it('keeps none, http-01 and dns-01 as configured, whatever the old box serves', () => {
+    const down: ProbeResponse = { ok: false, error: 'connect ECONNREFUSED' };
+    for (const tls of [
+      { mode: 'none' },
+      { mode: 'http-01', email: 'ops@example.com' },
+      { mode: 'dns-01', email: 'ops@example.com', hostedZoneId: 'Z0123456789ABC' },
+    ]) {
+      expect(effectiveTlsMode(targetConfig({ tls }), OLD_INSTANCE_ID, down)).toBe(tls.mode);
+    }
+  });
+
+  it('judges the served certificate by the handshake and the days left, not by the app status', () => {
+    const target = targetConfig({ tls: {}, health: { certificateMinDaysLeft: 14 } });
+    expect(servedCertificate(target, { ok: true, status: 500, certificateDaysLeft: 30 })).toMatchObject({
+      valid: true,
+    });
+    expect(servedCertificate(target, { ok: true, status: 200, certificateDaysLeft: 13.9 })).toMatchObject({
+      valid: false,
+    });
+    expect(servedCertificate(target, { ok: true, status: 200 })).toMatchObject({ valid: false });
+    expect(servedCertificate(target, { ok: false, error: 'self-signed certificate' })).toEqual({
+      valid: false,
+      detail: 'self-signed certificate',
+    });
+  });
+});
+
+describe("preflight Let's Encrypt rate-limit guard", () => {
+  const refusalOf = async (): Promise<Error & { field?: string }> => {
+    try {
+      await run();
+    } catch (error) {
+      return error as Error;
+    }
+    throw new Error('expected preflight to refuse');
+  };
+  const DAY = 86_400_000;
+  const http01 = () =>
+    seed(targetConfig({ tls: { mode: 'http-01', email: 'ops@example.com' }, health: { path: '/healthz' } }));
+  /** Run records of the web target: `at` days ago, written `written` days ago, for `names`. */
+  const records = (
+    list: { at: number; written?: number; names?: string[]; issued?: boolean }[],
+    extra: { Key: string; LastModified: Date; body: string }[] = [],
+  ) => {
+    const now = Date.now();
+    const objects = [
+      ...list.map((r, i) => ({
+        Key: `runs/web/web-run-${i}.json`,
+        LastModified: new Date(now - (r.written ?? r.at) * DAY),
+        body: JSON.stringify({
+          outcome: 'replaced',
+          certificate: {
+            issued: r.issued ?? true,
+            names: r.names ?? ['www.example.com'],
+            at: new Date(now - r.at * DAY).toISOString(),
+          },
+        }),
+      })),
+      ...extra,
+    ];
+    s3.on(ListObjectsV2Command, { Prefix: 'runs/web/' }).resolves({
+      Contents: objects.map(({ Key, LastModified }) => ({ Key, LastModified })),
+    });
+    for (const o of objects) s3.on(GetObjectCommand, { Key: o.Key }).resolves({ Body: s3Body(o.body) });
+    return objects;
+  };
+
+  it('refuses the sixth issuance for the same name within 7 days, naming when the window frees up', async () => {
+    http01();
+    const now = Date.now();
+    records([{ at: 6 }, { at: 5 }, { at: 3 }, { at: 2 }, { at: 1 }]);
+
+    const refusal = await refusalOf();
+
+    expect(refusal).toMatchObject({ name: 'PreflightRefused', field: 'tls.mode' });
+    const frees = /window frees up at (\S+):/.exec(refusal.message)?.[1] ?? '';
+    // The oldest of the five leaves the window 7 days after it was issued, i.e. in about a day.
+    expect(Math.abs(Date.parse(frees) - (now + DAY))).toBeLessThan(60_000);
+    expect(refusal.message).toContain('show 5 issued for exactly these names in the last 7 days');
+    expect(refusal.message).toContain('tls.mode to "restore"');
+    expectNothingMutated();
+  });
+
+  it('with more than five, names when enough have left for one more to fit', async () => {
+    http01();
+    const now = Date.now();
+    records([{ at: 6.5 }, { at: 6 }, { at: 5 }, { at: 4 }, { at: 2 }, { at: 1 }]);
+
+    const refusal = await refusalOf();
+
+    const frees = /window frees up at (\S+):/.exec(refusal.message)?.[1] ?? '';
+    // 6 in the window: the two oldest must leave; the second one does 7 days after 6 days ago.
+    expect(Math.abs(Date.parse(frees) - (now + DAY))).toBeLessThan(60_000);
+  });
+
+  it('lets the fifth through, and does not count older issuances, other name sets or runs that issued nothing', async () => {
+    http01();
+    const objects = records(
+      [
+        { at: 6 },
+        { at: 3 },
+        { at: 2 },
+        { at: 1 },
+        { at: 8, written: 8 },
+        { at: 2, names: ['www.example.com', 'example.com'] },
+        { at: 1, issued: false },
+      ],
+      [{ Key: 'runs/web/garbled.json', LastModified: new Date(), body: '{not json' }],
+    );
+
+    await expect(run()).resolves.toMatchObject({ action: 'replace', target: { tls: { mode: 'http-01' } } });
+    // A record written before the window cannot report an issuance inside it: it is not even read.
+    expect(s3).not.toHaveReceivedCommandWith(GetObjectCommand, { Key: objects[4]?.Key });
+    expect(s3).toHaveReceivedCommandWith(GetObjectCommand, { Key: objects[5]?.Key });
+  });
+
+  it('guards dns-01 too, and checks a dry run the same way without mutating anything', async () => {
+    seed(
+      targetConfig({
+        tls: { mode: 'dns-01', email: 'ops@example.com', hostedZoneId: 'Z0123456789ABC' },
+        health: { path: '/healthz' },
+      }),
+    );
+    records([{ at: 6 }, { at: 5 }, { at: 3 }, { at: 2 }, { at: 1 }]);
+
+    await expect(run({ target: 'web', dryRun: true })).rejects.toMatchObject({
+      name: 'PreflightRefused',
+      field: 'tls.mode',
+      message: expect.stringContaining('tls.mode "dns-01" would request a certificate for www.example.com'),
+    });
+    expectNothingMutated();
+  });
+
+  it('never reads the run records in restore or none mode: no certificate is requested there', async () => {
+    records([{ at: 6 }, { at: 5 }, { at: 3 }, { at: 2 }, { at: 1 }]);
+    await expect(run()).resolves.toMatchObject({ target: { tls: { mode: 'none' } } });
+
+    site = await serveHttps(certificateFor('www.example.com', 90));
+    seed(targetConfig({ tls: { mode: 'restore' }, health: { path: '/healthz' } }));
+    await expect(run()).resolves.toMatchObject({ target: { tls: { mode: 'restore' } } });
+
+    expect(s3).toHaveReceivedCommandTimes(ListObjectsV2Command, 0);
+  });
+
+  it('does not guard a no-op: nothing will be issued', async () => {
+    http01();
+    records([{ at: 6 }, { at: 5 }, { at: 3 }, { at: 2 }, { at: 1 }]);
+    ssm.on(GetParameterCommand, { Name: '/golden/web/ami' }).resolves({ Parameter: { Value: OLD_IMAGE_ID } });
+    const images = ec2Fixtures.images();
+    const image = images.Images?.[0];
+    if (image) image.ImageId = OLD_IMAGE_ID;
+    ec2.on(DescribeImagesCommand).resolves(images);
+
+    await expect(run()).resolves.toMatchObject({ action: 'no-op' });
+  });
+
+  it('pages through the listing and retries throttling as Transient', async () => {
+    http01();
+    s3.on(ListObjectsV2Command)
+      .resolvesOnce({ Contents: [], IsTruncated: true, NextContinuationToken: 'page-2' })
+      .rejectsOnce(awsError('SlowDown', 'Please reduce your request rate.', 503));
+
+    await expect(run()).rejects.toMatchObject({ name: 'Transient' });
+    expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { ContinuationToken: 'page-2' });
+    expectNothingMutated();
+  });
+
+  it('counts from the records alone (recentIssuances), regardless of listing order', async () => {
+    const now = Date.now();
+    records([{ at: 1 }, { at: 5 }, { at: 3 }]);
+    const times = await recentIssuances(
+      createClients().s3,
+      'understudy-runs',
+      'web',
+      ['www.example.com'],
+      now,
+    );
+    expect(times.map((t) => Math.round((now - t) / DAY))).toEqual([5, 3, 1]);
   });
 });

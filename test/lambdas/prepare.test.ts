@@ -1,6 +1,6 @@
 import 'aws-sdk-client-mock-jest';
-import { readdirSync } from 'node:fs';
-import { GetObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
+import { existsSync, readdirSync } from 'node:fs';
+import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import {
   DescribeInstanceInformationCommand,
   InvalidInstanceId,
@@ -11,11 +11,21 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { handler } from '../../lambdas/prepare/handler';
-import { localCheckCommands, prepare, prepareScript, tlsCommands } from '../../lambdas/prepare/prepare';
+import {
+  dns01Commands,
+  localCheckCommands,
+  prepare,
+  prepareScript,
+  restoreCommands,
+  tlsCommands,
+} from '../../lambdas/prepare/prepare';
 import { createClients } from '../../lambdas/shared/clients';
 import { commandComment } from '../../lambdas/shared/commands';
+import type { TargetConfig } from '../../lambdas/shared/config';
 import { runKeys } from '../../lambdas/shared/constants';
+import { localTlsCheckCommands, transferKey } from '../../lambdas/shared/tls';
 import {
+  BUCKET,
   CANDIDATE_ID,
   EXECUTION_ARN,
   EXECUTION_NAME,
@@ -23,12 +33,15 @@ import {
   lambdaContext,
   makeState,
   makeTarget,
+  recordedCalls,
+  recorder,
   runScript,
   ssmReadyToSend,
 } from './ssm-steps.fixture';
 
 const ssm = mockClient(SSMClient);
 let s3: ReturnType<typeof fakeS3>;
+const ENV = { runsBucket: BUCKET };
 
 beforeEach(() => {
   ssm.reset();
@@ -39,7 +52,11 @@ beforeEach(() => {
 
 describe('prepare', () => {
   it("sends the local app check once, with the site's Host header, as AWS-RunShellScript", async () => {
-    const result = await prepare(createClients(), makeState(makeTarget({ health: { path: '/healthz' } })));
+    const result = await prepare(
+      createClients(),
+      ENV,
+      makeState(makeTarget({ health: { path: '/healthz' } })),
+    );
 
     expect(result).toEqual({ command: { commandId: 'cmd-new', instanceId: CANDIDATE_ID } });
     expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
@@ -62,7 +79,7 @@ describe('prepare', () => {
   it('renews the target lock before it acts', async () => {
     const before = s3.objects.get(runKeys.lock('web'))?.etag;
 
-    await prepare(createClients(), makeState());
+    await prepare(createClients(), ENV, makeState());
 
     expect(s3.objects.get(runKeys.lock('web'))?.etag).not.toBe(before);
     expect(JSON.parse(s3.objects.get(runKeys.lock('web'))?.text ?? '{}').owner).toBe(EXECUTION_ARN);
@@ -71,7 +88,7 @@ describe('prepare', () => {
   it('stops with LockLost and sends nothing when another execution holds the lock', async () => {
     s3.seedLock('arn:aws:states:eu-west-1:111122223333:execution:understudy-replace:other', 'other');
 
-    await expect(prepare(createClients(), makeState())).rejects.toMatchObject({ name: 'LockLost' });
+    await expect(prepare(createClients(), ENV, makeState())).rejects.toMatchObject({ name: 'LockLost' });
     expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 0);
   });
 
@@ -85,7 +102,7 @@ describe('prepare', () => {
       }),
     );
 
-    await expect(prepare(createClients(), makeState())).rejects.toMatchObject({ name: 'Transient' });
+    await expect(prepare(createClients(), ENV, makeState())).rejects.toMatchObject({ name: 'Transient' });
     expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 0);
   });
 
@@ -97,7 +114,7 @@ describe('prepare', () => {
       ],
     });
 
-    const result = await prepare(createClients(), makeState());
+    const result = await prepare(createClients(), ENV, makeState());
 
     expect(result.command.commandId).toBe('cmd-earlier');
     expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 0);
@@ -112,7 +129,7 @@ describe('prepare', () => {
         Commands: [{ CommandId: 'cmd-earlier', Comment: `understudy:${EXECUTION_NAME}:prepare` }],
       });
 
-    const result = await prepare(createClients(), makeState());
+    const result = await prepare(createClients(), ENV, makeState());
 
     expect(result.command.commandId).toBe('cmd-earlier');
     expect(ssm).toHaveReceivedCommandWith(ListCommandsCommand, { NextToken: 'page-2' });
@@ -125,7 +142,7 @@ describe('prepare', () => {
   ])('polls with AgentNotOnline while the SSM agent is %s', async (_label, list) => {
     ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: list });
 
-    await expect(prepare(createClients(), makeState())).rejects.toMatchObject({
+    await expect(prepare(createClients(), ENV, makeState())).rejects.toMatchObject({
       name: 'AgentNotOnline',
       message: expect.stringContaining(CANDIDATE_ID),
     });
@@ -137,7 +154,9 @@ describe('prepare', () => {
       .on(SendCommandCommand)
       .rejects(new InvalidInstanceId({ message: 'Instances not in a valid state', $metadata: {} }));
 
-    await expect(prepare(createClients(), makeState())).rejects.toMatchObject({ name: 'AgentNotOnline' });
+    await expect(prepare(createClients(), ENV, makeState())).rejects.toMatchObject({
+      name: 'AgentNotOnline',
+    });
   });
 
   it('surfaces throttling as Transient for the state machine to retry', async () => {
@@ -150,7 +169,7 @@ describe('prepare', () => {
       }),
     );
 
-    await expect(prepare(createClients(), makeState())).rejects.toMatchObject({ name: 'Transient' });
+    await expect(prepare(createClients(), ENV, makeState())).rejects.toMatchObject({ name: 'Transient' });
   });
 
   it('fails with CommandFailed naming the call when SSM refuses the command', async () => {
@@ -163,13 +182,14 @@ describe('prepare', () => {
       }),
     );
 
-    await expect(prepare(createClients(), makeState())).rejects.toMatchObject({
+    await expect(prepare(createClients(), ENV, makeState())).rejects.toMatchObject({
       name: 'CommandFailed',
       message: expect.stringMatching(/SendCommand for i-0b.*InvalidDocument/),
     });
   });
 
   it('runs end to end through the Lambda handler', async () => {
+    process.env.RUNS_BUCKET = BUCKET;
     const result = await handler(makeState(), lambdaContext());
 
     expect(result).toEqual({ command: { commandId: 'cmd-new', instanceId: CANDIDATE_ID } });
@@ -247,5 +267,327 @@ describe('commandComment', () => {
     expect(a.length).toBeLessThanOrEqual(100);
     expect(a).not.toBe(b);
     expect(a.endsWith(':certificate')).toBe(true);
+  });
+});
+
+// restore and dns-01 (issue 4): TLS on the new box before the switch.
+
+const KEY = transferKey({ name: EXECUTION_NAME, arn: EXECUTION_ARN });
+const restoreTarget = () => makeTarget({ tls: { mode: 'restore' }, health: { path: '/healthz' } });
+const dns01Target = () =>
+  makeTarget({
+    tls: { mode: 'dns-01', email: 'ops@example.com', hostedZoneId: 'Z0123456789ABCDEFGHIJ' },
+    health: { path: '/healthz' },
+  });
+const packResult = (key = KEY) => ({
+  command: { commandId: 'cmd-pack', instanceId: 'i-0aaaaaaaaaaaaaaa1' },
+  transferKey: key,
+  result: { status: 'Success', output: '' },
+});
+const restoreState = (key = KEY) => ({ ...makeState(restoreTarget()), pack: packResult(key) });
+// Presigning needs credentials; the mock replaces `send` on every S3Client, so these never leave the test.
+const signingClients = () => ({
+  ...createClients(),
+  s3: new S3Client({
+    region: 'eu-west-1',
+    credentials: {
+      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    },
+  }),
+});
+const sentCommands = (): string[] =>
+  ssm.commandCalls(SendCommandCommand)[0]?.args[0].input.Parameters?.commands ?? [];
+
+const TLS_CHECK = [
+  "curl -fsS --max-time 10 --resolve 'www.example.com:443:127.0.0.1' -o /dev/null 'https://www.example.com/healthz' || { echo 'local TLS check failed: nginx on this box did not answer https://www.example.com/healthz with a certificate valid for www.example.com' >&2; exit 1; }",
+  "openssl x509 -checkend 1209600 -noout -in '/etc/letsencrypt/live/www.example.com/fullchain.pem' || { echo 'local TLS check failed: the certificate in /etc/letsencrypt/live/www.example.com/fullchain.pem expires within 14 days (health.certificateMinDaysLeft)' >&2; exit 1; }",
+];
+const APP_CHECK = "curl -fsS --max-time 10 -H 'Host: www.example.com' 'http://127.0.0.1/healthz'";
+
+describe('prepare in restore mode', () => {
+  it("fetches the pack step's transfer, installs it with certbot, reloads nginx, then runs the TLS and app checks", async () => {
+    const result = await prepare(signingClients(), ENV, restoreState());
+
+    expect(result).toEqual({ command: { commandId: 'cmd-new', instanceId: CANDIDATE_ID } });
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      InstanceIds: [CANDIDATE_ID],
+      Comment: `understudy:${EXECUTION_NAME}:prepare`,
+    });
+    const lines = sentCommands();
+    const download = lines[5] ?? '';
+    expect(download).toMatch(/^curl -fsS --max-time 60 -o "\$transfer" 'https:\/\/[^']+'$/);
+    expect(lines).toEqual([
+      '#!/bin/bash',
+      'set -euo pipefail',
+      'umask 077',
+      'transfer="$(mktemp)"',
+      `trap 'rm -f "$transfer"' EXIT`,
+      download,
+      'mkdir -p /etc/letsencrypt',
+      'tar -C /etc/letsencrypt -xzf "$transfer"',
+      "certbot install --nginx --cert-name 'www.example.com' --non-interactive",
+      'nginx -t',
+      'systemctl reload nginx',
+      ...TLS_CHECK,
+      APP_CHECK,
+    ]);
+  });
+
+  it('downloads through a GET URL for exactly the transfer key, valid 300 s, without checksum parameters', async () => {
+    await prepare(signingClients(), ENV, restoreState());
+
+    const url = new URL(/'(https:[^']+)'$/.exec(sentCommands()[5] ?? '')?.[1] ?? 'https://missing');
+    expect(`${url.host}${url.pathname}`).toBe(`${BUCKET}.s3.eu-west-1.amazonaws.com/${KEY}`);
+    expect(url.searchParams.get('X-Amz-Expires')).toBe('300');
+    expect(url.searchParams.get('x-id')).toBe('GetObject');
+    expect([...url.searchParams.keys()].filter((k) => k.toLowerCase().includes('checksum'))).toEqual([]);
+  });
+
+  it('refuses a restore without the pack result, before the lock or SSM is touched', async () => {
+    const { pack: _pack, ...withoutPack } = restoreState();
+    const before = s3.objects.get(runKeys.lock('web'))?.etag;
+
+    await expect(prepare(signingClients(), ENV, withoutPack)).rejects.toMatchObject({
+      name: 'InvalidInput',
+      field: 'pack',
+    });
+    expect(ssm.calls()).toHaveLength(0);
+    expect(s3.objects.get(runKeys.lock('web'))?.etag).toBe(before);
+  });
+
+  it("refuses a transfer key outside this execution's prefix, so a forged state cannot fetch another run's key", async () => {
+    await expect(
+      prepare(signingClients(), ENV, restoreState('tls/another-run/0123456789abcdef.tar.gz')),
+    ).rejects.toMatchObject({ name: 'InvalidInput', field: 'pack.transferKey' });
+    expect(ssm.calls()).toHaveLength(0);
+  });
+
+  it('refuses at the boundary a pack result whose key is not under tls/', async () => {
+    process.env.RUNS_BUCKET = BUCKET;
+    await expect(handler(restoreState('locks/web.json'), lambdaContext())).rejects.toMatchObject({
+      name: 'InvalidInput',
+      message: expect.stringContaining('event.pack.transferKey'),
+    });
+  });
+});
+
+describe('prepare in dns-01 mode', () => {
+  it('runs certbot with the Route 53 plugin before the switch, then the TLS and app checks', async () => {
+    await prepare(createClients(), ENV, makeState(dns01Target()));
+
+    expect(sentCommands()).toEqual([
+      '#!/bin/bash',
+      'set -euo pipefail',
+      "certbot run -a dns-route53 -i nginx -d 'www.example.com' --non-interactive --agree-tos -m 'ops@example.com' --keep-until-expiring",
+      'nginx -t',
+      'systemctl reload nginx',
+      ...TLS_CHECK,
+      APP_CHECK,
+    ]);
+  });
+});
+
+describe('the TLS scripts', () => {
+  const hostile = `x'; touch pwned; echo '$(touch pwned2)`;
+
+  it('restore: every value is one single-quoted word', () => {
+    const target = { ...restoreTarget(), domain: hostile };
+    const url = "https://h/k?a='b'&c=$(d)";
+
+    expect(restoreCommands(target, url)).toEqual([
+      'umask 077',
+      'transfer="$(mktemp)"',
+      `trap 'rm -f "$transfer"' EXIT`,
+      `curl -fsS --max-time 60 -o "$transfer" 'https://h/k?a='\\''b'\\''&c=$(d)'`,
+      'mkdir -p /etc/letsencrypt',
+      'tar -C /etc/letsencrypt -xzf "$transfer"',
+      `certbot install --nginx --cert-name 'x'\\''; touch pwned; echo '\\''$(touch pwned2)' --non-interactive`,
+      'nginx -t',
+      'systemctl reload nginx',
+    ]);
+  });
+
+  it('dns-01: the domain and the e-mail are single-quoted words', () => {
+    const target = {
+      ...dns01Target(),
+      domain: hostile,
+      tls: { ...dns01Target().tls, email: "o'hara@example.com" },
+    };
+
+    expect(dns01Commands(target)).toEqual([
+      `certbot run -a dns-route53 -i nginx -d 'x'\\''; touch pwned; echo '\\''$(touch pwned2)' --non-interactive --agree-tos -m 'o'\\''hara@example.com' --keep-until-expiring`,
+      'nginx -t',
+      'systemctl reload nginx',
+    ]);
+  });
+
+  it('dns-01 without an e-mail is refused, naming the field', () => {
+    const target = { ...dns01Target(), tls: { mode: 'dns-01' as const, hostedZoneId: 'Z0123456789ABC' } };
+    expect(() => dns01Commands(target)).toThrow(expect.objectContaining({ field: 'run.target.tls.email' }));
+  });
+
+  it('the local TLS check pins the domain to loopback, and holds the certificate to certificateMinDaysLeft', () => {
+    expect(localTlsCheckCommands(restoreTarget())).toEqual(TLS_CHECK);
+    const lax = makeTarget({ tls: { mode: 'restore' }, health: { path: '/', certificateMinDaysLeft: 0 } });
+    expect(localTlsCheckCommands(lax)[1]).toMatch(/^openssl x509 -checkend 0 -noout -in /);
+  });
+
+  it('the local TLS check quotes the domain and the path', () => {
+    const [curl, openssl] = localTlsCheckCommands({ ...restoreTarget(), domain: hostile });
+    expect(curl).toMatch(
+      /^curl -fsS --max-time 10 --resolve 'x'\\''; touch pwned; echo '\\''\$\(touch pwned2\):443:127\.0\.0\.1' -o \/dev\/null 'https:\/\/x'\\''; /,
+    );
+    expect(openssl).toMatch(
+      /-in '\/etc\/letsencrypt\/live\/x'\\''; touch pwned; echo '\\''\$\(touch pwned2\)\/fullchain\.pem' \|\| /,
+    );
+  });
+
+  it('a mode preflight did not resolve, or restore without a transfer, is refused', () => {
+    const unresolved: TargetConfig = { ...restoreTarget(), tls: {} };
+    expect(() => tlsCommands(unresolved)).toThrow(expect.objectContaining({ field: 'run.target.tls.mode' }));
+    expect(() => tlsCommands(restoreTarget())).toThrow(expect.objectContaining({ field: 'pack' }));
+  });
+});
+
+describe('the TLS scripts, run', () => {
+  /** curl: writes the download, answers the app check with `ok`, and exits `tlsExit` for the TLS check. */
+  const curl = (tlsExit = 0) =>
+    recorder(
+      `case " $* " in *" --resolve "*) exit ${tlsExit};; esac
+for a; do [ "$prev" = -o ] && [ "$a" != /dev/null ] && echo transfer > "$a"; prev="$a"; done
+echo ok`,
+    );
+  const standIns = (overrides: Record<string, string> = {}) => ({
+    curl: curl(),
+    mkdir: recorder(),
+    tar: recorder(),
+    certbot: recorder(),
+    nginx: recorder(),
+    systemctl: recorder(),
+    openssl: recorder(),
+    ...overrides,
+  });
+  const URL_WITH_QUERY =
+    'https://runs.s3.eu-west-1.amazonaws.com/tls/e/k.tar.gz?X-Amz-Signature=abc&x-id=GetObject';
+
+  it('restore runs every step in order with the exact arguments, and removes the transfer file', async () => {
+    const run = await runScript(prepareScript(restoreTarget(), URL_WITH_QUERY), standIns());
+
+    expect(run.code).toBe(0);
+    const calls = recordedCalls(run.dir);
+    const file = calls[0]?.args[4] ?? '';
+    expect(calls).toEqual([
+      { command: 'curl', args: ['-fsS', '--max-time', '60', '-o', file, URL_WITH_QUERY] },
+      { command: 'mkdir', args: ['-p', '/etc/letsencrypt'] },
+      { command: 'tar', args: ['-C', '/etc/letsencrypt', '-xzf', file] },
+      {
+        command: 'certbot',
+        args: ['install', '--nginx', '--cert-name', 'www.example.com', '--non-interactive'],
+      },
+      { command: 'nginx', args: ['-t'] },
+      { command: 'systemctl', args: ['reload', 'nginx'] },
+      {
+        command: 'curl',
+        args: [
+          '-fsS',
+          '--max-time',
+          '10',
+          '--resolve',
+          'www.example.com:443:127.0.0.1',
+          '-o',
+          '/dev/null',
+          'https://www.example.com/healthz',
+        ],
+      },
+      {
+        command: 'openssl',
+        args: [
+          'x509',
+          '-checkend',
+          '1209600',
+          '-noout',
+          '-in',
+          '/etc/letsencrypt/live/www.example.com/fullchain.pem',
+        ],
+      },
+      {
+        command: 'curl',
+        args: ['-fsS', '--max-time', '10', '-H', 'Host: www.example.com', 'http://127.0.0.1/healthz'],
+      },
+    ]);
+    expect(file).not.toBe('');
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('stops with a one-line reason when nginx does not serve a verified certificate locally', async () => {
+    const run = await runScript(prepareScript(restoreTarget(), URL_WITH_QUERY), standIns({ curl: curl(60) }));
+
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim()).toBe(
+      'local TLS check failed: nginx on this box did not answer https://www.example.com/healthz with a certificate valid for www.example.com',
+    );
+    expect(recordedCalls(run.dir).map((c) => c.command)).not.toContain('openssl');
+  });
+
+  it('stops with a one-line reason when the certificate expires within the margin', async () => {
+    const run = await runScript(
+      prepareScript(dns01Target()),
+      standIns({ openssl: recorder("echo 'Certificate will expire'; exit 1") }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('expires within 14 days (health.certificateMinDaysLeft)');
+    // The app check after it never runs.
+    expect(recordedCalls(run.dir).filter((c) => c.command === 'curl')).toHaveLength(1);
+  });
+
+  it('dns-01: a certbot failure (Route 53 refused) stops the script before nginx is touched', async () => {
+    const run = await runScript(
+      prepareScript(dns01Target()),
+      standIns({
+        certbot: recorder(
+          "echo 'An error occurred (AccessDenied) when calling ChangeResourceRecordSets' >&2; exit 1",
+        ),
+      }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('AccessDenied');
+    expect(recordedCalls(run.dir).map((c) => c.command)).toEqual(['certbot']);
+  });
+
+  it('runs nothing from a hostile domain, e-mail or URL: each arrives as one literal argument', async () => {
+    const domain = `x'; touch pwned; echo '$(touch pwned2)`;
+    const url = `https://h/?a='$(touch pwned3)'&b=\`touch pwned4\``;
+    const restore = await runScript(prepareScript({ ...restoreTarget(), domain }, url), standIns());
+    const target = {
+      ...dns01Target(),
+      domain,
+      tls: { ...dns01Target().tls, email: "o'$(touch pwned5)@x.io" },
+    };
+    const dns01 = await runScript(prepareScript(target), standIns());
+
+    for (const run of [restore, dns01]) {
+      expect(run.code).toBe(0);
+      expect(readdirSync(run.dir)).toEqual([]);
+    }
+    const restoreCalls = recordedCalls(restore.dir);
+    expect(restoreCalls[0]?.args.at(-1)).toBe(url);
+    expect(restoreCalls.find((c) => c.command === 'certbot')?.args[3]).toBe(domain);
+    expect(recordedCalls(dns01.dir)[0]?.args).toEqual([
+      'run',
+      '-a',
+      'dns-route53',
+      '-i',
+      'nginx',
+      '-d',
+      domain,
+      '--non-interactive',
+      '--agree-tos',
+      '-m',
+      "o'$(touch pwned5)@x.io",
+      '--keep-until-expiring',
+    ]);
   });
 });

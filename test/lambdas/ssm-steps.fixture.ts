@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  ListObjectsV2Command,
   NoSuchKey,
   PutObjectCommand,
   S3Client,
@@ -133,6 +134,14 @@ export const fakeS3 = () => {
     objects.delete(input.Key);
     return {};
   });
+  // One page: these buckets hold a handful of keys.
+  mock.on(ListObjectsV2Command).callsFake((input: { Prefix?: string }) => ({
+    Contents: [...objects.keys()]
+      .filter((key) => key.startsWith(input.Prefix ?? ''))
+      .sort()
+      .map((Key) => ({ Key, LastModified: new Date() })),
+    IsTruncated: false,
+  }));
   /** Puts `text` (a lock body by default) at the target's lock key, as a new version. */
   const seedLock = (
     owner = EXECUTION_ARN,
@@ -298,4 +307,29 @@ export const captureLogs = () => {
       err.mockRestore();
     },
   };
+};
+
+/**
+ * A stand-in that records its name and exact arguments (NUL-separated, so quotes, spaces and newlines
+ * survive), then runs `then` (bash) for its effect or exit status.
+ */
+export const recorder = (then = '') =>
+  `printf '%s\\0' "$(basename "$0")" "$#" "$@" >> "$STANDIN_LOG"\n${then}`;
+
+/** The calls the recorders of one `runScript` saw, in order. */
+export const recordedCalls = (workDir: string): { command: string; args: string[] }[] => {
+  let fields: string[];
+  try {
+    fields = readFileSync(join(workDir, '..', 'calls.log'), 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+  const calls: { command: string; args: string[] }[] = [];
+  for (let i = 0; i + 1 < fields.length; ) {
+    const command = fields[i] as string;
+    const count = Number(fields[i + 1]);
+    calls.push({ command, args: fields.slice(i + 2, i + 2 + count) });
+    i += 2 + count;
+  }
+  return calls;
 };

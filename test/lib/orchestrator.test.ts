@@ -121,11 +121,11 @@ describe('placeholder checks', () => {
     expect(placeholdersIn(`{"a":"${ref('B')}","b":"${ref('A')}","c":"${ref('B')}"}`)).toEqual(['A', 'B']);
   });
 
-  test('the step table names the fourteen step folders, and placeholders are their PascalCase', () => {
+  test('the step table names the fifteen step folders, and placeholders are their PascalCase', () => {
     const folders = readdirSync(join(REPO, 'lambdas'), { withFileTypes: true })
       .filter((entry) => entry.isDirectory() && entry.name !== 'shared')
       .map((entry) => entry.name);
-    expect(folders).toHaveLength(14);
+    expect(folders).toHaveLength(15);
     expect([...STEP_NAMES].sort()).toEqual(folders.sort());
     expect(placeholderFor('await-command')).toBe('AwaitCommandFunctionArn');
   });

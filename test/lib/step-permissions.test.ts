@@ -203,7 +203,7 @@ describe('other services', () => {
   });
 
   test('SendCommand reaches only the shell document and instances tagged with a configured target', () => {
-    for (const step of ['prepare', 'certificate'] as const) {
+    for (const step of ['pack-certificate', 'prepare', 'certificate'] as const) {
       const send = stepStatements(step).filter((s) => asList(s.Action).includes('ssm:SendCommand'));
       const document = send.find((s) => s.Condition === undefined);
       expect(asList(document?.Resource).map(flatten)).toEqual([
@@ -218,7 +218,7 @@ describe('other services', () => {
     const senders = STEP_NAMES.filter(
       (s) => grants(stepStatements(s), 'ssm:SendCommand', INSTANCES).length > 0,
     );
-    expect(senders.sort()).toEqual(['certificate', 'prepare']);
+    expect(senders.sort()).toEqual(['certificate', 'pack-certificate', 'prepare']);
   });
 
   test('a task token is written only by await-readiness, read only by the signal function, and deleted only by finish', () => {
@@ -274,7 +274,7 @@ describe('other services', () => {
     expect(recorders).toEqual(['finish']);
   });
 
-  test("S3 access stays inside the runs bucket (locks/, runs/) and each target's Terraform state, its lock file and backups", () => {
+  test("S3 access stays inside the runs bucket (locks/, runs/, tls/) and each target's Terraform state, its lock file and backups", () => {
     const bucket = `<${logicalId(stack.runs.bucket)}.Arn>`;
     const resources = STEP_NAMES.flatMap(stepStatements)
       .filter((s) => asList(s.Action).some((a) => a.startsWith('s3:')))
@@ -289,6 +289,7 @@ describe('other services', () => {
         bucket,
         `${bucket}/locks/*.json`,
         `${bucket}/runs/*/*.json`,
+        `${bucket}/tls/*`,
         'arn:aws:s3:::acme-terraform-state',
         ...state('web/terraform.tfstate'),
         // The api target uses the prod workspace: `<workspaceKeyPrefix>/<workspace>/<key>`.
@@ -356,7 +357,10 @@ describe("each step role is granted exactly what its step's code calls", () => {
   };
 
   /** API calls authorised under another action's name (Service Authorization Reference). */
-  const IAM_ACTION_OF: Record<string, string> = { 's3:HeadObject': 's3:GetObject' };
+  const IAM_ACTION_OF: Record<string, string> = {
+    's3:HeadObject': 's3:GetObject',
+    's3:ListObjectsV2': 's3:ListBucket',
+  };
 
   /**
    * Needs that come from the data rather than the call: the Terraform state bucket of the example's

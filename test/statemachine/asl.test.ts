@@ -128,6 +128,8 @@ describe('the replace state machine definition', () => {
       'Launch',
       'AwaitRunning',
       'AwaitReadiness',
+      'PackCertificate',
+      'AwaitPack',
       'Prepare',
       'AwaitPrepare',
       'Switch',
@@ -139,6 +141,66 @@ describe('the replace state machine definition', () => {
       const state = asl.States[name] as State;
       expect({ name, to: catchers(state).map((c) => c.Next) }).toEqual({ name, to: ['Rollback'] });
     }
+  });
+
+  describe('restore: the old box packs its certificate between readiness and Prepare', () => {
+    const state = (name: string) => asl.States[name] as State;
+    type Rule = {
+      And?: Rule[];
+      Variable?: string;
+      IsPresent?: boolean;
+      StringEquals?: string;
+      Next?: string;
+    };
+    /** Evaluates the JSONPath-only comparison rules the ASL uses against a plan with `mode`. */
+    const matches = (rule: Rule, mode: string | undefined): boolean => {
+      if (rule.And) return rule.And.every((r) => matches(r, mode));
+      if (rule.Variable !== '$.run.target.tls.mode') return false;
+      if (rule.IsPresent !== undefined) return rule.IsPresent === (mode !== undefined);
+      return mode !== undefined && rule.StringEquals === mode;
+    };
+    const route = (choice: string, mode: string | undefined): string => {
+      const s = state(choice);
+      const hit = (s.Choices as Rule[]).find((rule) => matches(rule, mode));
+      return (hit?.Next ?? s.Default) as string;
+    };
+
+    it('routes restore to PackCertificate and every other mode straight to Prepare', () => {
+      expect(state('AwaitReadiness').Next).toBe('CertificateSource');
+      expect(route('CertificateSource', 'restore')).toBe('PackCertificate');
+      for (const mode of ['dns-01', 'http-01', 'none'])
+        expect(route('CertificateSource', mode)).toBe('Prepare');
+    });
+
+    it('never fails a Choice on a plan without a mode (a States.Runtime there would skip Rollback and Finish)', () => {
+      for (const choice of ['CertificateSource', 'CertificateNeeded']) {
+        const rules = state(choice).Choices as Rule[];
+        for (const rule of rules) {
+          expect(rule.And?.[0]).toEqual({ Variable: '$.run.target.tls.mode', IsPresent: true });
+        }
+        expect(route(choice, undefined)).toBe(state(choice).Default);
+      }
+      expect(route('CertificateNeeded', 'http-01')).toBe('Certificate');
+      expect(route('CertificateNeeded', 'restore')).toBe('Probe');
+    });
+
+    it('keeps the pack result under $.pack, polls its command there, then goes on to Prepare', () => {
+      const pack = state('PackCertificate');
+      expect(pack.Resource).toBe(`\${${placeholderFor('pack-certificate')}}`);
+      expect(pack.ResultPath).toBe('$.pack');
+      expect(pack.Next).toBe('AwaitPack');
+      const poll = state('AwaitPack');
+      expect(poll.Resource).toBe(`\${${placeholderFor('await-command')}}`);
+      expect(poll.Parameters).toEqual({ 'command.$': '$.pack.command', purpose: 'certificate pack' });
+      expect(poll.ResultPath).toBe('$.pack.result');
+      expect(poll.Next).toBe('Prepare');
+    });
+
+    it('polls while the old box agent is offline or the command runs, like the other command steps', () => {
+      expect(retriers(state('PackCertificate')).flatMap((r) => r.ErrorEquals)).toContain('AgentNotOnline');
+      expect(retriers(state('AwaitPack')).flatMap((r) => r.ErrorEquals)).toContain('CommandPending');
+      expect(retriers(state('PackCertificate')).flatMap((r) => r.ErrorEquals)).not.toContain('CommandFailed');
+    });
   });
 
   it('waits for readiness with a task token, a timeout and a heartbeat from the target config', () => {

@@ -1,0 +1,146 @@
+import { createHash } from 'node:crypto';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { z } from 'zod';
+import type { TargetConfig } from './config';
+import { CommandRefSchema } from './schemas';
+import { shellQuote } from './shell';
+
+/**
+ * TLS continuity (restore mode): the old box's certificate, key and renewal config travel to the new
+ * box as one gzip object in the runs bucket. Neither box holds S3 permissions for it: each gets a
+ * presigned URL that is valid for minutes and names exactly one object, and Finish deletes it.
+ */
+
+/** Every transfer object lives under this prefix; a lifecycle rule expires it as a backstop. */
+export const TRANSFER_PREFIX = 'tls/';
+/** Long enough for SSM to deliver the command and curl to run; short enough to be worthless later. */
+export const PRESIGN_EXPIRES_SECONDS = 300;
+export const TRANSFER_CONTENT_TYPE = 'application/gzip';
+/** certbot's layout; its cert name is the domain. */
+export const LETSENCRYPT_DIR = '/etc/letsencrypt';
+
+/** Where every transfer object of one execution lives (Finish deletes the whole prefix). */
+export const transferPrefix = (executionName: string): string => `${TRANSFER_PREFIX}${executionName}/`;
+
+/**
+ * The transfer object of an execution. Deterministic, so a retried pack step signs the same key an
+ * earlier attempt's command may already be writing; the digest of the ARN keeps it unguessable from
+ * the execution name alone.
+ */
+export const transferKey = (execution: { readonly name: string; readonly arn: string }): string =>
+  `${transferPrefix(execution.name)}${createHash('sha256').update(execution.arn).digest('hex').slice(0, 16)}.tar.gz`;
+
+/** What the pack step leaves in the state for Prepare (`$.pack`). */
+export const PackResultSchema = z.object({
+  command: CommandRefSchema,
+  transferKey: z.string().startsWith(TRANSFER_PREFIX),
+  /** Written by the AwaitPack state once the command succeeded. */
+  result: z.unknown().optional(),
+});
+export type PackResult = z.infer<typeof PackResultSchema>;
+
+/**
+ * Since client-s3 3.729 a PutObject carries a CRC32 of its (here empty) body, and the presigner would
+ * hoist it into the URL: S3 would then refuse the real upload as a bad digest. Neither hoisted nor
+ * signed, these headers simply stay out of the URL; the GET's checksum mode goes the same way.
+ */
+const CHECKSUM_HEADERS: ReadonlySet<string> = new Set([
+  'x-amz-checksum-crc32',
+  'x-amz-checksum-crc32c',
+  'x-amz-checksum-crc64nvme',
+  'x-amz-checksum-sha1',
+  'x-amz-checksum-sha256',
+  'x-amz-sdk-checksum-algorithm',
+  'x-amz-checksum-mode',
+]);
+const presignOptions = {
+  expiresIn: PRESIGN_EXPIRES_SECONDS,
+  unhoistableHeaders: new Set(CHECKSUM_HEADERS),
+  unsignableHeaders: new Set(CHECKSUM_HEADERS),
+};
+
+/**
+ * A URL the old box PUTs the transfer to. Signed locally with the function's credentials (no call to
+ * S3), so it carries the function role's s3:PutObject on `tls/*`. The Content-Type is signed: the
+ * upload must declare the same type.
+ */
+export const presignUpload = (s3: S3Client, bucket: string, key: string): Promise<string> =>
+  getSignedUrl(s3, new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: TRANSFER_CONTENT_TYPE }), {
+    ...presignOptions,
+    signableHeaders: new Set(['content-type']),
+  });
+
+/** A URL the new box GETs the transfer from; it carries the function role's s3:GetObject on `tls/*`. */
+export const presignDownload = (s3: S3Client, bucket: string, key: string): Promise<string> =>
+  getSignedUrl(s3, new GetObjectCommand({ Bucket: bucket, Key: key }), presignOptions);
+
+/** A listing is one page of up to 1,000 keys; an execution writes one object, so a few pages bound it. */
+const MAX_LIST_PAGES = 10;
+
+/**
+ * Deletes every object under the execution's transfer prefix and returns the keys it deleted. Deleting
+ * a key that is already gone succeeds in S3, so a retry is a no-op.
+ */
+export const deleteTransferObjects = async (
+  s3: S3Client,
+  bucket: string,
+  executionName: string,
+): Promise<string[]> => {
+  const deleted: string[] = [];
+  let token: string | undefined;
+  for (let page = 0; page < MAX_LIST_PAGES; page += 1) {
+    const out = await s3.send(
+      new ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: transferPrefix(executionName),
+        ...(token ? { ContinuationToken: token } : {}),
+      }),
+    );
+    for (const object of out.Contents ?? []) {
+      if (object.Key === undefined) continue;
+      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
+      deleted.push(object.Key);
+    }
+    token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    if (!token) break;
+  }
+  return deleted;
+};
+
+/** Seconds in a day, for openssl's `-checkend`. */
+const DAY_SECONDS = 86_400;
+
+/** `live/<domain>/fullchain.pem`: the chain nginx serves once certbot installed it. */
+export const fullchainPath = (domain: string): string => `${LETSENCRYPT_DIR}/live/${domain}/fullchain.pem`;
+
+/** `cmd || { echo reason >&2; exit 1; }`: a failing check says why in one line on stderr. */
+const orFail = (command: string, reason: string): string =>
+  `${command} || { echo ${shellQuote(reason)} >&2; exit 1; }`;
+
+/**
+ * On the new box, before the switch (restore and dns-01): nginx answers the health path over HTTPS for
+ * the domain on loopback, with a chain and name that curl verifies against the box's trust store, and
+ * the certificate on disk stays valid for at least `certificateMinDaysLeft` days, the same margin the
+ * probe holds the served certificate to after the switch.
+ */
+export const localTlsCheckCommands = (target: TargetConfig): string[] => {
+  const { domain, health } = target;
+  const days = health.certificateMinDaysLeft;
+  return [
+    orFail(
+      `curl -fsS --max-time 10 --resolve ${shellQuote(`${domain}:443:127.0.0.1`)} -o /dev/null ${shellQuote(`https://${domain}${health.path}`)}`,
+      `local TLS check failed: nginx on this box did not answer https://${domain}${health.path} with a certificate valid for ${domain}`,
+    ),
+    orFail(
+      `openssl x509 -checkend ${days * DAY_SECONDS} -noout -in ${shellQuote(fullchainPath(domain))}`,
+      `local TLS check failed: the certificate in ${fullchainPath(domain)} expires within ${days} days (health.certificateMinDaysLeft)`,
+    ),
+  ];
+};
