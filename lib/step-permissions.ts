@@ -560,8 +560,19 @@ const stepStatements = (
         wildcardReason: `${tokenWildcard}; ${earlyEventWildcard}`,
       },
       {
-        // The ListBucket above covers listing tls/<execution>/.
-        statement: allow('DeleteCertificateTransfer', ['s3:DeleteObject'], transferObjects),
+        // The bucket is versioned: the transfer (a private key) is removed version by version, not hidden
+        // behind a delete marker.
+        statement: allow(
+          'ListCertificateTransferVersions',
+          ['s3:ListBucketVersions'],
+          [props.runsBucket.bucketArn],
+          {
+            StringLike: { 's3:prefix': [`${TRANSFER_PREFIX}*`] },
+          },
+        ),
+      },
+      {
+        statement: allow('DeleteCertificateTransfer', ['s3:DeleteObjectVersion'], transferObjects),
         wildcardReason: transferWildcard,
       },
       ...publish,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
-  ListObjectsV2Command,
+  ListObjectVersionsCommand,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -93,23 +93,30 @@ export const deleteTransferObjects = async (
   bucket: string,
   executionName: string,
 ): Promise<string[]> => {
+  // The runs bucket is versioned: a plain delete would only hide the private key behind a delete
+  // marker until the lifecycle rule ran. Every version (and marker) under the prefix goes for good.
   const deleted: string[] = [];
-  let token: string | undefined;
+  let keyMarker: string | undefined;
+  let versionMarker: string | undefined;
   for (let page = 0; page < MAX_LIST_PAGES; page += 1) {
     const out = await s3.send(
-      new ListObjectsV2Command({
+      new ListObjectVersionsCommand({
         Bucket: bucket,
         Prefix: transferPrefix(executionName),
-        ...(token ? { ContinuationToken: token } : {}),
+        ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+        ...(versionMarker ? { VersionIdMarker: versionMarker } : {}),
       }),
     );
-    for (const object of out.Contents ?? []) {
-      if (object.Key === undefined) continue;
-      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
-      deleted.push(object.Key);
+    for (const version of [...(out.Versions ?? []), ...(out.DeleteMarkers ?? [])]) {
+      if (version.Key === undefined || version.VersionId === undefined) continue;
+      await s3.send(
+        new DeleteObjectCommand({ Bucket: bucket, Key: version.Key, VersionId: version.VersionId }),
+      );
+      if (!deleted.includes(version.Key)) deleted.push(version.Key);
     }
-    token = out.IsTruncated ? out.NextContinuationToken : undefined;
-    if (!token) break;
+    if (!out.IsTruncated) break;
+    keyMarker = out.NextKeyMarker;
+    versionMarker = out.NextVersionIdMarker;
   }
   return deleted;
 };

@@ -6,6 +6,7 @@ import type {
   GetObjectCommandInput,
   HeadObjectCommandInput,
   ListObjectsV2CommandInput,
+  ListObjectVersionsCommandInput,
   PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { sdkStreamMixin } from '@smithy/util-stream';
@@ -353,9 +354,37 @@ export class S3Model {
     DeleteObject: (input: DeleteObjectCommandInput) => {
       const bucket = this.bucket(input.Bucket);
       const key = input.Key ?? '';
+      // Sandbox buckets keep no versions: as in an unversioned bucket, each object's only version is
+      // "null", and any other version id is refused.
+      if (input.VersionId !== undefined && input.VersionId !== 'null') {
+        throw fail('InvalidArgument', 'Invalid version id specified', 400);
+      }
       this.checkWrite(bucket.get(key), input.IfMatch);
       bucket.delete(key);
       return {};
+    },
+    /** One page holds everything (the sandbox's buckets are small); each object is its "null" version. */
+    ListObjectVersions: (input: ListObjectVersionsCommandInput) => {
+      const bucket = this.bucket(input.Bucket);
+      const prefix = input.Prefix ?? '';
+      const versions = [...bucket.entries()]
+        .filter(([key]) => key.startsWith(prefix))
+        .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+        .map(([key, object]) => ({
+          Key: key,
+          VersionId: 'null',
+          IsLatest: true,
+          ETag: object.etag,
+          Size: object.body.length,
+          LastModified: object.lastModified,
+        }));
+      return {
+        Name: input.Bucket,
+        Prefix: prefix,
+        IsTruncated: false,
+        Versions: versions,
+        DeleteMarkers: [],
+      };
     },
   };
 }

@@ -3,6 +3,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   ListObjectsV2Command,
+  ListObjectVersionsCommand,
   PutObjectCommand,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
@@ -429,10 +430,9 @@ describe('finish and TLS (issue 4)', () => {
     const result = await run({ ...restoreReplaced(), pack: { transferKey: transfer } });
 
     expect(result.outcome).toBe('replaced');
-    expect([...s3.objects.keys()].filter((k) => k.startsWith('tls/'))).toEqual([
-      'tls/other-run/0123456789abcdef.tar.gz',
-    ]);
-    expect(s3.mock).toHaveReceivedCommandWith(ListObjectsV2Command, {
+    // Gone for good: no noncurrent version and no delete marker hides the private key in the bucket.
+    expect(s3.versionsUnder('tls/')).toEqual(['tls/other-run/0123456789abcdef.tar.gz']);
+    expect(s3.mock).toHaveReceivedCommandWith(ListObjectVersionsCommand, {
       Bucket: BUCKET,
       Prefix: `tls/${EXECUTION_NAME}/`,
     });
@@ -450,15 +450,15 @@ describe('finish and TLS (issue 4)', () => {
     await run(failed);
     await run(failed);
 
-    expect(s3.objects.has(transfer)).toBe(false);
-    expect(s3.mock).toHaveReceivedCommandTimes(ListObjectsV2Command, 2);
+    expect(s3.versionsUnder(transfer)).toEqual([]);
+    expect(s3.mock).toHaveReceivedCommandTimes(ListObjectVersionsCommand, 2);
     const deletes = s3.mock.commandCalls(DeleteObjectCommand).map((c) => c.args[0].input.Key);
     expect(deletes.filter((k) => k === transfer)).toHaveLength(1);
   });
 
   it('turns a failed cleanup into a warning, never a lost outcome', async () => {
     seedTransfer();
-    s3.mock.on(ListObjectsV2Command).rejects(
+    s3.mock.on(ListObjectVersionsCommand).rejects(
       new S3ServiceException({
         name: 'AccessDenied',
         $fault: 'client',

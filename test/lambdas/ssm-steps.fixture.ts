@@ -6,6 +6,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   ListObjectsV2Command,
+  ListObjectVersionsCommand,
   NoSuchKey,
   PutObjectCommand,
   S3Client,
@@ -126,14 +127,65 @@ export const fakeS3 = () => {
       objects.set(input.Key, { text: String(input.Body), etag });
       return { ETag: etag };
     });
-  mock.on(DeleteObjectCommand).callsFake((input: { Key: string; IfMatch?: string }) => {
+  // The runs bucket is versioned: a delete without a VersionId only hides the object behind a marker.
+  const noncurrent = new Map<string, { versionId: string; text: string }[]>();
+  const markers = new Map<string, string[]>();
+  const versionIdOf = (etag: string) => `v-${etag.replace(/\W/g, '')}`;
+  mock.on(DeleteObjectCommand).callsFake((input: { Key: string; IfMatch?: string; VersionId?: string }) => {
     const current = objects.get(input.Key);
     if (input.IfMatch !== undefined && current !== undefined && current.etag !== input.IfMatch) {
       throw preconditionFailed();
     }
+    if (input.VersionId !== undefined) {
+      if (current && versionIdOf(current.etag) === input.VersionId) objects.delete(input.Key);
+      noncurrent.set(
+        input.Key,
+        (noncurrent.get(input.Key) ?? []).filter((v) => v.versionId !== input.VersionId),
+      );
+      markers.set(
+        input.Key,
+        (markers.get(input.Key) ?? []).filter((m) => m !== input.VersionId),
+      );
+      return {};
+    }
+    if (current) {
+      noncurrent.set(input.Key, [
+        ...(noncurrent.get(input.Key) ?? []),
+        { versionId: versionIdOf(current.etag), text: current.text },
+      ]);
+    }
     objects.delete(input.Key);
+    version += 1;
+    markers.set(input.Key, [...(markers.get(input.Key) ?? []), `m-${version}`]);
     return {};
   });
+  mock.on(ListObjectVersionsCommand).callsFake((input: { Prefix?: string }) => {
+    const under = (key: string) => key.startsWith(input.Prefix ?? '');
+    return {
+      Versions: [
+        ...[...objects]
+          .filter(([key]) => under(key))
+          .map(([Key, o]) => ({ Key, VersionId: versionIdOf(o.etag), IsLatest: true })),
+        ...[...noncurrent]
+          .filter(([key]) => under(key))
+          .flatMap(([Key, list]) => list.map((v) => ({ Key, VersionId: v.versionId, IsLatest: false }))),
+      ],
+      DeleteMarkers: [...markers]
+        .filter(([key]) => under(key))
+        .flatMap(([Key, list]) => list.map((VersionId) => ({ Key, VersionId }))),
+      IsTruncated: false,
+    };
+  });
+  /** Every version and delete marker still stored under `prefix`. */
+  const versionsUnder = (prefix: string): string[] => [
+    ...[...objects.keys()].filter((k) => k.startsWith(prefix)),
+    ...[...noncurrent]
+      .filter(([k, list]) => k.startsWith(prefix) && list.length > 0)
+      .map(([k]) => `${k} (noncurrent)`),
+    ...[...markers]
+      .filter(([k, list]) => k.startsWith(prefix) && list.length > 0)
+      .map(([k]) => `${k} (marker)`),
+  ];
   // One page: these buckets hold a handful of keys.
   mock.on(ListObjectsV2Command).callsFake((input: { Prefix?: string }) => ({
     Contents: [...objects.keys()]
@@ -151,7 +203,7 @@ export const fakeS3 = () => {
     version += 1;
     objects.set(runKeys.lock('web'), { text, etag: `"etag-${version}"` });
   };
-  return { mock, objects, seedLock };
+  return { mock, objects, seedLock, versionsUnder };
 };
 
 /** The parts of a Lambda context the middleware reads. */

@@ -360,14 +360,17 @@ describe("each step role is granted exactly what its step's code calls", () => {
   const IAM_ACTION_OF: Record<string, string> = {
     's3:HeadObject': 's3:GetObject',
     's3:ListObjectsV2': 's3:ListBucket',
+    's3:ListObjectVersions': 's3:ListBucketVersions',
   };
 
   /**
    * Needs that come from the data rather than the call: the Terraform state bucket of the example's
-   * `web` target encrypts with a customer key, which S3 uses on the reader's and writer's behalf.
+   * `web` target encrypts with a customer key, which S3 uses on the reader's and writer's behalf; and
+   * finish's DeleteObject of a transfer names a VersionId, which S3 authorises as DeleteObjectVersion.
    */
   const IMPLIED_BY_STEP: Partial<Record<StepName, string[]>> = {
     reconcile: ['kms:Decrypt', 'kms:GenerateDataKey'],
+    finish: ['s3:DeleteObjectVersion'],
   };
 
   /**

@@ -58,7 +58,8 @@ describe('the certificate transfer in the runs bucket (restore)', () => {
   test('only pack-certificate may write a transfer object, only prepare read one, only finish delete one', () => {
     expect(stepsAllowed('s3:PutObject', transfer())).toEqual(['pack-certificate']);
     expect(stepsAllowed('s3:GetObject', transfer())).toEqual(['prepare']);
-    expect(stepsAllowed('s3:DeleteObject', transfer())).toEqual(['finish']);
+    expect(stepsAllowed('s3:DeleteObjectVersion', transfer())).toEqual(['finish']);
+    expect(stepsAllowed('s3:DeleteObject', transfer())).toEqual([]);
   });
 
   test('each transfer right is its own statement on tls/* alone, with a reason for the wildcard', () => {
@@ -76,7 +77,7 @@ describe('the certificate transfer in the runs bucket (restore)', () => {
       {
         step: 'finish',
         sid: 'DeleteCertificateTransfer',
-        actions: ['s3:DeleteObject'],
+        actions: ['s3:DeleteObjectVersion'],
         resources: [`${bucket()}/tls/*`],
       },
       {
