@@ -12,6 +12,7 @@ import { type Outcome, publish } from '../shared/notify';
 import {
   type CaughtError,
   CaughtErrorSchema,
+  CommandRefSchema,
   ExecutionContextSchema,
   ExecutionInputSchema,
   LaunchResultSchema,
@@ -84,7 +85,7 @@ const ReconcileSummarySchema = z.object({
 type ReconcileSummary = z.infer<typeof ReconcileSummarySchema>;
 const ReadinessSummarySchema = z.object({ status: z.string().optional(), exitCode: z.number().optional() });
 /** A command step whose await state recorded success (`$.prepare.result`, `$.certificate.result`). */
-const CommandSucceededSchema = z.object({ result: z.object({ status: z.literal('Success') }) });
+const CommandSentSchema = z.object({ command: CommandRefSchema });
 const ProbeSummarySchema = z.object({
   phase: z.string(),
   requests: z.number(),
@@ -327,29 +328,31 @@ const resultOf = (
 };
 
 /**
- * Whether this run obtained a certificate from Let's Encrypt: http-01 once certbot succeeded after the
- * switch, dns-01 once Prepare (which runs certbot) succeeded. restore and none never request one.
- * Preflight counts these records against the limit of 5 per identical set of names per week.
+ * Whether this run sent certbot to Let's Encrypt: http-01 once the certificate command went out after
+ * the switch, dns-01 once Prepare's (certbot is its first line). Sent, not succeeded: a command that
+ * failed on a later line (nginx, the local checks) may still have obtained a certificate, and counting
+ * too many errs on the safe side of the limit. restore and none never request one. Preflight counts
+ * these records against the limit of 5 per identical set of names per week.
  */
-export const certificateIssued = (
+export const certificateRequested = (
   plan: Plan,
   state: Pick<FinishInput, 'certificate' | 'prepare'>,
 ): boolean => {
   switch (plan.target.tls.mode) {
     case 'http-01':
-      return pick(CommandSucceededSchema, state.certificate) !== undefined;
+      return pick(CommandSentSchema, state.certificate) !== undefined;
     case 'dns-01':
-      return pick(CommandSucceededSchema, state.prepare) !== undefined;
+      return pick(CommandSentSchema, state.prepare) !== undefined;
     default:
       return false;
   }
 };
 
 /**
- * Stamped with the time Finish writes the record, at or after the issuance itself: the window it opens
+ * Stamped with the time Finish writes the record, at or after the request itself: the window it opens
  * in the rate-limit guard closes no earlier than Let's Encrypt's own.
  */
-const issuance = (plan: Plan, at: string) => ({ issued: true, names: [plan.target.domain], at });
+const issuance = (plan: Plan, at: string) => ({ requested: true, names: [plan.target.domain], at });
 
 export const finish = async (
   clients: FinishClients,
@@ -502,7 +505,7 @@ export const finish = async (
       stillMentioning: facts.reconcile.stillMentioning,
     },
     caught: facts.error && { error: facts.error.Error, cause: causeText(facts.error) },
-    certificate: plan && certificateIssued(plan, state) ? issuance(plan, finishedAt) : undefined,
+    certificate: plan && certificateRequested(plan, state) ? issuance(plan, finishedAt) : undefined,
     lock: lockResult,
     warnings,
     finishedAt,

@@ -480,9 +480,21 @@ export const ISSUANCE_WINDOW_MS = 7 * 86_400_000;
 /** Bounds the listing of one target's records (1,000 keys a page). */
 const MAX_RECORD_PAGES = 100;
 
-/** The part of a run record (written by Finish) that says a certificate was issued. */
+/**
+ * The part of a run record (written by Finish) that says certbot was sent to ask for a certificate
+ * (`requested`; records of earlier releases say `issued`). Counting requests rather than confirmed
+ * issuances errs on the safe side of Let's Encrypt's limit: a command that failed after certbot may
+ * still have obtained one.
+ */
 const IssuanceRecordSchema = z.object({
-  certificate: z.object({ issued: z.literal(true), names: z.array(z.string()), at: z.string() }),
+  certificate: z
+    .object({
+      requested: z.literal(true).optional(),
+      issued: z.literal(true).optional(),
+      names: z.array(z.string()),
+      at: z.string(),
+    })
+    .refine((c) => c.requested === true || c.issued === true),
 });
 
 const sameNames = (a: readonly string[], b: readonly string[]): boolean => {
@@ -574,7 +586,7 @@ export const guardIssuanceRate = async (
   // The window holds at most 4 once every issuance up to this one has left it.
   const frees = (times[times.length - ISSUANCE_LIMIT] as number) + ISSUANCE_WINDOW_MS;
   throw refused(
-    `tls.mode "${mode}" would request a certificate for ${names.join(', ')}, but the run records of target ${target.name} show ${times.length} issued for exactly these names in the last 7 days; ` +
+    `tls.mode "${mode}" would request a certificate for ${names.join(', ')}, but the run records of target ${target.name} show ${times.length} certificates requested for exactly these names in the last 7 days; ` +
       `Let's Encrypt allows ${ISSUANCE_LIMIT} per week per identical set of names. The window frees up at ${new Date(frees).toISOString()}: retry after that, ` +
       'or set tls.mode to "restore" while the old box still serves a valid certificate',
     { field: 'tls.mode' },

@@ -491,7 +491,7 @@ describe('finish and TLS (issue 4)', () => {
     expect(s3.mock).toHaveReceivedCommandTimes(ListObjectsV2Command, 0);
   });
 
-  it('records the certificate an http-01 run obtained, for the rate-limit guard', async () => {
+  it('records the certificate an http-01 run asked for, for the rate-limit guard', async () => {
     const before = Date.now();
     await run({
       ...replaced(),
@@ -499,7 +499,7 @@ describe('finish and TLS (issue 4)', () => {
     });
 
     expect(record().certificate).toEqual({
-      issued: true,
+      requested: true,
       names: ['www.example.com'],
       at: expect.any(String),
     });
@@ -507,7 +507,7 @@ describe('finish and TLS (issue 4)', () => {
     expect(record().plan.tlsMode).toBe('http-01');
   });
 
-  it('records the certificate of a dns-01 run once Prepare succeeded, even if the run then rolled back', async () => {
+  it('records the certificate of a dns-01 run once Prepare sent certbot, even if a later line failed and the run rolled back', async () => {
     const dns01 = makeState(
       makeTarget({ tls: { mode: 'dns-01', email: 'ops@example.com', hostedZoneId: 'Z0123456789ABC' } }),
     );
@@ -516,21 +516,21 @@ describe('finish and TLS (issue 4)', () => {
       ...rolledBack(),
       ...dns01,
       rollback: rolledBack().rollback,
-      prepare: { command: {}, result: success },
+      prepare: { command: { commandId: 'c', instanceId: CANDIDATE_ID }, result: { status: 'Failed' } },
     });
 
     expect(record()).toMatchObject({
       outcome: 'rolled-back',
-      certificate: { issued: true, names: ['www.example.com'] },
+      certificate: { requested: true, names: ['www.example.com'] },
     });
   });
 
   it.each([
-    ['http-01 whose certbot command did not succeed', makeTarget(), { certificate: { command: {} } }],
+    ['http-01 that never got to send certbot', makeTarget(), {}],
     [
-      'dns-01 whose prepare did not succeed',
+      'dns-01 that never got to send Prepare',
       makeTarget({ tls: { mode: 'dns-01', email: 'ops@example.com', hostedZoneId: 'Z0123456789ABC' } }),
-      { prepare: { command: {} } },
+      {},
     ],
     [
       'restore, which requests nothing',
