@@ -346,6 +346,8 @@ const stepStatements = (
         'ec2:DescribeRouteTables',
         'ec2:DescribeVpcEndpoints',
       ]),
+      // restore: the old box's SSM agent must be Online for the certificate to be packed there.
+      describe('CheckOldBoxAgent', ['ssm:DescribeInstanceInformation']),
       ...takeAndReleaseLock,
       {
         // The Let's Encrypt rate-limit guard counts the issuances the target's recent run records show;

@@ -17,6 +17,7 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { awsCall, describeAwsError, failAs, hasCode, isNotFound } from '../shared/aws-errors';
+import { assertAgentOnline } from '../shared/commands';
 import {
   formatIssues,
   ImageIdSchema,
@@ -28,7 +29,7 @@ import {
 } from '../shared/config';
 import { LOCK_LEASE_SECONDS, parameterNames, runKeys, Tags } from '../shared/constants';
 import { describeInstanceById } from '../shared/ec2';
-import { ErrorNames, invalidInput, refused, UnderstudyError } from '../shared/errors';
+import { ErrorNames, invalidInput, isUnderstudyError, refused, UnderstudyError } from '../shared/errors';
 import { httpGet, type ProbeResponse } from '../shared/http';
 import { acquireLock, readLock, releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
@@ -474,6 +475,23 @@ export const effectiveTlsMode = (
   );
 };
 
+/**
+ * restore packs the certificate on the old box through SSM Run Command: without an Online agent there,
+ * every run would launch and boot a box only to roll back at the pack. Refused up front instead.
+ */
+const assertOldBoxReachable = async (ssm: SSMClient, oldInstanceId: string): Promise<void> => {
+  try {
+    await assertAgentOnline(ssm, oldInstanceId);
+  } catch (error) {
+    if (!isUnderstudyError(error, ErrorNames.AgentNotOnline)) throw error;
+    throw refused(
+      `tls.mode "restore" reads the certificate on the old box through SSM Run Command, but ${error.message}. ` +
+        `Give ${oldInstanceId}'s instance role AmazonSSMManagedInstanceCore (and a route to SSM), or ${CHOOSE_MODE}`,
+      { field: 'tls.mode' },
+    );
+  }
+};
+
 /** Let's Encrypt: 5 certificates per exact set of names per 7 days, with no override. */
 export const ISSUANCE_LIMIT = 5;
 export const ISSUANCE_WINDOW_MS = 7 * 86_400_000;
@@ -688,6 +706,7 @@ const runPreflight = async (
 
   // Read-only, so a dry run reports a refusal the real run would meet.
   await guardIssuanceRate(s3, env.RUNS_BUCKET, target, Date.now());
+  if (target.tls.mode === 'restore') await assertOldBoxReachable(ssm, eip.instanceId);
 
   const lockKey = runKeys.lock(target.name);
   if (input.dryRun) {

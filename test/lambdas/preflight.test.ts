@@ -22,7 +22,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DescribeInstanceInformationCommand, GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import {
   effectiveTlsMode,
@@ -83,6 +83,10 @@ const seed = (target: TargetConfig = targetConfig()) => {
   ec2.on(DescribeRouteTablesCommand).resolves(ec2Fixtures.routeTablesNat());
   ec2.on(DescribeVpcEndpointsCommand).resolves(ec2Fixtures.vpcEndpoints());
   ec2.on(CreateTagsCommand).resolves({});
+  // The old box's SSM agent (restore packs the certificate there through Run Command).
+  ssm.on(DescribeInstanceInformationCommand).resolves({
+    InstanceInformationList: [{ InstanceId: OLD_INSTANCE_ID, PingStatus: 'Online' }],
+  });
   lockFree(s3);
   sns.on(PublishCommand).resolves({ MessageId: 'msg-1' });
 };
@@ -548,6 +552,21 @@ describe('preflight TLS mode', () => {
     expect(site.requests).toEqual([{ host: 'www.example.com', path: '/healthz' }]);
   });
 
+  it("refuses restore, before anything is launched, when the old box's SSM agent is not Online", async () => {
+    site = await serveHttps(certificateFor('www.example.com', 90));
+    withTls({});
+    ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
+
+    const refusal = (await run().then(
+      () => new Error('expected preflight to refuse'),
+      (error: unknown) => error,
+    )) as Error & { field?: string };
+
+    expect(refusal).toMatchObject({ name: 'PreflightRefused', field: 'tls.mode' });
+    expect(refusal.message).toContain('AmazonSSMManagedInstanceCore');
+    expect(ec2).not.toHaveReceivedCommand(CreateTagsCommand);
+  });
+
   it('still restores the certificate of a box whose app is down (the certificate is what moves)', async () => {
     site = await serveHttps(certificateFor('www.example.com', 90), 503);
     withTls({});
@@ -682,7 +701,9 @@ describe("preflight Let's Encrypt rate-limit guard", () => {
     const frees = /window frees up at (\S+):/.exec(refusal.message)?.[1] ?? '';
     // The oldest of the five leaves the window 7 days after it was issued, i.e. in about a day.
     expect(Math.abs(Date.parse(frees) - (now + DAY))).toBeLessThan(60_000);
-    expect(refusal.message).toContain('show 5 certificates requested for exactly these names in the last 7 days');
+    expect(refusal.message).toContain(
+      'show 5 certificates requested for exactly these names in the last 7 days',
+    );
     expect(refusal.message).toContain('tls.mode to "restore"');
     expectNothingMutated();
   });
