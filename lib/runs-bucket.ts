@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { TRANSFER_PREFIX } from '../lambdas/shared/tls';
@@ -30,9 +31,9 @@ export class RunsBucket extends Construct {
           abortIncompleteMultipartUploadAfter: Duration.days(1),
         },
         {
-          // Backstop for Finish, which deletes each run's certificate transfer (a private key) once the
-          // run ends: a run that died before Finish leaves it here for a day at most. The bucket is
-          // versioned, so the version a delete or an expiry makes noncurrent goes a day later too.
+          // Backstop for Finish, which deletes every version of each run's certificate transfer (a
+          // private key) once the run ends. A run that died before Finish leaves it: current for a
+          // day, then noncurrent for another, so about two days (plus the lifecycle's own delay).
           id: 'expire-certificate-transfers',
           prefix: TRANSFER_PREFIX,
           expiration: Duration.days(1),
@@ -53,5 +54,24 @@ export class RunsBucket extends Construct {
         'only the Understudy functions read or write this bucket and CloudTrail records their calls; an access-log ' +
         'bucket would add a second bucket holding nothing the run records and the trail do not already show',
     });
+  }
+
+  /**
+   * The certificate transfer (a private key) is readable and writable by the two roles that sign its
+   * presigned URLs, and by no one else in the account, whatever their IAM policies allow (ReadOnlyAccess
+   * grants s3:GetObject on *). A presigned request is authorised as the role that signed it, so the
+   * boxes' URLs keep working; deleting (Finish) is not denied.
+   */
+  onlyTransferRoles(roles: readonly iam.IRole[]): void {
+    this.bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CertificateTransferOnlyForItsSigners',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
+        resources: [this.bucket.arnForObjects(`${TRANSFER_PREFIX}*`)],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': roles.map((role) => role.roleArn) } },
+      }),
+    );
   }
 }

@@ -85,6 +85,8 @@ export class UnderstudyStack extends Stack {
       stateMachine: this.orchestrator.stateMachine,
     });
 
+    this.runs.onlyTransferRoles([steps['pack-certificate'].role, steps.prepare.role]);
+
     this.routing = new EventRouting(this, 'Events', {
       eventBus: this.eventBus,
       signalFunction: steps.signal.fn,

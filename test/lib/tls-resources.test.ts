@@ -55,6 +55,24 @@ const stepsAllowed = (action: string, arn: string): StepName[] =>
 describe('the certificate transfer in the runs bucket (restore)', () => {
   const transfer = () => `${bucket()}/tls/web-run-1/0123456789abcdef.tar.gz`;
 
+  test('the bucket policy denies reading or writing a transfer to every principal but the two signing roles', () => {
+    const policies = Object.values(template.findResources('AWS::S3::BucketPolicy')).filter(
+      (p) => flatten(p.Properties.Bucket) === `<${logicalId(stack.runs.bucket)}>`,
+    );
+    const statements = policies.flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
+    const deny = statements.find((s) => s.Sid === 'CertificateTransferOnlyForItsSigners');
+    expect(deny).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' } });
+    expect(asList(deny?.Action).sort()).toEqual(['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject']);
+    expect(asList(deny?.Resource).map(flatten)).toEqual([`${bucket()}/tls/*`]);
+    const allowedSigners = asList(deny?.Condition?.ArnNotEquals?.['aws:PrincipalArn']).map(flatten);
+    expect(allowedSigners.sort()).toEqual(
+      [
+        `<${logicalId(stack.lambdas.steps['pack-certificate'].role)}.Arn>`,
+        `<${logicalId(stack.lambdas.steps.prepare.role)}.Arn>`,
+      ].sort(),
+    );
+  });
+
   test('only pack-certificate may write a transfer object, only prepare read one, only finish delete one', () => {
     expect(stepsAllowed('s3:PutObject', transfer())).toEqual(['pack-certificate']);
     expect(stepsAllowed('s3:GetObject', transfer())).toEqual(['prepare']);
