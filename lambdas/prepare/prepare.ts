@@ -10,6 +10,7 @@ import { ErrorNames, UnderstudyError } from '../shared/errors';
 import { type ExecutionContext, LaunchResultSchema, RunStateSchema } from '../shared/schemas';
 import { shellQuote } from '../shared/shell';
 import {
+  acmeAccountCommands,
   LETSENCRYPT_DIR,
   localTlsCheckCommands,
   type PackResult,
@@ -37,9 +38,10 @@ const invalid = (field: string, message: string) =>
   new UnderstudyError(ErrorNames.InvalidInput, `${field}: ${message}`, { field });
 
 /**
- * restore, second half: fetch the old box's certbot files, unpack them where certbot keeps them, and
- * let certbot's nginx installer wire the existing certificate into the site (`install` requests
- * nothing). The private key only ever sits in a root-only temporary file and in /etc/letsencrypt.
+ * restore, second half: fetch the old box's certbot files, unpack them where certbot keeps them, check
+ * the ACME account for renewals arrived with them, and let certbot's nginx installer wire the existing
+ * certificate into the site (`install` requests nothing). The private key only ever sits in a
+ * root-only temporary file and in /etc/letsencrypt.
  */
 export const restoreCommands = (target: TargetConfig, downloadUrl: string): string[] => [
   'umask 077',
@@ -48,6 +50,7 @@ export const restoreCommands = (target: TargetConfig, downloadUrl: string): stri
   `curl -fsS --max-time 60 -o "$transfer" ${shellQuote(downloadUrl)}`,
   `mkdir -p ${LETSENCRYPT_DIR}`,
   `tar -C ${LETSENCRYPT_DIR} -xzf "$transfer"`,
+  ...acmeAccountCommands(target.domain, 'certificate restore failed'),
   `certbot install --nginx --cert-name ${shellQuote(target.domain)} --non-interactive`,
   'nginx -t',
   'systemctl reload nginx',
@@ -94,14 +97,22 @@ export const tlsCommands = (target: TargetConfig, downloadUrl?: string): string[
   }
 };
 
+/** Modes whose certificate nginx serves before the switch. */
+const servesHttpsBeforeSwitch = (target: TargetConfig): boolean =>
+  target.tls.mode === 'restore' || target.tls.mode === 'dns-01';
+
 /**
- * The app answers on the candidate itself, with the site's Host header, before it gets any traffic.
+ * The app answers on the candidate itself, for the site's name, before it gets any traffic. Once
+ * certbot's nginx installer ran (restore, dns-01) plain HTTP for the domain only redirects to HTTPS,
+ * and `curl -f` counts a 301 as success, so the check asks over HTTPS, the domain pinned to loopback.
  * `grep` without `-q` reads the whole body: an early exit would kill curl with SIGPIPE and `pipefail`
  * would then fail a healthy check.
  */
 export const localCheckCommands = (target: TargetConfig): string[] => {
   const { domain, health } = target;
-  const curl = `curl -fsS --max-time 10 -H ${shellQuote(`Host: ${domain}`)} ${shellQuote(`http://127.0.0.1${health.path}`)}`;
+  const curl = servesHttpsBeforeSwitch(target)
+    ? `curl -fsS --max-time 10 --resolve ${shellQuote(`${domain}:443:127.0.0.1`)} ${shellQuote(`https://${domain}${health.path}`)}`
+    : `curl -fsS --max-time 10 -H ${shellQuote(`Host: ${domain}`)} ${shellQuote(`http://127.0.0.1${health.path}`)}`;
   if (health.bodyContains === undefined) return [curl];
   return [
     `${curl} | grep -F -- ${shellQuote(health.bodyContains)} > /dev/null || { echo ${shellQuote(

@@ -20,8 +20,16 @@ import { shellQuote } from './shell';
 
 /** Every transfer object lives under this prefix; a lifecycle rule expires it as a backstop. */
 export const TRANSFER_PREFIX = 'tls/';
-/** Long enough for SSM to deliver the command and curl to run; short enough to be worthless later. */
-export const PRESIGN_EXPIRES_SECONDS = 300;
+/**
+ * Long enough for SSM to deliver the pack command to the old box and curl to upload; short enough to be
+ * worthless later.
+ */
+export const UPLOAD_URL_EXPIRES_SECONDS = 300;
+/**
+ * The download runs first in Prepare's script on a box that is already up, and the URL fetches a
+ * private key: it gets less time than the upload.
+ */
+export const DOWNLOAD_URL_EXPIRES_SECONDS = 120;
 export const TRANSFER_CONTENT_TYPE = 'application/gzip';
 /** certbot's layout; its cert name is the domain. */
 export const LETSENCRYPT_DIR = '/etc/letsencrypt';
@@ -60,11 +68,11 @@ const CHECKSUM_HEADERS: ReadonlySet<string> = new Set([
   'x-amz-sdk-checksum-algorithm',
   'x-amz-checksum-mode',
 ]);
-const presignOptions = {
-  expiresIn: PRESIGN_EXPIRES_SECONDS,
+const presignOptions = (expiresIn: number) => ({
+  expiresIn,
   unhoistableHeaders: new Set(CHECKSUM_HEADERS),
   unsignableHeaders: new Set(CHECKSUM_HEADERS),
-};
+});
 
 /**
  * A URL the old box PUTs the transfer to. Signed locally with the function's credentials (no call to
@@ -73,13 +81,17 @@ const presignOptions = {
  */
 export const presignUpload = (s3: S3Client, bucket: string, key: string): Promise<string> =>
   getSignedUrl(s3, new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: TRANSFER_CONTENT_TYPE }), {
-    ...presignOptions,
+    ...presignOptions(UPLOAD_URL_EXPIRES_SECONDS),
     signableHeaders: new Set(['content-type']),
   });
 
 /** A URL the new box GETs the transfer from; it carries the function role's s3:GetObject on `tls/*`. */
 export const presignDownload = (s3: S3Client, bucket: string, key: string): Promise<string> =>
-  getSignedUrl(s3, new GetObjectCommand({ Bucket: bucket, Key: key }), presignOptions);
+  getSignedUrl(
+    s3,
+    new GetObjectCommand({ Bucket: bucket, Key: key }),
+    presignOptions(DOWNLOAD_URL_EXPIRES_SECONDS),
+  );
 
 /** A listing is one page of up to 1,000 keys; an execution writes one object, so a few pages bound it. */
 const MAX_LIST_PAGES = 10;
@@ -121,21 +133,54 @@ export const deleteTransferObjects = async (
   return deleted;
 };
 
-/** Seconds in a day, for openssl's `-checkend`. */
-const DAY_SECONDS = 86_400;
-
-/** `live/<domain>/fullchain.pem`: the chain nginx serves once certbot installed it. */
-export const fullchainPath = (domain: string): string => `${LETSENCRYPT_DIR}/live/${domain}/fullchain.pem`;
-
 /** `cmd || { echo reason >&2; exit 1; }`: a failing check says why in one line on stderr. */
 const orFail = (command: string, reason: string): string =>
   `${command} || { echo ${shellQuote(reason)} >&2; exit 1; }`;
 
+/** `renewal/<domain>.conf`, relative to the certbot directory: how certbot renews the lineage. */
+export const renewalConf = (domain: string): string => `renewal/${domain}.conf`;
+
+/** certbot names an ACME account by the MD5 of its public key: 32 lowercase hex digits. */
+const ACME_ACCOUNT_ID = '^[0-9a-f]{32}$';
+
+/**
+ * Sets `$account` to the ACME account `renewal/<domain>.conf` names and `accounts` to its directories
+ * (`accounts/<server>/directory/<id>`, relative to the certbot directory), or stops with a one-line
+ * reason. `certbot renew` loads exactly that account and fails without it, while `certbot install`
+ * never looks, so a lineage moved without it would only break at its first renewal, weeks later.
+ * The id is checked before it reaches a path; `find` (not a glob) so the directory is looked up where
+ * certbot keeps it, and `-printf %P` keeps the paths relative for tar.
+ */
+export const acmeAccountCommands = (domain: string, failure: string): string[] => {
+  const conf = renewalConf(domain);
+  return [
+    orFail(
+      `account="$(sed -n 's/^account[[:space:]]*=[[:space:]]*//p' ${shellQuote(`${LETSENCRYPT_DIR}/${conf}`)} 2>/dev/null)"`,
+      `${failure}: cannot read ${LETSENCRYPT_DIR}/${conf}`,
+    ),
+    orFail(
+      `[[ "$account" =~ ${ACME_ACCOUNT_ID} ]]`,
+      `${failure}: ${conf} names no ACME account (expected a line "account = " and 32 hex digits)`,
+    ),
+    `mapfile -t accounts < <(find ${LETSENCRYPT_DIR}/accounts -mindepth 3 -maxdepth 3 -type d -path "*/directory/$account" -printf 'accounts/%P\\n' 2>/dev/null)`,
+    orFail(
+      `[[ \${#accounts[@]} -gt 0 ]]`,
+      `${failure}: the ACME account that ${conf} names is not under ${LETSENCRYPT_DIR}/accounts/*/directory/`,
+    ),
+  ];
+};
+
+/** Seconds in a day, for openssl's `-checkend`. */
+const DAY_SECONDS = 86_400;
+
 /**
  * On the new box, before the switch (restore and dns-01): nginx answers the health path over HTTPS for
  * the domain on loopback, with a chain and name that curl verifies against the box's trust store, and
- * the certificate on disk stays valid for at least `certificateMinDaysLeft` days, the same margin the
- * probe holds the served certificate to after the switch.
+ * the certificate nginx actually serves for the domain (not a file it may not have loaded) stays valid
+ * for at least `certificateMinDaysLeft` days, the margin the probe holds it to after the switch.
+ * s_client's own status is set aside (`|| true`): it may be cut off by SIGPIPE once x509 has read the
+ * certificate, which pipefail would count as a failure; a handshake that fails leaves x509 nothing to
+ * read, and x509 fails then.
  */
 export const localTlsCheckCommands = (target: TargetConfig): string[] => {
   const { domain, health } = target;
@@ -146,8 +191,8 @@ export const localTlsCheckCommands = (target: TargetConfig): string[] => {
       `local TLS check failed: nginx on this box did not answer https://${domain}${health.path} with a certificate valid for ${domain}`,
     ),
     orFail(
-      `openssl x509 -checkend ${days * DAY_SECONDS} -noout -in ${shellQuote(fullchainPath(domain))}`,
-      `local TLS check failed: the certificate in ${fullchainPath(domain)} expires within ${days} days (health.certificateMinDaysLeft)`,
+      `{ openssl s_client -connect 127.0.0.1:443 -servername ${shellQuote(domain)} </dev/null 2>/dev/null || true; } | openssl x509 -noout -checkend ${days * DAY_SECONDS}`,
+      `local TLS check failed: the certificate nginx serves for ${domain} expires within ${days} days (health.certificateMinDaysLeft)`,
     ),
   ];
 };

@@ -33,6 +33,9 @@ export const BoxTiming = {
 type CloudInitState = 'running' | 'done' | 'error' | 'recoverable';
 type CloudInitOutcome = Exclude<CloudInitState, 'running'>;
 
+const NGINX_301 =
+  '<html>\r\n<head><title>301 Moved Permanently</title></head>\r\n<body>\r\n<center><h1>301 Moved Permanently</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+
 /** How long `cloud-init status --wait` blocks on a boot that never ends: past any command timeout. */
 const HUNG_WAIT_MS = 172_800_000;
 
@@ -273,9 +276,23 @@ export class Boxes {
     return this.ec2.image(instance.imageId)?.behaviour ?? { cloudInit: 'done', app: 'healthy' };
   }
 
+  /**
+   * Whether nginx on the box answers plain HTTP for `host` with a redirect to HTTPS: certbot's nginx
+   * installer adds one per name (the certbot stand-in leaves a mark in var/lib/sandbox/nginx-redirect).
+   */
+  private redirectsToHttps(box: Box, host: string | undefined): boolean {
+    const name = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+    if (!/^[a-z0-9.-]+$/.test(name) || name.includes('..')) return false;
+    return existsSync(join(box.dir, 'var', 'lib', 'sandbox', 'nginx-redirect', name));
+  }
+
   private responder(box: Box, behaviour: ImageBehaviour): AppResponder {
     const app = behaviour.app;
-    return () => {
+    return (request) => {
+      if (!request.tls && this.redirectsToHttps(box, request.host)) {
+        // nginx's own page for `return 301 https://$host$request_uri`; curl -f takes it as a success.
+        return { status: 301, body: NGINX_301 };
+      }
       if (app === 'broken') return { status: 500, body: 'internal server error\n' };
       if (app !== 'healthy') {
         const started = box.appStartedAt ?? this.ctx.clock.now();

@@ -23,7 +23,7 @@ import { createClients } from '../../lambdas/shared/clients';
 import { commandComment } from '../../lambdas/shared/commands';
 import type { TargetConfig } from '../../lambdas/shared/config';
 import { runKeys } from '../../lambdas/shared/constants';
-import { localTlsCheckCommands, transferKey } from '../../lambdas/shared/tls';
+import { DOWNLOAD_URL_EXPIRES_SECONDS, localTlsCheckCommands, transferKey } from '../../lambdas/shared/tls';
 import {
   BUCKET,
   CANDIDATE_ID,
@@ -301,9 +301,17 @@ const sentCommands = (): string[] =>
 
 const TLS_CHECK = [
   "curl -fsS --max-time 10 --resolve 'www.example.com:443:127.0.0.1' -o /dev/null 'https://www.example.com/healthz' || { echo 'local TLS check failed: nginx on this box did not answer https://www.example.com/healthz with a certificate valid for www.example.com' >&2; exit 1; }",
-  "openssl x509 -checkend 1209600 -noout -in '/etc/letsencrypt/live/www.example.com/fullchain.pem' || { echo 'local TLS check failed: the certificate in /etc/letsencrypt/live/www.example.com/fullchain.pem expires within 14 days (health.certificateMinDaysLeft)' >&2; exit 1; }",
+  "{ openssl s_client -connect 127.0.0.1:443 -servername 'www.example.com' </dev/null 2>/dev/null || true; } | openssl x509 -noout -checkend 1209600 || { echo 'local TLS check failed: the certificate nginx serves for www.example.com expires within 14 days (health.certificateMinDaysLeft)' >&2; exit 1; }",
 ];
-const APP_CHECK = "curl -fsS --max-time 10 -H 'Host: www.example.com' 'http://127.0.0.1/healthz'";
+// certbot's nginx installer redirects plain HTTP for the domain: the app is asked over HTTPS.
+const APP_CHECK =
+  "curl -fsS --max-time 10 --resolve 'www.example.com:443:127.0.0.1' 'https://www.example.com/healthz'";
+const ACCOUNT_CHECK = [
+  `account="$(sed -n 's/^account[[:space:]]*=[[:space:]]*//p' '/etc/letsencrypt/renewal/www.example.com.conf' 2>/dev/null)" || { echo 'certificate restore failed: cannot read /etc/letsencrypt/renewal/www.example.com.conf' >&2; exit 1; }`,
+  `[[ "$account" =~ ^[0-9a-f]{32}$ ]] || { echo 'certificate restore failed: renewal/www.example.com.conf names no ACME account (expected a line "account = " and 32 hex digits)' >&2; exit 1; }`,
+  `mapfile -t accounts < <(find /etc/letsencrypt/accounts -mindepth 3 -maxdepth 3 -type d -path "*/directory/$account" -printf 'accounts/%P\\n' 2>/dev/null)`,
+  `[[ \${#accounts[@]} -gt 0 ]] || { echo 'certificate restore failed: the ACME account that renewal/www.example.com.conf names is not under /etc/letsencrypt/accounts/*/directory/' >&2; exit 1; }`,
+];
 
 describe('prepare in restore mode', () => {
   it("fetches the pack step's transfer, installs it with certbot, reloads nginx, then runs the TLS and app checks", async () => {
@@ -326,6 +334,7 @@ describe('prepare in restore mode', () => {
       download,
       'mkdir -p /etc/letsencrypt',
       'tar -C /etc/letsencrypt -xzf "$transfer"',
+      ...ACCOUNT_CHECK,
       "certbot install --nginx --cert-name 'www.example.com' --non-interactive",
       'nginx -t',
       'systemctl reload nginx',
@@ -334,12 +343,13 @@ describe('prepare in restore mode', () => {
     ]);
   });
 
-  it('downloads through a GET URL for exactly the transfer key, valid 300 s, without checksum parameters', async () => {
+  it('downloads through a GET URL for exactly the transfer key, valid 2 minutes, without checksum parameters', async () => {
     await prepare(signingClients(), ENV, restoreState());
 
     const url = new URL(/'(https:[^']+)'$/.exec(sentCommands()[5] ?? '')?.[1] ?? 'https://missing');
     expect(`${url.host}${url.pathname}`).toBe(`${BUCKET}.s3.eu-west-1.amazonaws.com/${KEY}`);
-    expect(url.searchParams.get('X-Amz-Expires')).toBe('300');
+    expect(url.searchParams.get('X-Amz-Expires')).toBe(String(DOWNLOAD_URL_EXPIRES_SECONDS));
+    expect(DOWNLOAD_URL_EXPIRES_SECONDS).toBe(120);
     expect(url.searchParams.get('x-id')).toBe('GetObject');
     expect([...url.searchParams.keys()].filter((k) => k.toLowerCase().includes('checksum'))).toEqual([]);
   });
@@ -402,6 +412,10 @@ describe('the TLS scripts', () => {
       `curl -fsS --max-time 60 -o "$transfer" 'https://h/k?a='\\''b'\\''&c=$(d)'`,
       'mkdir -p /etc/letsencrypt',
       'tar -C /etc/letsencrypt -xzf "$transfer"',
+      `account="$(sed -n 's/^account[[:space:]]*=[[:space:]]*//p' '/etc/letsencrypt/renewal/x'\\''; touch pwned; echo '\\''$(touch pwned2).conf' 2>/dev/null)" || { echo 'certificate restore failed: cannot read /etc/letsencrypt/renewal/x'\\''; touch pwned; echo '\\''$(touch pwned2).conf' >&2; exit 1; }`,
+      `[[ "$account" =~ ^[0-9a-f]{32}$ ]] || { echo 'certificate restore failed: renewal/x'\\''; touch pwned; echo '\\''$(touch pwned2).conf names no ACME account (expected a line "account = " and 32 hex digits)' >&2; exit 1; }`,
+      `mapfile -t accounts < <(find /etc/letsencrypt/accounts -mindepth 3 -maxdepth 3 -type d -path "*/directory/$account" -printf 'accounts/%P\\n' 2>/dev/null)`,
+      `[[ \${#accounts[@]} -gt 0 ]] || { echo 'certificate restore failed: the ACME account that renewal/x'\\''; touch pwned; echo '\\''$(touch pwned2).conf names is not under /etc/letsencrypt/accounts/*/directory/' >&2; exit 1; }`,
       `certbot install --nginx --cert-name 'x'\\''; touch pwned; echo '\\''$(touch pwned2)' --non-interactive`,
       'nginx -t',
       'systemctl reload nginx',
@@ -422,6 +436,15 @@ describe('the TLS scripts', () => {
     ]);
   });
 
+  it('the app check asks over HTTPS in restore and dns-01, where certbot redirects plain HTTP, and still reads the body', () => {
+    for (const target of [restoreTarget(), dns01Target()]) {
+      const withBody = { ...target, health: { ...target.health, bodyContains: 'all good' } };
+      expect(localCheckCommands(withBody)).toEqual([
+        `curl -fsS --max-time 10 --resolve 'www.example.com:443:127.0.0.1' 'https://www.example.com/healthz' | grep -F -- 'all good' > /dev/null || { echo 'local app check failed: no answer, an error status, or a body without "all good"' >&2; exit 1; }`,
+      ]);
+    }
+  });
+
   it('dns-01 without an e-mail is refused, naming the field', () => {
     const target = { ...dns01Target(), tls: { mode: 'dns-01' as const, hostedZoneId: 'Z0123456789ABC' } };
     expect(() => dns01Commands(target)).toThrow(expect.objectContaining({ field: 'run.target.tls.email' }));
@@ -430,7 +453,7 @@ describe('the TLS scripts', () => {
   it('the local TLS check pins the domain to loopback, and holds the certificate to certificateMinDaysLeft', () => {
     expect(localTlsCheckCommands(restoreTarget())).toEqual(TLS_CHECK);
     const lax = makeTarget({ tls: { mode: 'restore' }, health: { path: '/', certificateMinDaysLeft: 0 } });
-    expect(localTlsCheckCommands(lax)[1]).toMatch(/^openssl x509 -checkend 0 -noout -in /);
+    expect(localTlsCheckCommands(lax)[1]).toMatch(/\| openssl x509 -noout -checkend 0 \|\| /);
   });
 
   it('the local TLS check quotes the domain and the path', () => {
@@ -439,7 +462,7 @@ describe('the TLS scripts', () => {
       /^curl -fsS --max-time 10 --resolve 'x'\\''; touch pwned; echo '\\''\$\(touch pwned2\):443:127\.0\.0\.1' -o \/dev\/null 'https:\/\/x'\\''; /,
     );
     expect(openssl).toMatch(
-      /-in '\/etc\/letsencrypt\/live\/x'\\''; touch pwned; echo '\\''\$\(touch pwned2\)\/fullchain\.pem' \|\| /,
+      /^\{ openssl s_client -connect 127\.0\.0\.1:443 -servername 'x'\\''; touch pwned; echo '\\''\$\(touch pwned2\)' <\/dev\/null /,
     );
   });
 
@@ -454,14 +477,18 @@ describe('the TLS scripts, run', () => {
   /** curl: writes the download, answers the app check with `ok`, and exits `tlsExit` for the TLS check. */
   const curl = (tlsExit = 0) =>
     recorder(
-      `case " $* " in *" --resolve "*) exit ${tlsExit};; esac
-for a; do [ "$prev" = -o ] && [ "$a" != /dev/null ] && echo transfer > "$a"; prev="$a"; done
+      `case " $* " in *" -o /dev/null "*) exit ${tlsExit};; esac
+for a; do [ "$prev" = -o ] && echo transfer > "$a"; prev="$a"; done
 echo ok`,
     );
+  const ACCOUNT_DIR = 'accounts/acme-v02.api.letsencrypt.org/directory/0123456789abcdef0123456789abcdef';
   const standIns = (overrides: Record<string, string> = {}) => ({
     curl: curl(),
     mkdir: recorder(),
     tar: recorder(),
+    // The unpacked renewal config names an account, and its directory came along.
+    sed: recorder('echo 0123456789abcdef0123456789abcdef'),
+    find: recorder(`echo '${ACCOUNT_DIR}'`),
     certbot: recorder(),
     nginx: recorder(),
     systemctl: recorder(),
@@ -482,6 +509,30 @@ echo ok`,
       { command: 'mkdir', args: ['-p', '/etc/letsencrypt'] },
       { command: 'tar', args: ['-C', '/etc/letsencrypt', '-xzf', file] },
       {
+        command: 'sed',
+        args: [
+          '-n',
+          's/^account[[:space:]]*=[[:space:]]*//p',
+          '/etc/letsencrypt/renewal/www.example.com.conf',
+        ],
+      },
+      {
+        command: 'find',
+        args: [
+          '/etc/letsencrypt/accounts',
+          '-mindepth',
+          '3',
+          '-maxdepth',
+          '3',
+          '-type',
+          'd',
+          '-path',
+          '*/directory/0123456789abcdef0123456789abcdef',
+          '-printf',
+          'accounts/%P\\n',
+        ],
+      },
+      {
         command: 'certbot',
         args: ['install', '--nginx', '--cert-name', 'www.example.com', '--non-interactive'],
       },
@@ -500,24 +551,51 @@ echo ok`,
           'https://www.example.com/healthz',
         ],
       },
-      {
-        command: 'openssl',
-        args: [
-          'x509',
-          '-checkend',
-          '1209600',
-          '-noout',
-          '-in',
-          '/etc/letsencrypt/live/www.example.com/fullchain.pem',
-        ],
-      },
+      // s_client and x509 run side by side in one pipeline: in either order.
+      expect.objectContaining({ command: 'openssl' }),
+      expect.objectContaining({ command: 'openssl' }),
       {
         command: 'curl',
-        args: ['-fsS', '--max-time', '10', '-H', 'Host: www.example.com', 'http://127.0.0.1/healthz'],
+        args: [
+          '-fsS',
+          '--max-time',
+          '10',
+          '--resolve',
+          'www.example.com:443:127.0.0.1',
+          'https://www.example.com/healthz',
+        ],
       },
     ]);
+    expect(calls.filter((c) => c.command === 'openssl').map((c) => c.args)).toEqual(
+      expect.arrayContaining([
+        ['s_client', '-connect', '127.0.0.1:443', '-servername', 'www.example.com'],
+        ['x509', '-noout', '-checkend', '1209600'],
+      ]),
+    );
     expect(file).not.toBe('');
     expect(existsSync(file)).toBe(false);
+  });
+
+  it('restore stops with a one-line reason, before certbot touches nginx, when the transfer lacks the ACME account its renewal config names', async () => {
+    const run = await runScript(
+      prepareScript(restoreTarget(), URL_WITH_QUERY),
+      standIns({ find: recorder() }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim()).toBe(
+      'certificate restore failed: the ACME account that renewal/www.example.com.conf names is not under /etc/letsencrypt/accounts/*/directory/',
+    );
+    expect(recordedCalls(run.dir).map((c) => c.command)).not.toContain('certbot');
+  });
+
+  it('checks the expiry of the certificate nginx serves even when s_client is cut off after x509 read it, as pipefail would count', async () => {
+    const run = await runScript(
+      prepareScript(dns01Target()),
+      standIns({ openssl: recorder('case "$1" in s_client) kill -PIPE $$;; esac') }),
+    );
+
+    expect(run.code).toBe(0);
   });
 
   it('stops with a one-line reason when nginx does not serve a verified certificate locally', async () => {

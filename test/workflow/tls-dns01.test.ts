@@ -3,9 +3,11 @@ import { join } from 'node:path';
 import type { TargetConfig } from '../../lambdas/shared/config';
 import { DowntimeClient, startWorld, type World } from './helpers';
 
+// The app check must see the app's own body: over plain HTTP, certbot's redirect would answer.
 const dns01 = (t: TargetConfig): TargetConfig => ({
   ...t,
   tls: { mode: 'dns-01', email: 'ops@example.test', hostedZoneId: 'Z0123456789ABCDEFGHIJ' },
+  health: { ...t.health, bodyContains: 'ok i-' },
 });
 
 const certbotLog = (world: World, instanceId: string): string => {
@@ -20,7 +22,7 @@ describe('a replacement of an HTTPS site in dns-01 mode', () => {
     world = undefined;
   });
 
-  it('issues the certificate on the new box before the switch when the instance role may answer in Route 53', async () => {
+  it('issues the certificate on the new box before the switch when the instance role may answer in Route 53, and the app answers over HTTPS there', async () => {
     world = await startWorld({ target: dns01 });
     const { sandbox, seeded, target } = world;
     sandbox.allowDns01('web');

@@ -1,6 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
+import { GetCommandInvocationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { createClients } from '../../lambdas/shared/clients';
 import type { ServedCertificate } from '../../sandbox/contracts';
 import { DowntimeClient, startWorld, type World } from './helpers';
 
@@ -8,6 +10,34 @@ const certbotLog = (world: World, instanceId: string): string => {
   const path = join(world.sandbox.instanceDir(instanceId), 'var/log/letsencrypt/letsencrypt.log');
   return existsSync(path) ? readFileSync(path, 'utf8') : '';
 };
+
+/** Runs a script on a box through SSM Run Command, as the steps do, and waits (virtual time) for it. */
+const runOnBox = async (world: World, instanceId: string, commands: string[]) => {
+  const { ssm } = createClients();
+  const sent = await ssm.send(
+    new SendCommandCommand({
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: [instanceId],
+      Parameters: { commands },
+    }),
+  );
+  const CommandId = sent.Command?.CommandId ?? '';
+  for (;;) {
+    await world.sandbox.clock.sleep(1_000);
+    const invocation = await ssm
+      .send(new GetCommandInvocationCommand({ CommandId, InstanceId: instanceId }))
+      .catch(() => undefined);
+    if (invocation && !['Pending', 'InProgress', 'Delayed'].includes(invocation.Status ?? '')) {
+      return {
+        code: invocation.ResponseCode,
+        stdout: invocation.StandardOutputContent ?? '',
+        stderr: invocation.StandardErrorContent ?? '',
+      };
+    }
+  }
+};
+
+const ACCOUNTS = 'etc/letsencrypt/accounts/acme-v02.api.letsencrypt.org/directory';
 
 /** Replays a presigned URL against the sandbox's S3 endpoint, as a box's curl would send it. */
 const replay = (
@@ -53,8 +83,11 @@ describe('a replacement of an HTTPS site in restore mode', () => {
     world = undefined;
   });
 
-  it("moves the old box's certificate to the new box before the switch: same serial, no order, no failed request", async () => {
-    world = await startWorld({ target: (t) => ({ ...t, tls: { mode: 'restore' } }) });
+  it("moves the old box's certificate and ACME account to the new box before the switch: same serial, no order, no failed request, renewable there", async () => {
+    // The app check must see the app's own body: over plain HTTP, certbot's redirect would answer.
+    world = await startWorld({
+      target: (t) => ({ ...t, tls: { mode: 'restore' }, health: { ...t.health, bodyContains: 'ok i-' } }),
+    });
     const { sandbox, seeded, target } = world;
     const before = (await sandbox.servedCertificate(seeded.publicIp, target.domain)) as ServedCertificate;
     const client = new DowntimeClient(target, seeded.publicIp);
@@ -78,12 +111,20 @@ describe('a replacement of an HTTPS site in restore mode', () => {
     const le = join(sandbox.instanceDir(newInstanceId), 'etc/letsencrypt');
     expect(readFileSync(join(le, 'renewal', `${target.domain}.conf`), 'utf8')).toContain('[renewalparams]');
     expect(existsSync(join(le, 'archive', target.domain, 'privkey1.pem'))).toBe(true);
+    const oldAccounts = readdirSync(join(sandbox.instanceDir(seeded.oldInstanceId), ACCOUNTS));
+    expect(readdirSync(join(sandbox.instanceDir(newInstanceId), ACCOUNTS))).toEqual(oldAccounts);
     // Nothing was asked of the CA, on either box.
     expect(certbotLog(world, newInstanceId)).toContain(`install: ${target.domain} into nginx`);
     expect(certbotLog(world, newInstanceId)).not.toContain('order:');
     expect(certbotLog(world, seeded.oldInstanceId)).not.toContain('order:');
     expect(downtime).toEqual({ failedProbes: 0, downtimeMs: 0 });
     expect(world.mutatingCalls((c) => c.action === 'AssociateAddress')).toHaveLength(1);
+    // certbot's own renewal (as its timer runs it) works on the new box with what arrived.
+    const dryRun = await runOnBox(world, newInstanceId, ['certbot renew --dry-run']);
+    expect(dryRun).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('Congratulations, all simulated renewals succeeded'),
+    });
   });
 
   it('leaves no transfer object behind, and its presigned URLs are dead once expired', async () => {
