@@ -113,9 +113,21 @@ const fileOf = (files: Readonly<Record<string, string>>, name: string): string =
 };
 
 /**
+ * The document without its whole-line comments: they are for readers of the repository, and would
+ * count against Image Builder's 16,000 characters. Removed before anything is embedded, so embedded
+ * files keep theirs byte for byte. A `#` line inside a block scalar of the template would go too; the
+ * documents keep none there (a test compares every command before and after).
+ */
+export const stripCommentLines = (document: string): string =>
+  document
+    .split('\n')
+    .filter((line) => !/^[ \t]*#/.test(line))
+    .join('\n');
+
+/**
  * Fills in a component document's markers (see ami/components/readiness-agent.yml): `@embed <file>`
  * lines with the file, every line indented like the marker so it stays inside its YAML block;
- * `@embed-gzip <file>` lines with the file gzipped and base64-encoded; `@sha256:<file>@` with the
+ * `@embed-gzip <file>` lines with the file gzipped and base64-encoded, on one line; `@sha256:<file>@` with the
  * file's digest; `@agent-path@` with `agentPath`.
  */
 export const renderComponent = (
@@ -123,12 +135,14 @@ export const renderComponent = (
   files: Readonly<Record<string, string>>,
   agentPath?: string,
 ): string => {
-  const embedded = document
+  const embedded = stripCommentLines(document)
     .replace(EMBED_LINE, (_line, indent: string, gzip: string | undefined, name: string) => {
       const content = fileOf(files, name);
       if (gzip !== undefined) {
         const encoded = gzipStable(content).toString('base64');
-        return (encoded.match(/.{1,76}/g) ?? []).map((l) => `${indent}${l}`).join('\n');
+        // One line: base64 -d takes any line length, and every extra line would cost its indent
+        // against the document's size limit.
+        return `${indent}${encoded}`;
       }
       // Image Builder reads {{ ... }} as its own variables, and the heredoc would end at its delimiter.
       if (content.includes('{{')) throw new Error(`${name} contains "{{", which Image Builder would expand`);
@@ -175,7 +189,8 @@ const DEBIAN_SSM_AGENT_USER_DATA = [
   '  arch=$(dpkg --print-architecture)',
   // biome-ignore lint/suspicious/noTemplateCurlyInString: bash expands it on the build instance
   '  curl -fsS -o /tmp/amazon-ssm-agent.deb "https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_${arch}/amazon-ssm-agent.deb"',
-  '  dpkg -i /tmp/amazon-ssm-agent.deb',
+  // apt waits for the dpkg lock (cloud-init or unattended-upgrades may hold it at first boot); dpkg -i would fail at once.
+  '  apt-get -o DPkg::Lock::Timeout=600 install -y /tmp/amazon-ssm-agent.deb',
   '  systemctl enable --now amazon-ssm-agent',
   'fi',
   '',
@@ -189,8 +204,14 @@ export interface GoldenImageProps {
   readonly parameterName: string;
   /** @default ami/components */
   readonly componentsDir?: string;
-  /** Holds `understudy-readiness` and `understudy-readiness.service`. @default ami/readiness-agent */
+  /** Holds the agent script and its two units (`AGENT_FILES`). @default ami/readiness-agent */
   readonly readinessAgentDir?: string;
+  /**
+   * The Understudy event bus the agent reports to, baked into the image as
+   * /etc/understudy/agent.image.env. A name known at synth time: it is part of the component's
+   * content, and so of its version.
+   */
+  readonly eventBusName: string;
 }
 
 interface RenderedComponent {
@@ -221,8 +242,17 @@ export class GoldenImage extends Construct {
     this.parameterName = props.parameterName;
 
     const agentDir = props.readinessAgentDir ?? READINESS_AGENT_DIR;
-    const agentFiles = readAgentFiles(agentDir);
+    const agentFiles: Record<string, string> = {
+      ...readAgentFiles(agentDir),
+      [IMAGE_SETTINGS_FILE]: imageSettings(props.eventBusName),
+    };
     const agentPath = execStartPath(agentFiles['understudy-readiness.service'] ?? '');
+    const progressPath = execStartPath(agentFiles['understudy-readiness-progress.service'] ?? '');
+    if (progressPath !== agentPath) {
+      throw new Error(
+        `the readiness units start different programs (${agentPath} and ${progressPath}); the component installs one`,
+      );
+    }
 
     const rendered: RenderedComponent[] = COMPONENT_ORDER.map((name) => {
       const file = componentFile(name, build.parentImage, props.componentsDir);
@@ -347,10 +377,41 @@ export class GoldenImage extends Construct {
   }
 }
 
+/** The agent script, the unit that sends the final event and the unit that sends progress meanwhile. */
+export const AGENT_FILES = [
+  'understudy-readiness',
+  'understudy-readiness.service',
+  'understudy-readiness-progress.service',
+] as const;
+
+/** The component's name for the settings file it bakes as /etc/understudy/agent.image.env. */
+export const IMAGE_SETTINGS_FILE = 'agent.image.env';
+
+/** Same rule as the agent's own check, so a name the agent would refuse fails synth instead of boots. */
+const EVENT_BUS_NAME = /^[A-Za-z0-9/._:-]{1,1600}$/;
+
+/**
+ * The image's agent settings: only the bus. The box's /etc/understudy/agent.env (user data) overrides
+ * any key of it and the service's environment overrides both, so a box can still point elsewhere.
+ */
+export const imageSettings = (eventBusName: string): string => {
+  if (Token.isUnresolved(eventBusName)) {
+    throw new Error(
+      'the golden image bakes the event bus name, so it must be known at synth time (give the bus a name)',
+    );
+  }
+  if (!EVENT_BUS_NAME.test(eventBusName)) throw new Error(`"${eventBusName}" is not an event bus name`);
+  return [
+    "# Baked into the Understudy golden image (lib/golden-image.ts): the readiness agent's defaults.",
+    '# /etc/understudy/agent.env overrides any key of it; the service environment overrides both.',
+    `EVENT_BUS_NAME=${eventBusName}`,
+    '',
+  ].join('\n');
+};
+
 const readAgentFiles = (dir: string): Record<string, string> => {
-  const names = ['understudy-readiness', 'understudy-readiness.service'];
   const files: Record<string, string> = {};
-  for (const name of names) {
+  for (const name of AGENT_FILES) {
     const path = join(dir, name);
     if (!existsSync(path)) {
       throw new Error(`the golden image installs the readiness agent from ${path}, which does not exist`);

@@ -49,7 +49,10 @@ export class UnderstudyStack extends Stack {
 
     this.notifications = new Notifications(this, 'Notifications', { emails: config.notifications.emails });
     this.runs = new RunsBucket(this, 'Runs');
+    // Named, not generated: golden images bake the name into their readiness agent settings at synth.
+    const eventBusName = `${this.stackName}-bus`;
     this.eventBus = new events.EventBus(this, 'Bus', {
+      eventBusName,
       description: 'Understudy agent events and replacement requests',
     });
 
@@ -100,6 +103,7 @@ export class UnderstudyStack extends Stack {
         target: target.name,
         build: target.image.build,
         parameterName: parameterNames(this.parameterPrefix).image(target.name),
+        eventBusName,
         ...(props.readinessAgentDir === undefined ? {} : { readinessAgentDir: props.readinessAgentDir }),
       });
       goldenImages[target.name] = image;

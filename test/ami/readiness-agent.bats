@@ -7,6 +7,7 @@
 setup() {
   AGENT="$BATS_TEST_DIRNAME/../../ami/readiness-agent/understudy-readiness"
   UNIT="$BATS_TEST_DIRNAME/../../ami/readiness-agent/understudy-readiness.service"
+  PROGRESS_UNIT="$BATS_TEST_DIRNAME/../../ami/readiness-agent/understudy-readiness-progress.service"
   export PATH="$BATS_TEST_DIRNAME/fakes:$PATH"
   export FAKE_STATE="$BATS_TEST_TMPDIR/fake"
   export FAKE_IMDS_DIR="$BATS_TEST_TMPDIR/imds"
@@ -23,20 +24,29 @@ setup() {
 
   export UNDERSTUDY_AGENT_CONFIG="$BATS_TEST_TMPDIR/agent.env"
   printf 'EVENT_BUS_NAME=understudy-test\n' >"$UNDERSTUDY_AGENT_CONFIG"
+  # The image's settings file; absent unless a test writes it.
+  export UNDERSTUDY_IMAGE_CONFIG="$BATS_TEST_TMPDIR/agent.image.env"
+  export UNDERSTUDY_CLOUD_INIT_RESULT="$BATS_TEST_TMPDIR/result.json"
   export UNDERSTUDY_STATE_DIR="$BATS_TEST_TMPDIR/var-lib-understudy"
   export UNDERSTUDY_BOOT_ID_FILE="$BATS_TEST_TMPDIR/boot_id"
   echo "6f1c2a57-0d2e-4b8a-9a41-1f0c7c0e5a01" >"$UNDERSTUDY_BOOT_ID_FILE"
-  export UNDERSTUDY_PROGRESS_INTERVAL=0.2 UNDERSTUDY_RETRY_BASE=0.01 UNDERSTUDY_IMDS_RETRY_DELAY=0.01
+  # Long enough that no in-process progress event lands in a test that does not ask for one.
+  export UNDERSTUDY_PROGRESS_INTERVAL=60 UNDERSTUDY_RETRY_BASE=0.01 UNDERSTUDY_IMDS_RETRY_DELAY=0.01
   export TMPDIR="$BATS_TEST_TMPDIR/tmp"
   unset EVENT_BUS_NAME UNDERSTUDY_ON_RECOVERABLE_ERRORS UNDERSTUDY_PUT_ATTEMPTS UNDERSTUDY_IMDS_ATTEMPTS
   unset FAKE_CLOUD_INIT_JSON FAKE_CLOUD_INIT_EXIT FAKE_CLOUD_INIT_WAIT FAKE_IMDS_DOWN_TIMES
+  unset FAKE_CLOUD_INIT_NO_FORMAT FAKE_CLOUD_INIT_RUNNING_CALLS FAKE_CLOUD_INIT_FINAL_STATE FAKE_CLOUD_INIT_BEFORE
   unset FAKE_AWS_FAIL_TIMES FAKE_AWS_REJECT_TIMES FAKE_AWS_ECHO_INPUT
 }
 
 # Entries the fake bus accepted, one JSON object per line (Detail parsed).
 events() { cat "$FAKE_STATE/events.jsonl" 2>/dev/null || true; }
 final_events() { events | jq -c 'select(.DetailType != "Instance Progress")'; }
+progress_events() { events | jq -c 'select(.DetailType == "Instance Progress")'; }
 count() { if [[ -z "$1" ]]; then echo 0; else wc -l <<<"$1" | tr -d ' '; fi; }
+# grep -Eq <pattern> <file> must not match. A bare `! grep` in a test never fails it (bats runs with
+# set -e, which ignores negated commands); a function's return status does.
+absent() { ! grep -Eq -- "$1" "$2"; }
 put_calls() { grep -c '"put-events"' "$FAKE_STATE/aws.calls" 2>/dev/null || echo 0; }
 
 cloud_init_reports() { # <exit code> <status json>
@@ -154,7 +164,118 @@ DEGRADED='{"status": "done", "extended_status": "degraded done", "errors": [],
   final="$(final_events)"
   [ "$(jq -r .DetailType <<<"$final")" = "Instance Failed" ]
   [ "$(jq -r .Detail.status <<<"$final")" = unknown ]
-  [ "$(jq -r '.Detail.errors[0]' <<<"$final")" = "cloud-init status did not print a JSON document (exit 1)" ]
+  [ "$(jq -r .Detail.exitCode <<<"$final")" = 1 ]
+  [ "$(jq -r '.Detail.errors[0]' <<<"$final")" = \
+    "cloud-init status did not print a JSON document (cloud-init status exited 1)" ]
+}
+
+@test "empty stdout with exit 1 (a crash, its traceback on stderr) puts Instance Failed, not an empty detail" {
+  export FAKE_CLOUD_INIT_EXIT=1 FAKE_CLOUD_INIT_JSON="$BATS_TEST_TMPDIR/empty"
+  : >"$FAKE_CLOUD_INIT_JSON"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  final="$(final_events)"
+  [ "$(count "$final")" -eq 1 ]
+  [ "$(jq -r .DetailType <<<"$final")" = "Instance Failed" ]
+  [ "$(jq -c '.Detail | {status, exitCode}' <<<"$final")" = '{"status":"unknown","exitCode":1}' ]
+  [ "$(jq -r '.Detail.errors[0]' <<<"$final")" = \
+    "cloud-init status did not print a JSON document (cloud-init status exited 1)" ]
+}
+
+@test "empty stdout with exit 2 (argparse's usage error) is Instance Failed with exit 1, even under policy accept" {
+  printf 'EVENT_BUS_NAME=understudy-test\nUNDERSTUDY_ON_RECOVERABLE_ERRORS=accept\n' >"$UNDERSTUDY_AGENT_CONFIG"
+  export FAKE_CLOUD_INIT_EXIT=2 FAKE_CLOUD_INIT_JSON="$BATS_TEST_TMPDIR/empty"
+  : >"$FAKE_CLOUD_INIT_JSON"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  final="$(final_events)"
+  [ "$(jq -r .DetailType <<<"$final")" = "Instance Failed" ]
+  [ "$(jq -r .Detail.exitCode <<<"$final")" = 1 ]
+  [ "$(jq -r '.Detail.errors[0]' <<<"$final")" = \
+    "cloud-init status did not print a JSON document (cloud-init status exited 2)" ]
+}
+
+@test "two JSON documents, or one that is not an object, are no outcome either" {
+  export FAKE_CLOUD_INIT_EXIT=0 FAKE_CLOUD_INIT_JSON="$BATS_TEST_TMPDIR/status.json"
+  printf '{"status": "done", "errors": []}\n{"status": "done", "errors": []}\n' >"$FAKE_CLOUD_INIT_JSON"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [ "$(final_events | jq -r .DetailType)" = "Instance Failed" ]
+  rm -f "$UNDERSTUDY_STATE_DIR/final-event" "$FAKE_STATE/events.jsonl"
+  printf '["done"]\n' >"$FAKE_CLOUD_INIT_JSON"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [ "$(final_events | jq -r .DetailType)" = "Instance Failed" ]
+}
+
+@test "no cloud-init at all: Instance Failed, exit 1, rather than waiting or reporting ready" {
+  mkdir -p "$BATS_TEST_TMPDIR/bin"
+  ln -s "$BATS_TEST_DIRNAME/fakes/aws" "$BATS_TEST_DIRNAME/fakes/curl" "$BATS_TEST_TMPDIR/bin/"
+  for tool in bash jq grep sed head tail cut tr mktemp rm mkdir mv date sleep cat wc stat env; do
+    ln -s "$(command -v "$tool")" "$BATS_TEST_TMPDIR/bin/"
+  done
+  PATH="$BATS_TEST_TMPDIR/bin" run "$AGENT"
+  [ "$status" -eq 0 ]
+  final="$(final_events)"
+  [ "$(jq -r .DetailType <<<"$final")" = "Instance Failed" ]
+  [ "$(jq -r .Detail.exitCode <<<"$final")" = 1 ]
+  [[ "$(jq -r '.Detail.errors[0]' <<<"$final")" == "cloud-init status --wait failed (cloud-init status exited 127)" ]]
+}
+
+@test "a cloud-init without status --format (before 22.4): waits with --wait --long, outcome from result.json" {
+  export FAKE_CLOUD_INIT_NO_FORMAT=1 FAKE_CLOUD_INIT_EXIT=0
+  printf '%s\n' '{"v1": {"datasource": "DataSourceEc2Local", "errors": []}}' >"$UNDERSTUDY_CLOUD_INIT_RESULT"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"its status has no JSON format"* ]]
+  grep -qx 'status --wait --long' "$FAKE_STATE/cloud-init.log"
+  absent '--format' "$FAKE_STATE/cloud-init.log"
+  final="$(final_events)"
+  [ "$(jq -r .DetailType <<<"$final")" = "Instance Ready" ]
+  [ "$(jq -c '.Detail | {status, exitCode, errors}' <<<"$final")" = '{"status":"done","exitCode":0,"errors":[]}' ]
+}
+
+@test "before 22.4, exit 1 with result.json errors puts Instance Failed carrying them" {
+  export FAKE_CLOUD_INIT_NO_FORMAT=1 FAKE_CLOUD_INIT_EXIT=1
+  printf '%s\n' '{"v1": {"datasource": "DataSourceEc2Local",
+    "errors": ["(\"scripts_user\", RuntimeError(\"Runparts: 1 failures\"))", {"x": 1}]}}' >"$UNDERSTUDY_CLOUD_INIT_RESULT"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  final="$(final_events)"
+  [ "$(jq -r .DetailType <<<"$final")" = "Instance Failed" ]
+  [ "$(jq -c '.Detail | {status, exitCode, errors}' <<<"$final")" = \
+    '{"status":"error","exitCode":1,"errors":["(\"scripts_user\", RuntimeError(\"Runparts: 1 failures\"))","{\"x\":1}"]}' ]
+}
+
+@test "before 22.4, errors in result.json fail the box even when the exit code is 0" {
+  export FAKE_CLOUD_INIT_NO_FORMAT=1 FAKE_CLOUD_INIT_EXIT=0
+  printf '%s\n' '{"v1": {"errors": ["cc_mounts failed"]}}' >"$UNDERSTUDY_CLOUD_INIT_RESULT"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [ "$(final_events | jq -c '[.DetailType, .Detail.exitCode]')" = '["Instance Failed",1]' ]
+}
+
+@test "before 22.4, a missing or empty result.json is Instance Failed" {
+  export FAKE_CLOUD_INIT_NO_FORMAT=1 FAKE_CLOUD_INIT_EXIT=0
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  final="$(final_events)"
+  [ "$(jq -c '[.DetailType, .Detail.status, .Detail.exitCode]' <<<"$final")" = '["Instance Failed","unknown",1]' ]
+  [[ "$(jq -r '.Detail.errors[0]' <<<"$final")" == "cloud-init finished without a readable $UNDERSTUDY_CLOUD_INIT_RESULT"* ]]
+  rm -f "$UNDERSTUDY_STATE_DIR/final-event" "$FAKE_STATE/events.jsonl"
+  : >"$UNDERSTUDY_CLOUD_INIT_RESULT"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [ "$(final_events | jq -r .DetailType)" = "Instance Failed" ]
+}
+
+@test "before 22.4, exit 2 is a usage error, not recoverable errors: Instance Failed under policy accept" {
+  printf 'EVENT_BUS_NAME=understudy-test\nUNDERSTUDY_ON_RECOVERABLE_ERRORS=accept\n' >"$UNDERSTUDY_AGENT_CONFIG"
+  export FAKE_CLOUD_INIT_NO_FORMAT=1 FAKE_CLOUD_INIT_EXIT=2
+  printf '%s\n' '{"v1": {"errors": []}}' >"$UNDERSTUDY_CLOUD_INIT_RESULT"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [ "$(final_events | jq -c '[.DetailType, .Detail.exitCode]')" = '["Instance Failed",1]' ]
 }
 
 @test "IMDS unavailable at first: the agent retries, then reports with the instance id and region" {
@@ -228,6 +349,7 @@ DEGRADED='{"status": "done", "extended_status": "degraded done", "errors": [],
 }
 
 @test "no progress event is sent when cloud-init has already finished" {
+  export UNDERSTUDY_PROGRESS_INTERVAL=1
   run "$AGENT"
   [ "$status" -eq 0 ]
   [ "$(events | jq -c 'select(.DetailType == "Instance Progress")')" = "" ]
@@ -241,7 +363,7 @@ DEGRADED='{"status": "done", "extended_status": "degraded done", "errors": [],
   [ "$status" -eq 0 ]
   [[ "$output" == *"already sent (Instance Ready); nothing to do"* ]]
   [ "$(put_calls)" -eq "$calls_after_first" ]
-  [ "$(grep -c . "$FAKE_STATE/cloud-init.log")" -eq 1 ]
+  [ "$(grep -c -- '--wait' "$FAKE_STATE/cloud-init.log")" -eq 1 ]
 }
 
 @test "a new boot, or the image's marker seen from another instance, reports again" {
@@ -265,6 +387,11 @@ DEGRADED='{"status": "done", "extended_status": "degraded done", "errors": [],
   [[ "$output" != *"$SIGNATURE_LINE_2"* ]]
   [[ "$output" != *"ami-0feedfacecafe0001"* ]]
   [[ "$output" != *"AQAEAfakeSessionToken"* ]]
+  # Nor on any command line: the entries reach the CLI as a file only the agent may read.
+  [ "$(grep -c 'file://' "$FAKE_STATE/aws.calls")" -eq 3 ]
+  absent "$SIGNATURE_LINE_1" "$FAKE_STATE/aws.calls"
+  absent "ami-0feedfacecafe0001" "$FAKE_STATE/aws.calls"
+  [ "$(sort -u "$FAKE_STATE/aws.entries-modes")" = 600 ]
 }
 
 @test "EVENT_BUS_NAME missing: the agent refuses to start and touches nothing" {
@@ -304,11 +431,138 @@ DEGRADED='{"status": "done", "extended_status": "degraded done", "errors": [],
   [ "$(final_events | jq -r .EventBusName)" = understudy-from-env ]
 }
 
-@test "the unit runs once after cloud-init and multi-user, stays active and never restarts" {
-  grep -qx 'After=cloud-init.target multi-user.target network-online.target' "$UNIT"
-  grep -qx 'Type=oneshot' "$UNIT"
-  grep -qx 'RemainAfterExit=yes' "$UNIT"
-  grep -qx 'Restart=no' "$UNIT"
-  grep -qx 'WantedBy=multi-user.target' "$UNIT"
-  grep -qx 'ExecStart=/usr/local/bin/understudy-readiness' "$UNIT"
+@test "the image's settings file names the bus; the box's agent.env overrides it key by key" {
+  printf 'EVENT_BUS_NAME=understudy-from-image\nUNDERSTUDY_ON_RECOVERABLE_ERRORS=fail\n' >"$UNDERSTUDY_IMAGE_CONFIG"
+  printf 'UNDERSTUDY_ON_RECOVERABLE_ERRORS=accept\n' >"$UNDERSTUDY_AGENT_CONFIG"
+  cloud_init_reports 2 "$DEGRADED"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  final="$(final_events)"
+  [ "$(jq -r .EventBusName <<<"$final")" = understudy-from-image ]
+  [ "$(jq -r .DetailType <<<"$final")" = "Instance Ready" ]
+  printf 'EVENT_BUS_NAME=understudy-from-user-data\n' >"$UNDERSTUDY_AGENT_CONFIG"
+  echo "0d6b7c8e-1111-4c2d-8e9f-222233334444" >"$UNDERSTUDY_BOOT_ID_FILE"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [ "$(final_events | tail -n 1 | jq -c '[.EventBusName, .DetailType]')" = '["understudy-from-user-data","Instance Failed"]' ]
+}
+
+@test "the image's settings alone are enough: no agent.env on the box" {
+  printf 'EVENT_BUS_NAME=understudy-from-image\n' >"$UNDERSTUDY_IMAGE_CONFIG"
+  rm -f "$UNDERSTUDY_AGENT_CONFIG"
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  [ "$(final_events | jq -r .EventBusName)" = understudy-from-image ]
+}
+
+# --- --progress: the companion unit that sends heartbeats while cloud-init runs ------------------------
+
+@test "--progress puts Instance Progress while cloud-init runs, stops when it is done, and never a final event" {
+  export FAKE_CLOUD_INIT_RUNNING_CALLS=4 UNDERSTUDY_PROGRESS_INTERVAL=0.05
+  run "$AGENT" --progress
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"cloud-init is not running (status: done); no more progress events"* ]]
+  progress="$(progress_events)"
+  [ "$(count "$progress")" -eq 4 ]
+  [ "$(jq -c '.Detail' <<<"$progress" | sort -u)" = '{"instanceId":"i-0abc123def4567890","status":"running","errors":[]}' ]
+  [ "$(jq -r .Region <<<"$progress" | sort -u)" = eu-west-3 ]
+  [ "$(final_events)" = "" ]
+  [ ! -e "$UNDERSTUDY_STATE_DIR/final-event" ]
+  # It only asks; waiting is the final unit's job.
+  absent '--wait' "$FAKE_STATE/cloud-init.log"
+}
+
+@test "--progress stops on any status but running: error and degraded too" {
+  export FAKE_CLOUD_INIT_RUNNING_CALLS=1 FAKE_CLOUD_INIT_FINAL_STATE=error UNDERSTUDY_PROGRESS_INTERVAL=0.05
+  run "$AGENT" --progress
+  [ "$status" -eq 0 ]
+  [ "$(count "$(progress_events)")" -eq 1 ]
+  [ "$(final_events)" = "" ]
+}
+
+@test "--progress with cloud-init already done sends nothing and does not even ask IMDS" {
+  run "$AGENT" --progress
+  [ "$status" -eq 0 ]
+  [ ! -e "$FAKE_STATE/aws.calls" ]
+  [ ! -e "$FAKE_STATE/curl.log" ]
+}
+
+@test "--progress waits while cloud-init has not started, then reports while it runs" {
+  export FAKE_CLOUD_INIT_BEFORE="not run" FAKE_CLOUD_INIT_RUNNING_CALLS=2 UNDERSTUDY_PROGRESS_INTERVAL=0.05
+  run "$AGENT" --progress
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"cloud-init has not started yet"* ]]
+  [ "$(count "$(progress_events)")" -eq 2 ]
+}
+
+@test "--progress waits for the configuration that user data writes while cloud-init runs" {
+  rm -f "$UNDERSTUDY_AGENT_CONFIG"
+  export FAKE_CLOUD_INIT_RUNNING_CALLS=40 UNDERSTUDY_PROGRESS_INTERVAL=0.05
+  "$AGENT" --progress >"$BATS_TEST_TMPDIR/progress.log" 2>&1 &
+  pid=$!
+  sleep 0.6
+  [ ! -e "$FAKE_STATE/aws.calls" ]
+  printf 'EVENT_BUS_NAME=understudy-late\n' >"$UNDERSTUDY_AGENT_CONFIG"
+  wait "$pid"
+  grep -q "no EVENT_BUS_NAME yet; waiting for $UNDERSTUDY_AGENT_CONFIG" "$BATS_TEST_TMPDIR/progress.log"
+  progress="$(progress_events)"
+  [ "$(count "$progress")" -ge 1 ]
+  [ "$(count "$progress")" -lt 40 ]
+  [ "$(jq -r .EventBusName <<<"$progress" | sort -u)" = understudy-late ]
+  [ "$(final_events)" = "" ]
+}
+
+@test "--progress stops once the final event of this boot was sent" {
+  run "$AGENT"
+  [ "$status" -eq 0 ]
+  export FAKE_CLOUD_INIT_RUNNING_CALLS=10 UNDERSTUDY_PROGRESS_INTERVAL=0.05
+  run "$AGENT" --progress
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"the final event for this boot was already sent; no more progress events"* ]]
+  [ "$(progress_events)" = "" ]
+  [ "$(count "$(final_events)")" -eq 1 ]
+}
+
+@test "--progress gives a failed PutEvents one try per interval and keeps going" {
+  export FAKE_AWS_FAIL_TIMES=1 FAKE_CLOUD_INIT_RUNNING_CALLS=3 UNDERSTUDY_PROGRESS_INTERVAL=0.05
+  run "$AGENT" --progress
+  [ "$status" -eq 0 ]
+  [ "$(put_calls)" -eq 3 ]
+  [ "$(count "$(progress_events)")" -eq 2 ]
+}
+
+@test "an unknown argument is refused" {
+  run "$AGENT" --final
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"usage: understudy-readiness [--progress]"* ]]
+  [ ! -e "$FAKE_STATE/curl.log" ]
+}
+
+# --- units ---------------------------------------------------------------------------------------------
+
+# The value of each line "<key>=..." of a unit, one per line.
+unit_values() { sed -n "s/^$2=//p" "$1"; }
+
+@test "the final unit runs once after cloud-init and multi-user, stays active and never restarts" {
+  [ "$(unit_values "$UNIT" After)" = 'cloud-init.target multi-user.target network-online.target' ]
+  [ "$(unit_values "$UNIT" Wants)" = 'network-online.target' ]
+  [ "$(unit_values "$UNIT" Before)" = '' ]
+  [ "$(unit_values "$UNIT" Type)" = oneshot ]
+  [ "$(unit_values "$UNIT" RemainAfterExit)" = yes ]
+  [ "$(unit_values "$UNIT" Restart)" = no ]
+  [ "$(unit_values "$UNIT" WantedBy)" = multi-user.target ]
+  [ "$(unit_values "$UNIT" ExecStart)" = /usr/local/bin/understudy-readiness ]
+}
+
+@test "the progress unit starts with the network, not after cloud-init, and cannot hold up boot" {
+  # Any After= on cloud-init would start it with nothing left to report, and an ordering after
+  # cloud-final (itself after multi-user.target) would form a cycle with WantedBy=multi-user.target.
+  [ "$(unit_values "$PROGRESS_UNIT" After)" = network-online.target ]
+  absent '^(After|Requires|BindsTo|Requisite|PartOf)=.*cloud-' "$PROGRESS_UNIT"
+  [ "$(unit_values "$PROGRESS_UNIT" Before)" = '' ]
+  [ "$(unit_values "$PROGRESS_UNIT" Wants)" = network-online.target ]
+  [ "$(unit_values "$PROGRESS_UNIT" Type)" = simple ]
+  [ "$(unit_values "$PROGRESS_UNIT" Restart)" = no ]
+  [ "$(unit_values "$PROGRESS_UNIT" WantedBy)" = multi-user.target ]
+  [ "$(unit_values "$PROGRESS_UNIT" ExecStart)" = "$(unit_values "$UNIT" ExecStart) --progress" ]
 }

@@ -3,22 +3,27 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Lazy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { parse } from 'yaml';
 import {
+  AGENT_FILES,
   COMPONENT_ORDER,
   COMPONENTS_DIR,
   type ComponentName,
+  componentFile,
   contentVersion,
   type Distro,
   execStartPath,
   GoldenImage,
   type GoldenImageProps,
+  IMAGE_SETTINGS_FILE,
   type ImageBuild,
+  imageSettings,
   READINESS_AGENT_DIR,
   renderComponent,
+  stripCommentLines,
 } from '../../lib/golden-image';
 import { flatten } from '../../lib/nag-findings';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
@@ -37,7 +42,7 @@ interface ComponentDocument {
 }
 
 const PARAMETER = '/understudy/Test/images/web';
-const AGENT_FILES = ['understudy-readiness', 'understudy-readiness.service'];
+const BUS = 'Test-bus';
 
 /** One GoldenImage in a bare stack: its template holds nothing else. */
 const goldenImage = (build: Partial<ImageBuild> = {}, extra: Partial<GoldenImageProps> = {}) => {
@@ -46,6 +51,7 @@ const goldenImage = (build: Partial<ImageBuild> = {}, extra: Partial<GoldenImage
     target: 'web',
     build: { parentImage: 'al2023', architecture: 'x86_64', ...build },
     parameterName: PARAMETER,
+    eventBusName: BUS,
     ...extra,
   });
   return { stack, image, template: Template.fromStack(stack) };
@@ -64,10 +70,13 @@ const agentCopy = (): string => {
   return dir;
 };
 
-const agentFiles = (): Record<string, string> =>
-  Object.fromEntries(
+/** What the component embeds: the agent's files and the image's settings. */
+const agentFiles = (): Record<string, string> => ({
+  ...Object.fromEntries(
     AGENT_FILES.map((name) => [name, readFileSync(join(READINESS_AGENT_DIR, name), 'utf8')]),
-  );
+  ),
+  [IMAGE_SETTINGS_FILE]: imageSettings(BUS),
+});
 
 const commandsOf = (step: Step): string[] => {
   const commands = step.inputs?.commands;
@@ -75,6 +84,18 @@ const commandsOf = (step: Step): string[] => {
 };
 
 const DISTROS: Distro[] = ['al2023', 'debian-12'];
+
+/** Each file a build phase unpacks from its embedded gzip, with the mode and path it installs it at. */
+const installedFiles = (build: string) =>
+  [
+    ...build.matchAll(
+      /<<'UNDERSTUDY_EMBEDDED_FILE' \| gunzip > "\$staged"\n([A-Za-z0-9+/=]+)\nUNDERSTUDY_EMBEDDED_FILE\n+[^\n]*\ninstall -D -m (\d+) -o root -g root "\$staged" (\S+)/g,
+    ),
+  ].map(([, encoded, mode, target]) => ({
+    content: gunzipSync(Buffer.from(encoded ?? '', 'base64')).toString('utf8'),
+    mode,
+    target,
+  }));
 
 const apiImage = (stack: UnderstudyStack): GoldenImage => {
   const image = stack.goldenImages.api;
@@ -93,6 +114,13 @@ const renderedDocuments = (distro: Distro): Record<ComponentName, string> => {
     COMPONENT_ORDER.map((name) => [name, image.components[name].data as string]),
   ) as Record<ComponentName, string>;
 };
+const phaseTextOf = (text: string, phase: string): string =>
+  ((parse(text) as ComponentDocument).phases ?? [])
+    .filter((p) => p.name === phase)
+    .flatMap((p) => p.steps ?? [])
+    .flatMap(commandsOf)
+    .join('\n');
+
 const allDocuments = (): [string, string][] => [
   ...writtenDocuments(),
   ...DISTROS.flatMap((distro) =>
@@ -157,6 +185,19 @@ describe('the stack builds an image only for targets that ask for it', () => {
       `<${stack.getLogicalId(apiImage(stack).pipeline)}.Arn>`,
     );
     expect(outputs.ImagePipelineArnApi.Description).toContain('start-image-pipeline-execution');
+  });
+
+  test('the event bus has a name fixed at synth, and the api image bakes exactly that name', () => {
+    const bus = only(template, 'AWS::Events::EventBus');
+    expect(bus.Name).toBe('Understudy-bus');
+    expect(template.toJSON().Outputs.EventBusName.Value).toEqual({
+      Ref: stack.getLogicalId(stack.eventBus.node.defaultChild as never),
+    });
+    const data = apiImage(stack).components['readiness-agent'].data as string;
+    const settings = installedFiles(phaseTextOf(data, 'build')).find(
+      (f) => f.target === '/etc/understudy/agent.image.env',
+    );
+    expect(settings?.content).toContain('\nEVENT_BUS_NAME=Understudy-bus\n');
   });
 
   test('cdk-nag AwsSolutions reports nothing unacknowledged for the image resources', () => {
@@ -271,27 +312,24 @@ describe('component documents', () => {
     }
   });
 
-  const phaseText = (text: string, phase: string): string =>
-    ((parse(text) as ComponentDocument).phases ?? [])
-      .filter((p) => p.name === phase)
-      .flatMap((p) => p.steps ?? [])
-      .flatMap(commandsOf)
-      .join('\n');
+  const phaseText = phaseTextOf;
 
   test.each(DISTROS)(
     'on %s the build installs nginx, certbot with its nginx and Route 53 plugins, jq and the agent',
     (distro) => {
       const docs = renderedDocuments(distro);
-      expect(phaseText(docs.nginx, 'build')).toMatch(/(dnf|apt-get) install -y nginx/);
+      expect(phaseText(docs.nginx, 'build')).toMatch(
+        /(dnf|apt-get -o DPkg::Lock::Timeout=600) install -y nginx/,
+      );
       expect(phaseText(docs.certbot, 'build')).toMatch(
         distro === 'al2023'
           ? /pip install certbot certbot-nginx certbot-dns-route53/
-          : /apt-get install -y certbot python3-certbot-nginx python3-certbot-dns-route53/,
+          : /apt-get -o DPkg::Lock::Timeout=600 install -y certbot python3-certbot-nginx python3-certbot-dns-route53/,
       );
       expect(phaseText(docs.tools, 'build')).toMatch(/install -y .*jq/);
       expect(phaseText(docs['ssm-agent'], 'build')).toContain('systemctl enable amazon-ssm-agent');
       expect(phaseText(docs['readiness-agent'], 'build')).toContain(
-        'systemctl enable understudy-readiness.service',
+        'systemctl enable understudy-readiness.service understudy-readiness-progress.service',
       );
     },
   );
@@ -309,26 +347,79 @@ describe('component documents', () => {
     expect(checks('tools')).toContain('command -v jq');
     expect(checks('tools')).toContain('command -v aws');
     expect(checks('ssm-agent')).toContain('systemctl is-enabled amazon-ssm-agent');
-    expect(checks('readiness-agent')).toContain('systemctl is-enabled understudy-readiness');
+    expect(checks('readiness-agent')).toContain('systemctl is-enabled understudy-readiness\n');
+    expect(checks('readiness-agent')).toContain('systemctl is-enabled understudy-readiness-progress');
+    expect(checks('readiness-agent')).toContain(
+      "grep -q '^EVENT_BUS_NAME=.' /etc/understudy/agent.image.env",
+    );
   });
 
-  test('the readiness agent component installs the agent byte for byte, at the path its unit starts', () => {
+  test('on Debian every apt-get, in the components and in the build user data, waits for the dpkg lock', () => {
+    const debian = renderedDocuments('debian-12');
+    const userData = Buffer.from(
+      (
+        only(goldenImage({ parentImage: 'debian-12' }).template, 'AWS::ImageBuilder::ImageRecipe')
+          .AdditionalInstanceConfiguration as { UserDataOverride: string }
+      ).UserDataOverride,
+      'base64',
+    ).toString('utf8');
+    const calls = [...Object.values(debian), userData].flatMap((text) => text.match(/\bapt-get\b.*/g) ?? []);
+    expect(calls.length).toBeGreaterThanOrEqual(7);
+    for (const call of calls)
+      expect(call).toMatch(/^apt-get -o DPkg::Lock::Timeout=600 (update|install)( |$)/);
+    expect(userData).not.toContain('dpkg -i');
+  });
+
+  test('the readiness agent component installs the agent, both units and the image settings byte for byte', () => {
     const files = agentFiles();
     const path = execStartPath(files['understudy-readiness.service'] ?? '');
     const build = phaseText(renderedDocuments('al2023')['readiness-agent'], 'build');
-    const encoded =
-      /<<'UNDERSTUDY_EMBEDDED_FILE' \| gunzip > "\$staged"\n([A-Za-z0-9+/=\n]+)\nUNDERSTUDY_EMBEDDED_FILE/.exec(
-        build,
-      )?.[1];
-    expect(gunzipSync(Buffer.from(encoded ?? '', 'base64')).toString('utf8')).toBe(
-      files['understudy-readiness'],
-    );
-    const unit = /cat > "\$staged" <<'UNDERSTUDY_EMBEDDED_FILE'\n([\s\S]*?)UNDERSTUDY_EMBEDDED_FILE/.exec(
-      build,
-    )?.[1];
-    expect(unit).toBe(files['understudy-readiness.service']);
-    expect(build).toContain(`install -D -m 0755 -o root -g root "$staged" ${path}`);
+    const installed = installedFiles(build);
+    expect(installed).toEqual([
+      { content: files['understudy-readiness'], mode: '0755', target: path },
+      {
+        content: files['understudy-readiness.service'],
+        mode: '0644',
+        target: '/etc/systemd/system/understudy-readiness.service',
+      },
+      {
+        content: files['understudy-readiness-progress.service'],
+        mode: '0644',
+        target: '/etc/systemd/system/understudy-readiness-progress.service',
+      },
+      { content: files[IMAGE_SETTINGS_FILE], mode: '0644', target: '/etc/understudy/agent.image.env' },
+    ]);
     expect(build).not.toMatch(/@embed|@sha256:|@agent-path@/);
+  });
+
+  test('rendering drops only whole-line comments: every command of every document is unchanged', () => {
+    for (const distro of DISTROS) {
+      const rendered = renderedDocuments(distro);
+      for (const name of COMPONENT_ORDER) {
+        if (name === 'readiness-agent') continue;
+        const written = readFileSync(componentFile(name, distro), 'utf8');
+        expect(rendered[name]).not.toMatch(/^[ \t]*#/m);
+        expect({ name, distro, doc: parse(rendered[name]) }).toEqual({ name, distro, doc: parse(written) });
+      }
+    }
+    expect(stripCommentLines('a: 1\n  # why\n# header\nb: "#x"\n')).toBe('a: 1\nb: "#x"\n');
+  });
+
+  test('both units start the one installed agent; the progress unit in its --progress mode', () => {
+    const files = agentFiles();
+    const path = execStartPath(files['understudy-readiness.service'] ?? '');
+    expect(execStartPath(files['understudy-readiness-progress.service'] ?? '')).toBe(path);
+    expect(files['understudy-readiness-progress.service']).toContain(`\nExecStart=${path} --progress\n`);
+  });
+
+  test('units that start different programs fail synth', () => {
+    const dir = agentCopy();
+    const unit = join(dir, 'understudy-readiness-progress.service');
+    writeFileSync(
+      unit,
+      readFileSync(unit, 'utf8').replace(/^ExecStart=.*$/m, 'ExecStart=/usr/bin/other --progress'),
+    );
+    expect(() => goldenImage({}, { readinessAgentDir: dir })).toThrow(/start different programs/);
   });
 
   test('each embedded file is checked against its SHA-256 before it is installed', () => {
@@ -340,6 +431,36 @@ describe('component documents', () => {
         checked: true,
       });
     }
+  });
+});
+
+describe('the image settings the agent reads', () => {
+  test('name the bus, in the KEY=value form the agent parses, with nothing else set', () => {
+    const lines = imageSettings('Prod-bus')
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'));
+    expect(lines).toEqual(['EVENT_BUS_NAME=Prod-bus']);
+  });
+
+  test('a bus name unknown at synth (a token) fails synth instead of baking a placeholder', () => {
+    const token = Lazy.string({ produce: () => 'late' });
+    expect(() => goldenImage({}, { eventBusName: token })).toThrow(/known at synth time/);
+  });
+
+  test('a name the agent would refuse fails synth', () => {
+    expect(() => imageSettings('bad name')).toThrow(/not an event bus name/);
+  });
+
+  test('a different bus gives the readiness agent component, and only it, a new version', () => {
+    const versionsOf = (eventBusName: string) =>
+      Object.fromEntries(
+        Object.values(
+          goldenImage({}, { eventBusName }).template.findResources('AWS::ImageBuilder::Component'),
+        ).map((c) => [c.Properties.Name, c.Properties.Version]),
+      );
+    const a = versionsOf('A-bus');
+    const b = versionsOf('B-bus');
+    expect(Object.keys(a).filter((n) => a[n] !== b[n])).toEqual(['understudy-Test-web-readiness-agent']);
   });
 });
 
