@@ -74,6 +74,13 @@ export interface PreflightEnv {
 const INTERFACE_SERVICES = ['ssm', 'ec2messages', 'ssmmessages', 'events'] as const;
 const DEFAULT_ROUTE = '0.0.0.0/0';
 
+/**
+ * A refusal about one setting. Only the message crosses the Lambda boundary into the execution's
+ * cause and the outcome message, so it starts with the field, as input errors do.
+ */
+const refusedAt = (field: string, message: string): UnderstudyError =>
+  refused(`${field}: ${message}`, { field });
+
 const parseInput = (raw: unknown): ExecutionInput => {
   const parsed = ExecutionInputSchema.safeParse(raw);
   if (!parsed.success) {
@@ -136,40 +143,42 @@ const loadTarget = async (ssm: SSMClient, prefix: string, name: string): Promise
   return parsed.data;
 };
 
+/** The AMI to launch and the setting it came from, so a refusal of the image names that setting. */
+interface ResolvedImage {
+  readonly imageId: string;
+  readonly field: 'input.imageId' | 'image.imageId' | 'image.ssmParameter';
+}
+
 const resolveImageId = async (
   ssm: SSMClient,
   input: ExecutionInput,
   target: TargetConfig,
-): Promise<string> => {
-  if (input.imageId) return input.imageId;
-  if (target.image.imageId) return target.image.imageId;
+): Promise<ResolvedImage> => {
+  if (input.imageId) return { imageId: input.imageId, field: 'input.imageId' };
+  if (target.image.imageId) return { imageId: target.image.imageId, field: 'image.imageId' };
   const name = target.image.ssmParameter;
   if (!name) throw refused(`target ${target.name} names no image (image.imageId or image.ssmParameter)`);
   const value = await parameterValue(ssm, name);
   if (value === undefined) {
-    throw refused(
-      `image parameter ${name} (target ${target.name} image.ssmParameter) does not exist; publish the AMI id there or pass input.imageId`,
-      { field: 'image.ssmParameter' },
+    throw refusedAt(
+      'image.ssmParameter',
+      `image parameter ${name} (target ${target.name}) does not exist; publish the AMI id there or pass input.imageId`,
     );
   }
   if (!ImageIdSchema.safeParse(value).success) {
-    throw refused(
+    throw refusedAt(
+      'image.ssmParameter',
       `image parameter ${name} holds "${value.slice(0, 64)}", not an AMI id; publish an ami-... id there`,
-      {
-        field: 'image.ssmParameter',
-      },
     );
   }
-  return value;
+  return { imageId: value, field: 'image.ssmParameter' };
 };
 
-const describeImage = async (ec2: EC2Client, imageId: string): Promise<Image> => {
+const describeImage = async (ec2: EC2Client, { imageId, field }: ResolvedImage): Promise<Image> => {
   const missing = () =>
-    refused(
+    refusedAt(
+      field,
       `image ${imageId} does not exist in this region or is not shared with this account; check the AMI id`,
-      {
-        field: 'imageId',
-      },
     );
   const out = await awsCall(
     'DescribeImages',
@@ -183,27 +192,21 @@ const describeImage = async (ec2: EC2Client, imageId: string): Promise<Image> =>
   if (!image) throw missing();
   if (image.State !== 'available') {
     const why = image.StateReason?.Message ? ` (${image.StateReason.Message})` : '';
-    throw refused(
+    throw refusedAt(
+      field,
       `image ${imageId} is ${image.State ?? 'in an unknown state'}${why}, not available; wait for the build to finish or pick another image`,
-      {
-        field: 'imageId',
-      },
     );
   }
   if (!image.Architecture || !image.RootDeviceName) {
-    throw refused(
+    throw refusedAt(
+      field,
       `image ${imageId} reports no architecture or root device name; it cannot be launched as a clone`,
-      {
-        field: 'imageId',
-      },
     );
   }
   if (image.RootDeviceType && image.RootDeviceType !== 'ebs') {
-    throw refused(
+    throw refusedAt(
+      field,
       `image ${imageId} is instance-store backed; only EBS-backed images can replace the server`,
-      {
-        field: 'imageId',
-      },
     );
   }
   return image;
@@ -215,24 +218,20 @@ const describeEip = async (ec2: EC2Client, target: TargetConfig) => {
     () => ec2.send(new DescribeAddressesCommand({ AllocationIds: [target.allocationId] })),
     (error) =>
       hasCode(error, 'InvalidAllocationID.NotFound', 'InvalidAllocationID.Malformed')
-        ? refused(
-            `Elastic IP ${target.allocationId} (target ${target.name} allocationId) does not exist in this region`,
-            {
-              field: 'allocationId',
-            },
+        ? refusedAt(
+            'allocationId',
+            `Elastic IP ${target.allocationId} (target ${target.name}) does not exist in this region`,
           )
         : undefined,
   );
   const address = out.Addresses?.[0];
   if (!address?.PublicIp) {
-    throw refused(`Elastic IP ${target.allocationId} does not exist in this region`, {
-      field: 'allocationId',
-    });
+    throw refusedAt('allocationId', `Elastic IP ${target.allocationId} does not exist in this region`);
   }
   if (!address.InstanceId) {
-    throw refused(
+    throw refusedAt(
+      'allocationId',
       `EIP not associated: Elastic IP ${target.allocationId} (${address.PublicIp}) is not associated with an instance; associate it with the running server first`,
-      { field: 'allocationId' },
     );
   }
   return { instanceId: address.InstanceId, publicIp: address.PublicIp, associationId: address.AssociationId };
@@ -244,16 +243,15 @@ const describeInstance = async (
   allocationId: string,
 ): Promise<Instance> => {
   const gone = () =>
-    refused(
+    refusedAt(
+      'allocationId',
       `instance ${instanceId}, which holds Elastic IP ${allocationId}, cannot be described (not found)`,
-      {
-        field: 'allocationId',
-      },
     );
   const instance = await describeInstanceById(ec2, instanceId);
   if (!instance) throw gone();
   if (instance.State?.Name !== 'running') {
-    throw refused(
+    throw refusedAt(
+      'allocationId',
       `instance ${instanceId} behind Elastic IP ${allocationId} is ${instance.State?.Name ?? 'in an unknown state'}, not running; start it (or fix the EIP association) before replacing it`,
     );
   }
@@ -309,12 +307,17 @@ const checkShape = (instance: Instance, type: InstanceTypeInfo, target: TargetCo
   }
 };
 
-const checkArchitecture = (image: Image, type: InstanceTypeInfo, instanceType: string): void => {
+const checkArchitecture = (
+  image: Image,
+  source: ResolvedImage,
+  type: InstanceTypeInfo,
+  instanceType: string,
+): void => {
   const supported = type.ProcessorInfo?.SupportedArchitectures ?? [];
   if (!image.Architecture || !supported.includes(image.Architecture as never)) {
-    throw refused(
+    throw refusedAt(
+      source.field,
       `image ${image.ImageId} is built for ${image.Architecture}, but instance type ${instanceType} supports ${supported.join(', ') || 'no known architecture'}; build the image for ${supported[0] ?? 'that type'} or change the server's type`,
-      { field: 'imageId' },
     );
   }
 };
@@ -631,28 +634,30 @@ const runPreflight = async (
   correlate({ target: input.target, execution: execution.name });
 
   if (input.action === 'rollback') {
-    throw refused('rollback within the window arrives with the operator issue; this version only replaces', {
-      field: 'input.action',
-    });
+    throw refusedAt(
+      'input.action',
+      'rollback within the window arrives with the operator issue; this version only replaces',
+    );
   }
 
   const { ec2, ssm, s3, sns } = clients;
   const configured = await loadTarget(ssm, env.PARAMETER_PREFIX, input.target);
-  const imageId = await resolveImageId(ssm, input, configured);
-  const image = await describeImage(ec2, imageId);
+  const source = await resolveImageId(ssm, input, configured);
+  const { imageId } = source;
+  const image = await describeImage(ec2, source);
   const eip = await describeEip(ec2, configured);
   const instance = await describeInstance(ec2, eip.instanceId, configured.allocationId);
   correlate({ instance: eip.instanceId });
   const instanceType = instance.InstanceType as string;
   const type = await describeInstanceType(ec2, instanceType);
-  checkArchitecture(image, type, instanceType);
+  checkArchitecture(image, source, type, instanceType);
   checkShape(instance, type, configured);
 
   const owner = tagValue(instance, Tags.target);
   if (owner !== undefined && owner !== configured.name) {
-    throw refused(
+    throw refusedAt(
+      'allocationId',
       `instance ${eip.instanceId} is tagged ${Tags.target}=${owner}: it belongs to another target; two targets cannot share one server`,
-      { field: 'allocationId' },
     );
   }
 

@@ -17,6 +17,9 @@ import { manualReconcileCommand } from '../shared/tfstate/manual';
 import { type ReconcileReport, reconcileState } from '../shared/tfstate/reconcile';
 import { parseS3StateUrl, updateRemoteState } from '../shared/tfstate/s3-backend';
 
+/** Refusals about the configured `terraform.instanceAddress`, named in the reason the operator reads. */
+const ADDRESS_REFUSALS: ReadonlySet<string> = new Set(['InvalidAddress', 'AddressNotFound']);
+
 /**
  * Reconcile: after the probe passed, the Terraform state in S3 is made to describe the new server
  * (design §4), under the backend's own locks and with a verified backup. The server is healthy at this
@@ -142,7 +145,10 @@ export const reconcile = async (clients: ReconcileClients, state: RunState): Pro
   } catch (error) {
     const context = remoteContextOf(error);
     const reason = [
-      error instanceof TfStateError ? error.message : describeAwsError(error).slice(0, 1_000),
+      // The shared message is the CLI's too; here the setting to fix is the target's.
+      error instanceof TfStateError
+        ? `${ADDRESS_REFUSALS.has(error.reason) ? 'terraform.instanceAddress: ' : ''}${error.message}`
+        : describeAwsError(error).slice(0, 1_000),
       ...(context?.warnings ?? []),
     ].join('; ');
     logger.warn('terraform state not reconciled', {

@@ -8,7 +8,11 @@ import { z } from 'zod';
 
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const URL_PATH = /^\/[A-Za-z0-9._~\-/]*$/;
-const EMAIL = /^[A-Za-z0-9._%+-]{1,64}@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+// The local part starts with a letter or digit: certbot reads `-m -x@example.com` as an option, not an address.
+const EMAIL = /^[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+// One line of printable text: `grep -F` reads each line of its pattern as a pattern of its own, so a
+// newline (an empty line matches every body) would pass the local check whatever the app answers.
+const PRINTABLE_LINE = /^\P{Cc}+$/u;
 const TARGET_NAME = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
 const SSM_PARAMETER_NAME = /^\/[A-Za-z0-9_.\-/]{1,1010}$/;
 
@@ -112,7 +116,15 @@ export const HealthSchema = z
     path: z.string().regex(URL_PATH, 'use an absolute path of plain characters, e.g. /healthz').default('/'),
     expectStatus: z.number().int().min(100).max(599).default(200),
     /** Substring the body must contain. */
-    bodyContains: z.string().min(1).max(256).optional(),
+    bodyContains: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(
+        PRINTABLE_LINE,
+        'use one line of printable text, without tabs, newlines or other control characters',
+      )
+      .optional(),
     consecutiveSuccesses: z.number().int().min(1).max(50).default(3),
     intervalSeconds: z.number().int().min(1).max(60).default(5),
     deadlineSeconds: z.number().int().min(10).max(3600).default(300),
