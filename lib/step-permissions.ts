@@ -7,13 +7,8 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig } from '../lambdas/shared/config';
 import { parameterNames, runKeys, Tags } from '../lambdas/shared/constants';
-import {
-  BACKUP_INFIX,
-  DIGEST_SUFFIX,
-  LOCK_FILE_SUFFIX,
-  parseS3StateUrl,
-  stateObjectKey,
-} from '../lambdas/shared/tfstate/s3-backend';
+import { BACKUP_INFIX, DIGEST_SUFFIX, LOCK_FILE_SUFFIX } from '../lambdas/shared/tfstate/s3-backend';
+import { parseS3StateUrl, stateObjectKey } from '../lambdas/shared/tfstate/s3-keys';
 import { TRANSFER_PREFIX } from '../lambdas/shared/tls';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
 import { pascalCase, STEP_NAMES, type StepName } from './steps';
@@ -65,11 +60,17 @@ export class StepPermissions extends Construct {
 }
 
 /**
- * What Reconcile needs on each target's Terraform backend: the state object and its backups (read,
- * write), the `.tflock` object (also delete), the DynamoDB lock and digest items, and the bucket's KMS
- * key through S3. Nothing else in the bucket or the table.
+ * What a step needs on each target's Terraform backend. `write` (Reconcile): the state object and its
+ * backups (read, write), the `.tflock` object (also delete), the DynamoDB lock and digest items, and the
+ * bucket's KMS key through S3. `read` (Preflight, which checks the instance address before anything
+ * changes): the state object and decryption only. Nothing else in the bucket or table.
  */
-const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): JustifiedStatement[] => {
+const terraformStateAccess = (
+  stack: Stack,
+  targets: readonly TargetConfig[],
+  access: 'read' | 'write',
+): JustifiedStatement[] => {
+  const write = access === 'write';
   const backends = targets.flatMap((t) => (t.terraform ? [{ target: t.name, terraform: t.terraform }] : []));
   if (backends.length === 0) return [];
   const s3Arn = (resource: string) => stack.formatArn({ service: 's3', region: '', account: '', resource });
@@ -79,25 +80,37 @@ const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): J
     return { bucket, objectKey, path: `${bucket}/${objectKey}` };
   });
   const statements: JustifiedStatement[] = [
-    {
-      statement: new iam.PolicyStatement({
-        sid: 'ReadAndWriteTerraformState',
-        actions: ['s3:GetObject', 's3:PutObject'],
-        resources: objects.flatMap((o) => [
-          s3Arn(o.path),
-          s3Arn(`${o.path}${LOCK_FILE_SUFFIX}`),
-          s3Arn(`${o.path}${BACKUP_INFIX}*`),
+    ...(write
+      ? [
+          {
+            statement: new iam.PolicyStatement({
+              sid: 'ReadAndWriteTerraformState',
+              actions: ['s3:GetObject', 's3:PutObject'],
+              resources: objects.flatMap((o) => [
+                s3Arn(o.path),
+                s3Arn(`${o.path}${LOCK_FILE_SUFFIX}`),
+                s3Arn(`${o.path}${BACKUP_INFIX}*`),
+              ]),
+            }),
+            wildcardReason: 'backups of the state are named after the run and the serial, known at run time',
+          },
+          {
+            statement: new iam.PolicyStatement({
+              sid: 'ReleaseTerraformLockFile',
+              actions: ['s3:DeleteObject'],
+              resources: objects.map((o) => s3Arn(`${o.path}${LOCK_FILE_SUFFIX}`)),
+            }),
+          },
+        ]
+      : [
+          {
+            statement: new iam.PolicyStatement({
+              sid: 'ReadTerraformState',
+              actions: ['s3:GetObject'],
+              resources: objects.map((o) => s3Arn(o.path)),
+            }),
+          },
         ]),
-      }),
-      wildcardReason: 'backups of the state are named after the run and the serial, known at run time',
-    },
-    {
-      statement: new iam.PolicyStatement({
-        sid: 'ReleaseTerraformLockFile',
-        actions: ['s3:DeleteObject'],
-        resources: objects.map((o) => s3Arn(`${o.path}${LOCK_FILE_SUFFIX}`)),
-      }),
-    },
     {
       // Without ListBucket a missing object reads as AccessDenied, and "no lock file" could not be told
       // apart from "not allowed". S3 checks it for the GetObject itself, where no s3:prefix is in the
@@ -109,8 +122,9 @@ const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): J
       }),
     },
   ];
+  // Reading needs no table: preflight reads the state without the lock or the digest.
   const tables = backends.flatMap(({ terraform }, i) =>
-    terraform.dynamodbTable
+    write && terraform.dynamodbTable
       ? [
           {
             table: terraform.dynamodbTable,
@@ -160,7 +174,7 @@ const terraformStateAccess = (stack: Stack, targets: readonly TargetConfig[]): J
     statements.push({
       statement: new iam.PolicyStatement({
         sid: 'UseStateBucketKey',
-        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        actions: write ? ['kms:Decrypt', 'kms:GenerateDataKey'] : ['kms:Decrypt'],
         resources: keys,
         conditions: { StringEquals: { 'kms:ViaService': viaS3 } },
       }),
@@ -348,6 +362,7 @@ const stepStatements = (
       ]),
       // restore: the old box's SSM agent must be Online for the certificate to be packed there.
       describe('CheckOldBoxAgent', ['ssm:DescribeInstanceInformation']),
+      ...terraformStateAccess(stack, props.targets, 'read'),
       ...takeAndReleaseLock,
       {
         // The Let's Encrypt rate-limit guard counts the issuances the target's recent run records show;
@@ -531,7 +546,7 @@ const stepStatements = (
 
     reconcile: [
       describe('ReadNewServer', ['ec2:DescribeAddresses', 'ec2:DescribeInstances', 'ec2:DescribeVolumes']),
-      ...terraformStateAccess(stack, props.targets),
+      ...terraformStateAccess(stack, props.targets, 'write'),
       ...renewLock,
     ],
 

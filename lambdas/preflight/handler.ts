@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ec2Client, s3Client, snsClient, ssmClient } from '../shared/clients';
+import { ec2Client, s3Client, snsClient, ssmClient, terraformBackendClients } from '../shared/clients';
 import { once, readEnv } from '../shared/env';
 import { step } from '../shared/handler';
 import { PreflightEventSchema, preflight } from './preflight';
@@ -13,5 +13,15 @@ const env = once(() =>
 );
 
 export const handler = step(PreflightEventSchema, (event) =>
-  preflight({ ec2: ec2Client(), ssm: ssmClient(), s3: s3Client(), sns: snsClient() }, env(), event),
+  preflight(
+    {
+      ec2: ec2Client(),
+      ssm: ssmClient(),
+      s3: s3Client(),
+      sns: snsClient(),
+      stateClients: terraformBackendClients,
+    },
+    env(),
+    event,
+  ),
 );

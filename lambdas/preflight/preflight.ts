@@ -16,7 +16,14 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { awsCall, describeAwsError, failAs, hasCode, isNotFound } from '../shared/aws-errors';
+import {
+  awsCall,
+  describeAwsError,
+  failAs,
+  hasCode,
+  isNotFound,
+  rethrowIfTransient,
+} from '../shared/aws-errors';
 import { assertAgentOnline } from '../shared/commands';
 import {
   formatIssues,
@@ -25,6 +32,7 @@ import {
   type TargetConfig,
   TargetNameSchema,
   TargetSchema,
+  type TerraformConfig,
   type TlsMode,
 } from '../shared/config';
 import { LOCK_LEASE_SECONDS, parameterNames, runKeys, Tags } from '../shared/constants';
@@ -43,6 +51,11 @@ import {
   type Lock,
   type Plan,
 } from '../shared/schemas';
+import { parseResourceAddress } from '../shared/tfstate/address';
+import { TfStateError } from '../shared/tfstate/errors';
+import { findInstance } from '../shared/tfstate/lookup';
+import { parseS3StateUrl, stateObjectKey } from '../shared/tfstate/s3-keys';
+import { readStateUtf8, type StateV4 } from '../shared/tfstate/state';
 
 /**
  * Preflight: everything that can be known before a single resource changes. Every check reads; the
@@ -60,8 +73,11 @@ export type PreflightEvent = z.infer<typeof PreflightEventSchema>;
 export interface PreflightClients {
   readonly ec2: EC2Client;
   readonly ssm: SSMClient;
+  /** The runs bucket (lock, run records), in the stack's region. */
   readonly s3: S3Client;
   readonly sns: SNSClient;
+  /** Clients for a target's Terraform backend: the stack's region, or the backend's own `region`. */
+  stateClients(region: string | undefined): { readonly s3: S3Client };
 }
 
 export interface PreflightEnv {
@@ -479,6 +495,51 @@ export const effectiveTlsMode = (
 };
 
 /**
+ * The Terraform state must name the server behind the EIP at `instanceAddress`, or the replacement
+ * could not be reconciled afterwards: refused before anything is launched. A plain read, without lock
+ * or digest (like `terraform state list`): Reconcile reads it again under the locks before it writes.
+ * A state that an earlier run failed to reconcile is refused until it is, so drift never piles up.
+ */
+const checkTerraformState = async (
+  clients: PreflightClients,
+  terraform: TerraformConfig,
+  oldInstanceId: string,
+): Promise<void> => {
+  let state: StateV4;
+  try {
+    const { bucket, key } = parseS3StateUrl(terraform.state);
+    const objectKey = stateObjectKey({ ...terraform, bucket, key, lockTimeoutSeconds: 0 });
+    const out = await clients
+      .stateClients(terraform.region)
+      .s3.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey }));
+    const bytes = (await out.Body?.transformToByteArray()) ?? new Uint8Array();
+    state = readStateUtf8(bytes, `the state s3://${bucket}/${objectKey}`);
+  } catch (error) {
+    if (error instanceof TfStateError) throw refusedAt('terraform.state', error.message);
+    rethrowIfTransient(error, 'reading the Terraform state');
+    throw refusedAt(
+      'terraform.state',
+      `the state could not be read (${describeAwsError(error)}): check the bucket, key, workspace and region, and that the stack may read them`,
+    );
+  }
+  const address = terraform.instanceAddress;
+  const found = findInstance(state, parseResourceAddress(address));
+  if (!found) {
+    throw refusedAt(
+      'terraform.instanceAddress',
+      `${address} is not in the state ${terraform.state}: set the address of the server's aws_instance (terraform state list shows them)`,
+    );
+  }
+  const named = found.instance.attributes?.id;
+  if (named !== oldInstanceId) {
+    throw refusedAt(
+      'terraform.instanceAddress',
+      `the state's ${address} is ${typeof named === 'string' ? named : 'no instance'}, not ${oldInstanceId}, the server behind the Elastic IP: point the address at that server's resource, or bring the state in line first (npx understudy tfstate reconcile)`,
+    );
+  }
+};
+
+/**
  * restore packs the certificate on the old box through SSM Run Command: without an Online agent there,
  * every run would launch and boot a box only to roll back at the pack. Refused up front instead.
  */
@@ -712,6 +773,7 @@ const runPreflight = async (
   // Read-only, so a dry run reports a refusal the real run would meet.
   await guardIssuanceRate(s3, env.RUNS_BUCKET, target, Date.now());
   if (target.tls.mode === 'restore') await assertOldBoxReachable(ssm, eip.instanceId);
+  if (target.terraform) await checkTerraformState(clients, target.terraform, eip.instanceId);
 
   const lockKey = runKeys.lock(target.name);
   if (input.dryRun) {

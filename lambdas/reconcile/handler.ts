@@ -1,4 +1,4 @@
-import { dynamodbClient, dynamodbClientIn, ec2Client, s3Client, s3ClientIn } from '../shared/clients';
+import { ec2Client, s3Client, terraformBackendClients } from '../shared/clients';
 import { step } from '../shared/handler';
 import { RunStateSchema } from '../shared/schemas';
 import { reconcile } from './reconcile';
@@ -8,10 +8,7 @@ export const handler = step(RunStateSchema, (state) =>
     {
       ec2: ec2Client(),
       s3: s3Client(),
-      stateClients: (region) =>
-        region
-          ? { s3: s3ClientIn(region), dynamodb: dynamodbClientIn(region) }
-          : { s3: s3Client(), dynamodb: dynamodbClient() },
+      stateClients: terraformBackendClients,
     },
     state,
   ),

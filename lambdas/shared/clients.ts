@@ -93,6 +93,12 @@ export const dynamodbClientIn = /* @__PURE__ */ perRegion(
   (region) => new DynamoDBClient({ ...common, region }),
 );
 
+/** S3 and DynamoDB clients for a Terraform backend: the function's region, or the backend's own. */
+export const terraformBackendClients = (region: string | undefined) =>
+  region
+    ? { s3: s3ClientIn(region), dynamodb: dynamodbClientIn(region) }
+    : { s3: s3Client(), dynamodb: dynamodbClient() };
+
 /** A fresh set of every client (tests mock them per test). */
 export const createClients = () => ({
   ec2: build('ec2', () => new EC2Client(common)),

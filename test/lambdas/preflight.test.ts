@@ -69,7 +69,14 @@ const execution = {
   redriveCount: 0,
   startTime: '2026-11-26T10:00:00.000Z',
 };
-const run = (input: unknown = { target: 'web' }) => preflight(createClients(), env, { input, execution });
+const run = (input: unknown = { target: 'web' }) => {
+  const clients = createClients();
+  return preflight(
+    { ...clients, stateClients: () => ({ s3: clients.s3, dynamodb: clients.dynamodb }) },
+    env,
+    { input, execution },
+  );
+};
 
 const seed = (target: TargetConfig = targetConfig()) => {
   ssm

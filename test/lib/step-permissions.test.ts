@@ -298,13 +298,15 @@ describe('other services', () => {
     );
   });
 
-  test('only reconcile touches a Terraform state, and deletes nothing there but the lock file', () => {
-    const touching = STEP_NAMES.filter((step) =>
-      stepStatements(step).some((s) =>
-        asList(s.Resource).some((r) => flatten(r).includes('acme-terraform-state')),
+  test('only reconcile writes a Terraform state, and deletes nothing there but the lock file', () => {
+    const writing = STEP_NAMES.filter((step) =>
+      stepStatements(step).some(
+        (s) =>
+          asList(s.Action).some((a) => a !== 's3:GetObject' && a !== 's3:ListBucket') &&
+          asList(s.Resource).some((r) => flatten(r).includes('acme-terraform-state')),
       ),
     );
-    expect(touching).toEqual(['reconcile']);
+    expect(writing).toEqual(['reconcile']);
     const deletes = stepStatements('reconcile')
       .filter((s) => asList(s.Action).includes('s3:DeleteObject'))
       .flatMap((s) => asList(s.Resource).map(flatten));
@@ -314,6 +316,23 @@ describe('other services', () => {
         'arn:aws:s3:::acme-terraform-state/web/terraform.tfstate.tflock',
       ].sort(),
     );
+  });
+
+  test('preflight may only read the state objects (to check the instance address), and no lock or digest', () => {
+    const onState = stepStatements('preflight').filter((s) =>
+      asList(s.Resource).some((r) => flatten(r).includes('acme-terraform-state')),
+    );
+    expect(onState.flatMap((s) => asList(s.Action)).sort()).toEqual(['s3:GetObject', 's3:ListBucket']);
+    expect(onState.flatMap((s) => asList(s.Resource).map(flatten)).sort()).toEqual(
+      [
+        'arn:aws:s3:::acme-terraform-state',
+        'arn:aws:s3:::acme-terraform-state/env:/prod/api/terraform.tfstate',
+        'arn:aws:s3:::acme-terraform-state/web/terraform.tfstate',
+      ].sort(),
+    );
+    expect(
+      stepStatements('preflight').some((s) => asList(s.Action).some((a) => a.startsWith('dynamodb:'))),
+    ).toBe(false);
   });
 
   test('the DynamoDB grant reaches only the lock and digest items of the configured state', () => {
@@ -370,6 +389,7 @@ describe("each step role is granted exactly what its step's code calls", () => {
    */
   const IMPLIED_BY_STEP: Partial<Record<StepName, string[]>> = {
     reconcile: ['kms:Decrypt', 'kms:GenerateDataKey'],
+    preflight: ['kms:Decrypt'],
     finish: ['s3:DeleteObjectVersion'],
   };
 

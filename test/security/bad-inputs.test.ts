@@ -42,7 +42,7 @@ const ARTICLE: Record<CorpusKind, string> = {
   'deployed target configuration': 'refuses a run on a deployed target configuration',
   'agent event': 'ignores an agent event',
   'config file': 'refuses a config file',
-  'Terraform instance address': 'refuses to reconcile a Terraform instance address',
+  'Terraform instance address': 'refuses, before anything is launched, a Terraform instance address',
 };
 /** One jest test per entry, named as a sentence. */
 const rows = (kind: CorpusKind, tail = '') =>
@@ -335,21 +335,10 @@ describe('a Terraform instance address the state does not hold', () => {
 
       const run = await world.run(entry.input);
 
-      // The replacement itself stands (design §4): only the state is left for the operator.
-      expect(run.outcome).toBe('replaced');
-      const reconcile = (run.outputs.Reconcile as { reconcile: { status: string; reason: string } })
-        .reconcile;
-      expect(reconcile.status).toBe('not-reconciled');
-      expect(reconcile.reason).toContain(entry.expectField);
-      expect(reconcile.reason).toContain(entry.expectMessage);
+      // A replacement whose state could not be reconciled afterwards is refused up front (preflight).
+      expectRefusedChangingNothing(world, run, entry, mark);
+      expect(run.timeline.some((e) => e.state === 'Launch')).toBe(false);
       expect(await stateText()).toBe(before);
-      const stateWrites = world.mutatingCalls(
-        (c) =>
-          c.seq > mark &&
-          ((c.service === 's3' && inputOf(c).Key === key) ||
-            (c.service === 'dynamodb' && JSON.stringify(c.input).includes(`${key}-md5`))),
-      );
-      expect(stateWrites).toEqual([]);
       expect(await exists(`${key}.tflock`)).toBe(false);
       const lockItem = await dynamodbClient().send(
         new GetItemCommand({
@@ -359,8 +348,6 @@ describe('a Terraform instance address the state does not hold', () => {
         }),
       );
       expect(lockItem.Item).toBeUndefined();
-      const warning = world.sandbox.messages.find((m) => m.attributes.event === 'state-not-reconciled');
-      expect(warning?.message).toContain(entry.expectField);
     },
   );
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { clients, dynamodbClient } from '../../lambdas/shared/clients';
 import { parseResourceAddress } from '../../lambdas/shared/tfstate/address';
@@ -143,7 +143,7 @@ describe('the Terraform state of a replaced server', () => {
     expect(outcome[0]?.message).toContain('Terraform state not reconciled');
   });
 
-  it('refuses an address that is not in the state, naming it, and leaves the state and the replacement alone', async () => {
+  it('refuses, before anything is launched, a replacement whose instance address is not in the state', async () => {
     world = await startWorld({
       target: (t) =>
         t.terraform
@@ -153,12 +153,30 @@ describe('the Terraform state of a replaced server', () => {
     const before = await stateText();
     const run = await world.run();
 
-    expect(run.outcome).toBe('replaced');
+    expect(run.outcome).toBe('failed');
+    expect(run.cause).toContain(
+      'terraform.instanceAddress: module.web.aws_instance.blue is not in the state',
+    );
+    expect(world.mutatingCalls((c) => c.service === 'ec2')).toEqual([]);
+    expect(world.sandbox.eipInstance(world.seeded.allocationId)).toBe(world.seeded.oldInstanceId);
     expect(await stateText()).toBe(before);
-    const summary = (run.outputs.Reconcile as { reconcile: { status: string; reason: string } }).reconcile;
-    expect(summary.status).toBe('not-reconciled');
-    expect(summary.reason).toContain('module.web.aws_instance.blue');
-    expect(await getText(`${key}.tflock`)).toBeUndefined();
+  });
+
+  it('refuses a replacement while the state still names an earlier server, until it is reconciled', async () => {
+    world = await startWorld();
+    const stale = (await stateText()).replaceAll(world.seeded.oldInstanceId, 'i-0123456789abcdef0');
+    await clients().s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stale }));
+    await dynamodbClient().send(
+      new PutItemCommand({
+        TableName: table,
+        Item: { LockID: { S: `${bucket}/${key}-md5` }, Digest: { S: md5(stale) } },
+      }),
+    );
+    const run = await world.run();
+
+    expect(run.outcome).toBe('failed');
+    expect(run.cause).toContain(`is i-0123456789abcdef0, not ${world.seeded.oldInstanceId}`);
+    expect(world.mutatingCalls((c) => c.service === 'ec2')).toEqual([]);
   });
 
   it('is skipped, touching no state bucket, for a server Terraform does not manage', async () => {
