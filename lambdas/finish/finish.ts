@@ -420,6 +420,24 @@ export const finish = async (
   } else if (lock) {
     lockResult = 'not-ours';
     logger.warn('the state names a lock owned by another execution; left in place');
+  } else if (!plan && target !== '_invalid-target') {
+    // Preflight may have taken the lock and then failed (a timeout after the lock write) without
+    // handing it on: the lock object itself says whether it is this execution's.
+    const orphan = {
+      bucket: env.runsBucket,
+      key: runKeys.lock(target),
+      owner: execution.arn,
+      leaseSeconds: 0,
+    };
+    try {
+      const released = await releaseLock(clients.s3, orphan);
+      if (released === 'released') lockResult = 'released';
+    } catch (error) {
+      if (isUnderstudyError(error, ErrorNames.Transient)) throw error;
+      warnings.push(
+        `could not check whether this run left the lock s3://${orphan.bucket}/${orphan.key} (${describeAwsError(error)}); inspect it by hand`,
+      );
+    }
   }
 
   // The transfer holds a private key: it goes now, not when the lifecycle backstop expires it.

@@ -58,6 +58,10 @@ export const PLATFORM_ERROR_NAMES: readonly string[] = [
   'Lambda.ClientExecutionTimeoutException',
   'Lambda.TooManyRequestsException',
   'Lambda.Unknown',
+  // A function that ran past its own timeout (Lambda's errorType since the 2023 runtimes).
+  'Sandbox.Timedout',
+  // What a handler throws when middy gives up just before that timeout (@middy/core's timeoutEarly).
+  'TimeoutError',
 ];
 
 /** Base class: a named, cause-carrying error whose `name` is what the ASL matches. */

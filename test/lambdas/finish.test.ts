@@ -168,6 +168,7 @@ describe('finish', () => {
   });
 
   it('reports a preflight refusal as failed, with the reason, when there is no plan', async () => {
+    s3.seedLock(OTHER_ARN, 'other');
     const result = await run({
       input: { target: 'web' },
       execution: makeState().execution,
@@ -187,6 +188,18 @@ describe('finish', () => {
     expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
     expect(ssm).toHaveReceivedCommandTimes(DeleteParametersCommand, 0);
     expect(outcomeMessages()).toHaveLength(1);
+  });
+
+  it('releases the lock a preflight took before it failed without a plan (a timeout after the lock write)', async () => {
+    const result = await run({
+      input: { target: 'web' },
+      execution: makeState().execution,
+      error: { Error: 'Sandbox.Timedout', Cause: lambdaCause('Sandbox.Timedout', 'Task timed out') },
+    });
+
+    expect(result.outcome).toBe('failed');
+    expect(s3.objects.has(runKeys.lock('web'))).toBe(false);
+    expect(record().lock).toBe('released');
   });
 
   it('files the record of an invalid target name under a safe key', async () => {
