@@ -119,6 +119,29 @@ export const invokeLambda = async (
   return outcome.value === undefined ? null : JSON.parse(JSON.stringify(outcome.value));
 };
 
+/** Lambda's waits before it retries a failed asynchronous invocation (it retries twice). */
+const ASYNC_RETRY_DELAYS_MS = [60_000, 120_000];
+
+/**
+ * An asynchronous invocation, as EventBridge makes them: when the function fails (an error, a timeout,
+ * a Lambda service error), Lambda itself runs it again, twice at most, before the event is dropped.
+ */
+export const invokeAsync = async (
+  handlers: HandlerSet,
+  folder: string,
+  payload: unknown,
+): Promise<unknown> => {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await invokeLambda(handlers, folder, payload);
+    } catch (error) {
+      const delay = ASYNC_RETRY_DELAYS_MS[attempt];
+      if (delay === undefined) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+};
+
 export interface TimelineEntry {
   readonly state: string;
   readonly startMs: number;
@@ -206,7 +229,7 @@ export class LocalWorkflow {
         source: ['understudy.agent'],
         'detail-type': ['Instance Ready', 'Instance Failed', 'Instance Progress'],
       },
-      (event) => invokeLambda(this.handlers, 'signal', event),
+      (event) => invokeAsync(this.handlers, 'signal', event),
     );
   }
 

@@ -120,7 +120,8 @@ describe('a replacement on the sandbox account', () => {
   it('fails loudly when the signal function throws on every agent event, however the run ended', async () => {
     world = await startWorld({
       newImage: { cloudInit: 'error', app: 'broken' },
-      target: (t) => ({ ...t, readiness: { ...t.readiness, timeoutSeconds: 300, heartbeatSeconds: 120 } }),
+      // Long enough for Lambda's two retries of the asynchronous invocation (1 and 2 minutes later).
+      target: (t) => ({ ...t, readiness: { ...t.readiness, timeoutSeconds: 600, heartbeatSeconds: 400 } }),
       wrap: (handlers: HandlerSet) => ({
         ...handlers,
         signal: async () => {
