@@ -1,0 +1,243 @@
+import { createHash } from 'node:crypto';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DescribeAddressesCommand,
+  DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  type Instance,
+} from '@aws-sdk/client-ec2';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { clients } from '../../lambdas/shared/clients';
+import { runKeys, Tags } from '../../lambdas/shared/constants';
+import { httpGet } from '../../lambdas/shared/http';
+import { reconcileState } from '../../lambdas/shared/tfstate/reconcile';
+import { readState, writeState } from '../../lambdas/shared/tfstate/state';
+import { SANDBOX_ENV } from '../../sandbox/demo';
+import { DEMO_TERRAFORM } from '../../sandbox/terraform';
+import type { WorkflowRun } from '../../sandbox/workflow';
+import type { World } from '../workflow/helpers';
+
+/**
+ * The five invariants of issue 5: after a run ends, however it ended, the service is safe. Each check
+ * returns what it found wrong in words, so a failing cell says which invariant broke and how; an empty
+ * list is a safe run. Everything is read back from the account (the sandbox's API, as an operator's CLI
+ * would), not from what the run says about itself.
+ */
+
+export interface Before {
+  /** The Terraform state object's text before the run (undefined when the server is not managed). */
+  readonly stateText: string | undefined;
+}
+
+/** What to capture before the run, to compare after it. */
+export const captureBefore = async (world: World): Promise<Before> => ({
+  stateText: world.target.terraform ? await objectText(DEMO_TERRAFORM.bucket, DEMO_TERRAFORM.key) : undefined,
+});
+
+const objectText = async (bucket: string, key: string): Promise<string | undefined> => {
+  try {
+    const out = await clients().s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return await out.Body?.transformToString();
+  } catch (error) {
+    if ((error as Error).name === 'NoSuchKey') return undefined;
+    throw error;
+  }
+};
+
+const allInstances = async (): Promise<Instance[]> => {
+  const out = await clients().ec2.send(new DescribeInstancesCommand({}));
+  return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+};
+
+const tag = (instance: Instance | undefined, key: string) =>
+  instance?.Tags?.find((t) => t.Key === key)?.Value;
+const stateOf = (instance: Instance | undefined) => instance?.State?.Name ?? 'unknown';
+const halted = (instance: Instance | undefined) => /^(stopping|stopped)$/.test(stateOf(instance));
+const gone = (instance: Instance | undefined) => /^(shutting-down|terminated)$/.test(stateOf(instance));
+
+interface Baseline {
+  readonly healthy?: boolean;
+}
+const baselineOf = (run: WorkflowRun): Baseline | undefined =>
+  (run.outputs.Preflight as { run?: { baseline?: Baseline } } | undefined)?.run?.baseline;
+
+/** 1. The EIP is on a running instance that answers the health check through it. */
+const eipServes = async (world: World, run: WorkflowRun, outcome: string | undefined): Promise<string[]> => {
+  const { allocationId, publicIp } = world.seeded;
+  const on = world.sandbox.eipInstance(allocationId);
+  if (!on) return [`1: the Elastic IP ${allocationId} is associated with nothing`];
+  const instance = (await allInstances()).find((i) => i.InstanceId === on);
+  if (baselineOf(run)?.healthy === false) {
+    // A box already sick before the run: the message must say where the EIP is and that it is unhealthy.
+    const problems: string[] = [];
+    if (!outcome?.includes(on)) problems.push(`1: the outcome message does not say the EIP is on ${on}`);
+    if (!/not healthy|unhealthy/.test(outcome ?? '')) {
+      problems.push('1: the baseline was unhealthy but the outcome message does not say so');
+    }
+    return problems;
+  }
+  if (stateOf(instance) !== 'running') {
+    return [`1: the Elastic IP is on ${on}, which is ${stateOf(instance)}, not running`];
+  }
+  const { health, tls, domain } = world.target;
+  const response = await httpGet({
+    address: publicIp,
+    scheme: tls.mode === 'none' ? 'http' : 'https',
+    domain,
+    path: health.path,
+    timeoutMs: health.requestTimeoutSeconds * 1000,
+  });
+  if (!response.ok || response.status !== health.expectStatus) {
+    return [`1: ${on} behind the Elastic IP fails the health check (${response.status ?? 'no answer'})`];
+  }
+  return [];
+};
+
+/** 2. At most one candidate; every instance Understudy launched is tagged and serving, retired or failed. */
+const instancesAccountedFor = async (world: World, run: WorkflowRun): Promise<string[]> => {
+  const problems: string[] = [];
+  const instances = await allInstances();
+  const serving = world.sandbox.eipInstance(world.seeded.allocationId);
+  const target = world.target.name;
+  const candidates = instances.filter(
+    (i) => tag(i, Tags.target) === target && tag(i, Tags.role) === 'candidate' && !gone(i),
+  );
+  if (candidates.length > 1) {
+    problems.push(`2: ${candidates.length} candidates for ${target}: ${candidates.map((i) => i.InstanceId)}`);
+  }
+  const execution = run.executionArn.split(':').pop() ?? '';
+  const launched = instances.filter((i) => i.InstanceId !== world.seeded.oldInstanceId);
+  const ours = launched.filter((i) => tag(i, Tags.execution) === execution);
+  if (ours.length > 1) problems.push(`2: the run launched ${ours.length} instances`);
+  for (const instance of launched) {
+    const id = instance.InstanceId;
+    if (tag(instance, Tags.target) !== target || tag(instance, Tags.execution) !== execution) {
+      problems.push(`2: ${id} (${stateOf(instance)}) lacks its understudy:target/execution tags`);
+      continue;
+    }
+    const role = tag(instance, Tags.role);
+    const isServing = id === serving && stateOf(instance) === 'running';
+    const retired = role === 'retired' && halted(instance) && tag(instance, Tags.retireAfter) !== undefined;
+    const failed = role === 'failed' && (halted(instance) || gone(instance));
+    if (!isServing && !retired && !failed) {
+      problems.push(
+        `2: ${id} is ${stateOf(instance)} with role ${role ?? 'none'}: neither serving, retired nor failed`,
+      );
+    }
+  }
+  const old = instances.find((i) => i.InstanceId === world.seeded.oldInstanceId);
+  if (old && old.InstanceId !== serving && stateOf(old) !== 'running') {
+    const retired = tag(old, Tags.role) === 'retired' && tag(old, Tags.retireAfter) !== undefined;
+    if (!retired)
+      problems.push(`2: the old box is ${stateOf(old)} but not tagged retired with a retire-after time`);
+  }
+  return problems;
+};
+
+const md5 = (text: string) => createHash('md5').update(text).digest('hex');
+const lockItem = async (lockId: string) =>
+  (
+    await clients().dynamodb.send(
+      new GetItemCommand({
+        TableName: DEMO_TERRAFORM.table,
+        Key: { LockID: { S: lockId } },
+        ConsistentRead: true,
+      }),
+    )
+  ).Item;
+
+/** The state the reconcile must have written for the instance serving now, from the original state. */
+const expectedReconciled = async (original: string, serving: string, world: World): Promise<string> => {
+  const { ec2 } = clients();
+  const [described, addresses, volumes] = await Promise.all([
+    ec2.send(new DescribeInstancesCommand({ InstanceIds: [serving] })),
+    ec2.send(new DescribeAddressesCommand({ AllocationIds: [world.seeded.allocationId] })),
+    ec2.send(
+      new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [serving] }] }),
+    ),
+  ]);
+  const instance = described.Reservations?.[0]?.Instances?.[0];
+  if (!instance) throw new Error(`no instance ${serving}`);
+  const result = reconcileState(readState(original), {
+    instanceAddress: DEMO_TERRAFORM.instanceAddress,
+    instance,
+    addresses: addresses.Addresses ?? [],
+    volumes: volumes.Volumes ?? [],
+    expectInstanceId: world.seeded.oldInstanceId,
+  });
+  return writeState(result.state);
+};
+
+/** 3. The state is untouched or exactly the reconciled one, backed up first, with a matching digest. */
+const stateConsistent = async (world: World, before: Before): Promise<string[]> => {
+  const original = before.stateText;
+  if (original === undefined) return [];
+  const problems: string[] = [];
+  const now = await objectText(DEMO_TERRAFORM.bucket, DEMO_TERRAFORM.key);
+  if (now === undefined) return ['3: the Terraform state object is gone'];
+  if (now !== original) {
+    const serving = world.sandbox.eipInstance(world.seeded.allocationId);
+    if (!serving || serving === world.seeded.oldInstanceId) {
+      problems.push('3: the state changed although the old box still serves');
+    } else if (now !== (await expectedReconciled(original, serving, world))) {
+      problems.push(`3: the state is neither the original nor the state reconciled to ${serving}`);
+    }
+    const backups = world.sandbox
+      .objectKeys(DEMO_TERRAFORM.bucket)
+      .filter((key) => key.startsWith(`${DEMO_TERRAFORM.key}.understudy-backups/`));
+    const texts = await Promise.all(backups.map((key) => objectText(DEMO_TERRAFORM.bucket, key)));
+    if (!texts.includes(original)) problems.push('3: the state changed but no backup holds the original');
+  }
+  const digest = (await lockItem(`${DEMO_TERRAFORM.bucket}/${DEMO_TERRAFORM.key}-md5`))?.Digest?.S;
+  if (digest !== md5(now)) problems.push(`3: the DynamoDB digest ${digest} does not match the state`);
+  return problems;
+};
+
+/** 4. No lock left: the target lock, Terraform's .tflock, the DynamoDB lock item. */
+const noLockLeft = async (world: World): Promise<string[]> => {
+  const problems: string[] = [];
+  const targetLock = await objectText(SANDBOX_ENV.RUNS_BUCKET, runKeys.lock(world.target.name));
+  if (targetLock !== undefined) problems.push(`4: the target lock is still held: ${targetLock}`);
+  if (world.target.terraform) {
+    if ((await objectText(DEMO_TERRAFORM.bucket, `${DEMO_TERRAFORM.key}.tflock`)) !== undefined) {
+      problems.push('4: the Terraform .tflock is still there');
+    }
+    if ((await lockItem(`${DEMO_TERRAFORM.bucket}/${DEMO_TERRAFORM.key}`)) !== undefined) {
+      problems.push('4: the DynamoDB lock item is still there');
+    }
+  }
+  return problems;
+};
+
+/** 5. Exactly one outcome message, and what it claims is where the EIP is. */
+const oneTruthfulOutcome = (world: World, run: WorkflowRun): string[] => {
+  const outcomes = world.sandbox.messages.filter((m) => m.attributes.kind === 'outcome');
+  if (outcomes.length !== 1) return [`5: ${outcomes.length} outcome messages`];
+  const event = outcomes[0]?.attributes.event;
+  const on = world.sandbox.eipInstance(world.seeded.allocationId);
+  const moved = on !== world.seeded.oldInstanceId;
+  const launched = (run.outputs.Launch as { launch?: { instanceId?: string } } | undefined)?.launch
+    ?.instanceId;
+  if (event === 'replaced' && (!moved || (launched && on !== launched))) {
+    return [`5: the message says replaced but the EIP is on ${on}`];
+  }
+  if ((event === 'rolled-back' || event === 'failed' || event === 'no-op') && moved) {
+    return [`5: the message says ${event} but the EIP is on ${on}, not the old box`];
+  }
+  if (event === 'manual-action-needed' && !outcomes[0]?.message.includes(world.seeded.allocationId)) {
+    return ['5: manual action needed, but the message does not name the Elastic IP to fix'];
+  }
+  return [];
+};
+
+/** Every broken invariant, in words; empty when the run left the service safe. */
+export const violations = async (world: World, run: WorkflowRun, before: Before): Promise<string[]> => {
+  const outcome = world.sandbox.messages.find((m) => m.attributes.kind === 'outcome')?.message;
+  return [
+    ...(await eipServes(world, run, outcome)),
+    ...(await instancesAccountedFor(world, run)),
+    ...(await stateConsistent(world, before)),
+    ...(await noLockLeft(world)),
+    ...oneTruthfulOutcome(world, run),
+  ];
+};
