@@ -68,3 +68,12 @@ export const statementsOfRole = (template: Template, roleLogicalId: string): Sta
     )
     .flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
 };
+
+/** IAM's `*` glob, enough to ask "does this resource pattern cover that ARN". */
+export const covers = (pattern: string, arn: string): boolean =>
+  new RegExp(
+    `^${pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  ).test(arn);

@@ -6,6 +6,7 @@ import { STEP_NAMES, type StepName } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
 import {
   ACCOUNT,
+  covers,
   exampleConfig,
   logicalId,
   REGION,
@@ -32,14 +33,6 @@ const INSTANCES = `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/*`;
 const TARGETS = ['web', 'api'];
 const PREFIX_ARN = `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/understudy/Understudy`;
 
-/** IAM's `*` glob, enough to ask "does this resource pattern cover that ARN". */
-const covers = (pattern: string, arn: string): boolean =>
-  new RegExp(
-    `^${pattern
-      .split('*')
-      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-      .join('.*')}$`,
-  ).test(arn);
 const grants = (statements: Statement[], action: string, arn: string): Statement[] =>
   statements.filter(
     (s) =>

@@ -7,6 +7,7 @@ import { STEP_NAMES, type StepName } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
 import {
   ACCOUNT,
+  covers,
   exampleConfig,
   logicalId,
   type Statement,
@@ -38,13 +39,6 @@ beforeAll(() => {
 const stepStatements = (step: StepName): Statement[] =>
   statementsOfRole(template, logicalId(stack.lambdas.steps[step].role));
 const bucket = () => `<${logicalId(stack.runs.bucket)}.Arn>`;
-const covers = (pattern: string, arn: string): boolean =>
-  new RegExp(
-    `^${pattern
-      .split('*')
-      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-      .join('.*')}$`,
-  ).test(arn);
 const stepsAllowed = (action: string, arn: string): StepName[] =>
   STEP_NAMES.filter((step) =>
     stepStatements(step).some(

@@ -77,4 +77,19 @@ export const startWorld = async (options: WorldOptions = {}): Promise<World> => 
 export const outcomeMessages = (world: World) =>
   world.sandbox.messages.filter((m) => m.attributes.kind === 'outcome');
 
+/**
+ * A run with a client polling the EIP every 50 ms from Launch to the end of the bake (design §5): its
+ * failed requests and longest span without a good answer come back with the run.
+ */
+export const runMeasured = async (world: World, input?: Record<string, unknown>) => {
+  const client = new DowntimeClient(world.target, world.seeded.publicIp);
+  const run = await world.run(input, {
+    onStateEntered: (state) => {
+      if (state === 'Launch') client.start();
+      if (state === 'Reconcile' || state === 'Finish') client.halt();
+    },
+  });
+  return { run, downtime: await client.stop() };
+};
+
 export { DowntimeClient };

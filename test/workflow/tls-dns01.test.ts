@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TargetConfig } from '../../lambdas/shared/config';
-import { DowntimeClient, startWorld, type World } from './helpers';
+import { runMeasured, startWorld, type World } from './helpers';
 
 // The app check must see the app's own body: over plain HTTP, certbot's redirect would answer.
 const dns01 = (t: TargetConfig): TargetConfig => ({
@@ -27,15 +27,8 @@ describe('a replacement of an HTTPS site in dns-01 mode', () => {
     const { sandbox, seeded, target } = world;
     sandbox.allowDns01('web');
     const before = await sandbox.servedCertificate(seeded.publicIp, target.domain);
-    const client = new DowntimeClient(target, seeded.publicIp);
 
-    const run = await world.run(undefined, {
-      onStateEntered: (state) => {
-        if (state === 'Launch') client.start();
-        if (state === 'Reconcile' || state === 'Finish') client.halt();
-      },
-    });
-    const downtime = await client.stop();
+    const { run, downtime } = await runMeasured(world);
 
     expect(run.outcome).toBe('replaced');
     const newInstanceId = sandbox.eipInstance(seeded.allocationId) ?? '';

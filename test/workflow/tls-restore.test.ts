@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { GetCommandInvocationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { createClients } from '../../lambdas/shared/clients';
 import type { ServedCertificate } from '../../sandbox/contracts';
-import { DowntimeClient, startWorld, type World } from './helpers';
+import { runMeasured, startWorld, type World } from './helpers';
 
 const certbotLog = (world: World, instanceId: string): string => {
   const path = join(world.sandbox.instanceDir(instanceId), 'var/log/letsencrypt/letsencrypt.log');
@@ -90,15 +90,8 @@ describe('a replacement of an HTTPS site in restore mode', () => {
     });
     const { sandbox, seeded, target } = world;
     const before = (await sandbox.servedCertificate(seeded.publicIp, target.domain)) as ServedCertificate;
-    const client = new DowntimeClient(target, seeded.publicIp);
 
-    const run = await world.run(undefined, {
-      onStateEntered: (state) => {
-        if (state === 'Launch') client.start();
-        if (state === 'Reconcile' || state === 'Finish') client.halt();
-      },
-    });
-    const downtime = await client.stop();
+    const { run, downtime } = await runMeasured(world);
 
     expect(run.outcome).toBe('replaced');
     const newInstanceId = sandbox.eipInstance(seeded.allocationId) ?? '';
