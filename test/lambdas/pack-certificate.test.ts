@@ -1,6 +1,5 @@
 import 'aws-sdk-client-mock-jest';
 import { existsSync, readdirSync } from 'node:fs';
-import { S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeInstanceInformationCommand,
   ListCommandsCommand,
@@ -26,6 +25,7 @@ import {
   recordedCalls,
   recorder,
   runScript,
+  signingS3Client,
 } from './ssm-steps.fixture';
 
 const ssm = mockClient(SSMClient);
@@ -36,16 +36,9 @@ const restoreState = (target: TargetConfig = restoreTarget()) => {
   const { launch: _launch, ...state } = makeState(target);
   return state;
 };
-// Presigning needs credentials; the mock replaces `send` on every S3Client, so these never leave the test.
 const clients = () => ({
   ssm: new SSMClient({ region: 'eu-west-1' }),
-  s3: new S3Client({
-    region: 'eu-west-1',
-    credentials: {
-      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
-      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
-    },
-  }),
+  s3: signingS3Client(),
 });
 const sentCommands = (): string[] =>
   ssm.commandCalls(SendCommandCommand)[0]?.args[0].input.Parameters?.commands ?? [];

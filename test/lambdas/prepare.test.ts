@@ -1,6 +1,6 @@
 import 'aws-sdk-client-mock-jest';
 import { existsSync, readdirSync } from 'node:fs';
-import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import {
   DescribeInstanceInformationCommand,
   InvalidInstanceId,
@@ -36,6 +36,7 @@ import {
   recordedCalls,
   recorder,
   runScript,
+  signingS3Client,
   ssmReadyToSend,
 } from './ssm-steps.fixture';
 
@@ -285,16 +286,9 @@ const packResult = (key = KEY) => ({
   result: { status: 'Success', output: '' },
 });
 const restoreState = (key = KEY) => ({ ...makeState(restoreTarget()), pack: packResult(key) });
-// Presigning needs credentials; the mock replaces `send` on every S3Client, so these never leave the test.
 const signingClients = () => ({
   ...createClients(),
-  s3: new S3Client({
-    region: 'eu-west-1',
-    credentials: {
-      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
-      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
-    },
-  }),
+  s3: signingS3Client(),
 });
 const sentCommands = (): string[] =>
   ssm.commandCalls(SendCommandCommand)[0]?.args[0].input.Parameters?.commands ?? [];

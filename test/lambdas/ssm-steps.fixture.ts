@@ -385,3 +385,16 @@ export const recordedCalls = (workDir: string): { command: string; args: string[
   }
   return calls;
 };
+
+/**
+ * An S3 client that can presign: the mocks replace `send` on every S3Client, so these example
+ * credentials never leave the test.
+ */
+export const signingS3Client = (): S3Client =>
+  new S3Client({
+    region: 'eu-west-1',
+    credentials: {
+      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    },
+  });
