@@ -4,18 +4,24 @@ import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { placeholderFor, STEPS, type StepName } from './steps';
+import { NOTIFICATION_TOPIC_PLACEHOLDER, placeholderFor, STEPS, type StepName } from './steps';
 
 export interface OrchestratorProps {
   /** Every step's function; those the definition invokes become its `${<Step>FunctionArn}` substitutions. */
   readonly functions: Readonly<Record<StepName, lambda.IFunction>>;
-  /** Where the failed, timed-out and aborted execution alarms go. */
-  readonly alarmTopic: sns.ITopic;
+  /**
+   * The notifications topic: the AnnounceOutcome state publishes each run's outcome there (its
+   * `${NotificationTopicArn}`), and the failed, timed-out and aborted execution alarms go there.
+   */
+  readonly topic: sns.ITopic;
+  /** The key the topic is encrypted with: a publisher needs it through SNS. */
+  readonly topicKey: kms.IKey;
 }
 
 /** The workflow, in Amazon States Language. */
@@ -38,9 +44,10 @@ export class Orchestrator extends Construct {
   constructor(scope: Construct, id: string, props: OrchestratorProps) {
     super(scope, id);
     const invoked = STEPS.filter((s) => s.invokedByStateMachine).map((s) => s.name);
-    const substitutions = Object.fromEntries(
-      invoked.map((step) => [placeholderFor(step), props.functions[step].functionArn]),
-    );
+    const substitutions: Record<string, string> = {
+      ...Object.fromEntries(invoked.map((step) => [placeholderFor(step), props.functions[step].functionArn])),
+      [NOTIFICATION_TOPIC_PLACEHOLDER]: props.topic.topicArn,
+    };
     checkPlaceholders(placeholdersIn(readFileSync(DEFINITION_PATH, 'utf8')), Object.keys(substitutions));
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
@@ -68,6 +75,25 @@ export class Orchestrator extends Construct {
       }),
     );
 
+    // AnnounceOutcome publishes the outcome itself (see the state's comment for why not a function).
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'AnnounceOutcome',
+        actions: ['sns:Publish'],
+        resources: [props.topic.topicArn],
+      }),
+    );
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'EncryptOutcome',
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        resources: [props.topicKey.keyArn],
+        conditions: {
+          StringEquals: { 'kms:ViaService': `sns.${Stack.of(this).region}.${Stack.of(this).urlSuffix}` },
+        },
+      }),
+    );
+
     // Only the statements CDK wrote for tracing and logging are acknowledged, on the policy that holds
     // them: a wildcard added anywhere else under the role is still reported.
     Validations.of(this.stateMachine.role.node.findChild('DefaultPolicy')).acknowledge({
@@ -86,7 +112,7 @@ export class Orchestrator extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         alarmDescription: `An Understudy execution ${what}: open the execution in the Step Functions console.`,
       });
-      alarm.addAlarmAction(new actions.SnsAction(props.alarmTopic));
+      alarm.addAlarmAction(new actions.SnsAction(props.topic));
       return alarm;
     };
     const period = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };

@@ -567,7 +567,7 @@ const stepStatements = (
       {
         statement: allow(
           'WriteRunRecord',
-          ['s3:GetObject', 's3:PutObject'],
+          ['s3:PutObject'],
           [props.runsBucket.arnForObjects(runKeys.record('*', '*'))],
         ),
         wildcardReason: 'run records are keyed by target and execution name, known at run time',

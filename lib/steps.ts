@@ -130,4 +130,7 @@ export const pascalCase = (kebab: string): string =>
     .join('');
 
 /** The ASL placeholder name (without `${}`) for a step's function ARN. */
+/** The one ASL placeholder that is not a function: the topic the AnnounceOutcome state publishes to. */
+export const NOTIFICATION_TOPIC_PLACEHOLDER = 'NotificationTopicArn';
+
 export const placeholderFor = (step: StepName): string => `${pascalCase(step)}FunctionArn`;

@@ -75,7 +75,8 @@ export class UnderstudyStack extends Stack {
 
     this.orchestrator = new Orchestrator(this, 'Workflow', {
       functions: byStep<lambda.IFunction>((name) => steps[name].fn),
-      alarmTopic: this.notifications.topic,
+      topic: this.notifications.topic,
+      topicKey: this.notifications.key,
     });
 
     this.permissions = new StepPermissions(this, 'Permissions', {

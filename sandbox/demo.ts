@@ -10,6 +10,7 @@ import {
   LocalWorkflow,
   sourceHandlers,
   type TimelineEntry,
+  type Deployment as WorkflowDeployment,
   type WorkflowRun,
 } from './workflow';
 
@@ -210,6 +211,8 @@ export interface DeployOptions {
   /** Adjusts the target's configuration before it is deployed. */
   readonly target?: (target: TargetConfig) => TargetConfig;
   readonly handlers: HandlerSet;
+  /** Runs each call a service-integration state makes (the fault matrix attributes them to the state). */
+  readonly aroundIntegration?: WorkflowDeployment['aroundIntegration'];
 }
 
 export interface Deployment {
@@ -243,7 +246,10 @@ export const deploy = async (factory: SandboxFactory, options: DeployOptions): P
     };
     const target = options.target ? options.target(base) : base;
     await putTargetConfig(SANDBOX_ENV.PARAMETER_PREFIX, target);
-    const workflow = new LocalWorkflow(sandbox, options.handlers);
+    const workflow = new LocalWorkflow(sandbox, options.handlers, {
+      topicArn: SANDBOX_ENV.TOPIC_ARN,
+      ...(options.aroundIntegration ? { aroundIntegration: options.aroundIntegration } : {}),
+    });
     workflow.wireEventRules(SANDBOX_ENV.EVENT_BUS_NAME);
     return { sandbox, seeded, target, workflow, setupCalls: sandbox.calls.length };
   } catch (error) {

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PublishCommand, type PublishCommandInput } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { placeholderFor, STEP_NAMES, STEPS } from '../lib/steps';
+import { clients } from '../lambdas/shared/clients';
+import { NOTIFICATION_TOPIC_PLACEHOLDER, placeholderFor, STEP_NAMES, STEPS } from '../lib/steps';
 import type { SandboxApi } from './contracts';
 
 /**
@@ -34,8 +36,12 @@ export const sourceHandlers = async (): Promise<HandlerSet> => {
 const functionArn = (sandbox: Pick<SandboxApi, 'region' | 'accountId'>, folder: string) =>
   `arn:aws:lambda:${sandbox.region}:${sandbox.accountId}:function:understudy-${folder}`;
 
-export const substitutedDefinition = (sandbox: Pick<SandboxApi, 'region' | 'accountId'>): unknown => {
+export const substitutedDefinition = (
+  sandbox: Pick<SandboxApi, 'region' | 'accountId'>,
+  deployment: Deployment,
+): unknown => {
   const text = readFileSync(ASL_PATH, 'utf8').replace(/\$\{([A-Za-z]+)\}/g, (_, key: string) => {
+    if (key === NOTIFICATION_TOPIC_PLACEHOLDER) return deployment.topicArn;
     const folder = STEP_NAMES.find((step) => placeholderFor(step) === key);
     if (!folder) throw new Error(`no substitution for \${${key}} in ${ASL_PATH}`);
     return functionArn(sandbox, folder);
@@ -167,6 +173,11 @@ export interface RunOptions {
   readonly name?: string;
   /** Called when a state is entered (the demo starts its downtime client on Launch). */
   readonly onStateEntered?: (state: string) => void;
+  /**
+   * Runs the execution `name` again as RedriveExecution does: from the state that failed, with the input
+   * that state was given then, the execution's RedriveCount raised.
+   */
+  readonly redrive?: { readonly from: string; readonly input: unknown; readonly count: number };
 }
 
 interface TaskState {
@@ -201,9 +212,37 @@ const statesError = (name: string, message: string): Error => {
   return error;
 };
 
+/** What the stack substitutes besides the functions, and how the sandbox runs the service integrations. */
+export interface Deployment {
+  /** `${NotificationTopicArn}`: the topic AnnounceOutcome publishes to (the functions' TOPIC_ARN). */
+  readonly topicArn: string;
+  /**
+   * Runs each call a service-integration state makes (Step Functions itself is the caller there, not a
+   * function); the fault matrix uses it to attribute those calls. Default: just runs it.
+   */
+  readonly aroundIntegration?: <T>(state: string, call: () => Promise<T>) => Promise<T>;
+}
+
+/** `arn:aws:states:::sns:publish`, the optimized integration AnnounceOutcome uses. */
+const SNS_PUBLISH = 'arn:aws:states:::sns:publish';
+
+/**
+ * The optimized integration's Publish, made by "Step Functions" with the sandbox's SNS client. A failure
+ * comes back as the integration reports it: the service's error name under the service's prefix.
+ */
+const publishAsStepFunctions = async (input: unknown): Promise<unknown> => {
+  try {
+    return await clients().sns.send(new PublishCommand(input as PublishCommandInput));
+  } catch (error) {
+    const name = error instanceof Error ? error.name : 'UnknownError';
+    throw statesError(`SNS.${name}`, error instanceof Error ? error.message : String(error));
+  }
+};
+
 /** One state machine, many runs against the sandbox account. */
 export class LocalWorkflow {
   private readonly machine: StateMachine;
+  private readonly definition: { States: Record<string, TaskState> };
   private readonly states: Record<string, TaskState>;
   private readonly callbacks: Record<string, CallbackLimits>;
   private counter = 0;
@@ -211,10 +250,12 @@ export class LocalWorkflow {
   constructor(
     private readonly sandbox: SandboxApi,
     private readonly handlers: HandlerSet,
+    private readonly deployment: Deployment,
   ) {
-    const definition = substitutedDefinition(sandbox) as { States: Record<string, TaskState> };
+    const definition = substitutedDefinition(sandbox, deployment) as { States: Record<string, TaskState> };
     this.callbacks = adaptToLocalEngine(definition.States);
     this.states = definition.States;
+    this.definition = definition;
     // biome-ignore lint/suspicious/noExplicitAny: the library types the definition as its own ASL shape; ours is parsed JSON
     this.machine = new StateMachine(definition as any, {
       validationOptions: { checkArn: true, checkPaths: true },
@@ -238,7 +279,10 @@ export class LocalWorkflow {
     for (const [name, state] of Object.entries(this.states)) {
       if (state.Type !== 'Task' || !state.Resource) continue;
       const limits = this.callbacks[name];
-      if (limits) {
+      if (state.Resource === SNS_PUBLISH) {
+        const around = this.deployment.aroundIntegration ?? ((_state, call) => call());
+        overrides[name] = (input) => around(name, () => publishAsStepFunctions(input));
+      } else if (limits) {
         overrides[name] = (input) =>
           this.awaitCallback(input as { FunctionName: string; Payload: unknown }, limits);
       } else {
@@ -314,13 +358,21 @@ export class LocalWorkflow {
     this.counter += 1;
     const name = options.name ?? `run-${this.counter}-${randomUUID().slice(0, 8)}`;
     const executionArn = `arn:aws:states:${this.sandbox.region}:${this.sandbox.accountId}:execution:understudy-replace:${name}`;
-    const execution = this.machine.run(input as never, {
+    const redrive = options.redrive;
+    // Validated whole in the constructor; started further in, the states before are unreachable.
+    const machine = redrive
+      ? // biome-ignore lint/suspicious/noExplicitAny: as in the constructor
+        new StateMachine({ ...this.definition, StartAt: redrive.from } as any, {
+          validationOptions: { noValidate: true },
+        })
+      : this.machine;
+    const execution = machine.run((redrive ? redrive.input : input) as never, {
       overrides: { taskResourceLocalHandlers: this.taskOverrides() as never },
       context: {
         Execution: {
           Id: executionArn,
           Name: name,
-          RedriveCount: 0,
+          RedriveCount: redrive?.count ?? 0,
           StartTime: new Date().toISOString(),
           Input: input,
           RoleArn: `arn:aws:iam::${this.sandbox.accountId}:role/understudy-sandbox`,

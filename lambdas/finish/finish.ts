@@ -1,14 +1,14 @@
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteParametersCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { describeAwsError, isNotFound, isTransient } from '../shared/aws-errors';
+import { describeAwsError, isTransient } from '../shared/aws-errors';
 import { formatIssues, TargetNameSchema } from '../shared/config';
 import { parameterNames, runKeys } from '../shared/constants';
 import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
 import { releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { type Outcome, publish } from '../shared/notify';
+import { type ComposedMessage, composeMessage, type Outcome, publish } from '../shared/notify';
 import {
   type CaughtError,
   CaughtErrorSchema,
@@ -31,9 +31,10 @@ import { deleteTransferObjects, transferPrefix } from '../shared/tls';
  * its own, and only allow-listed fields reach the run record and the message: no task tokens, no user
  * data, no payloads copied through.
  *
- * Exactly one outcome message per run: the record is written first without `notifiedAt`, the message
- * published, then the record rewritten with `notifiedAt`. A retried Finish that finds `notifiedAt` does
- * not publish again.
+ * Exactly one outcome message per run: Finish composes it and returns it, and the state machine's
+ * AnnounceOutcome state publishes it. A function can die after its Publish took effect and be retried
+ * (a second message); a Standard workflow runs each state once, so handing the Publish to Step Functions
+ * is what makes "exactly one" hold. Warnings are still published here: repeating one is harmless.
  */
 
 export const FinishInputSchema = z.looseObject({
@@ -100,6 +101,8 @@ export interface FinishResult {
   readonly error?: string;
   readonly cause?: string;
   readonly recordKey: string;
+  /** The outcome message, for AnnounceOutcome's `sns:publish` (Publish's own member names). */
+  readonly announcement: ComposedMessage;
 }
 
 export interface FinishClients {
@@ -279,21 +282,6 @@ const terraformWarning = (f: Facts): string | undefined => {
   return undefined;
 };
 
-const readRecord = async (
-  s3: S3Client,
-  bucket: string,
-  key: string,
-): Promise<Record<string, unknown> | undefined> => {
-  try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    const parsed: unknown = JSON.parse((await out.Body?.transformToString()) ?? '{}');
-    return typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
-  } catch (error) {
-    if (isNotFound(error) || error instanceof SyntaxError) return undefined;
-    throw transient(`GetObject s3://${bucket}/${key}`, error);
-  }
-};
-
 const writeRecord = async (
   s3: S3Client,
   bucket: string,
@@ -317,6 +305,7 @@ const writeRecord = async (
 const resultOf = (
   decision: Pick<Decision, 'outcome' | 'error' | 'cause'>,
   recordKey: string,
+  announcement: ComposedMessage,
 ): FinishResult => {
   const succeeded = SUCCESSFUL.includes(decision.outcome);
   return {
@@ -324,6 +313,7 @@ const resultOf = (
     outcome: decision.outcome,
     ...(succeeded ? {} : { error: decision.error ?? 'Failed', cause: decision.cause ?? decision.outcome }),
     recordKey,
+    announcement,
   };
 };
 
@@ -469,12 +459,6 @@ export const finish = async (
   }
 
   const recordKey = runKeys.record(target, execution.name);
-  const existing = await readRecord(clients.s3, env.runsBucket, recordKey);
-  if (existing && typeof existing.notifiedAt === 'string' && typeof existing.outcome === 'string') {
-    logger.info('outcome already published by an earlier attempt', { outcome: existing.outcome });
-    return resultOf(decision, recordKey);
-  }
-
   const sw = pick(SwitchResultSchema, state.switch);
   const readiness = pick(ReadinessSummarySchema, state.readiness);
   const probe = pick(ProbeSummarySchema, state.probe);
@@ -541,28 +525,24 @@ export const finish = async (
         summary: warning,
       });
     }
-    await publish(clients.sns, env.topicArn, {
-      kind: 'outcome',
-      event: decision.outcome,
-      target,
-      execution: execution.name,
-      summary: decision.summary,
-      details: {
-        ...(decision.error ? { error: decision.error, cause: decision.cause } : {}),
-        ...(facts.rollback?.commands?.length ? { commands: facts.rollback.commands } : {}),
-        ...(planSummary ? { plan: planSummary } : {}),
-        ...(candidate ? { candidateInstanceId: candidate } : {}),
-        ...(warnings.length ? { warnings } : {}),
-        record: recordUri,
-      },
-    });
   } catch (error) {
     throw transient('Publish', error);
   }
-  await writeRecord(clients.s3, env.runsBucket, recordKey, {
-    ...record,
-    notifiedAt: new Date().toISOString(),
+  const announcement = composeMessage({
+    kind: 'outcome',
+    event: decision.outcome,
+    target,
+    execution: execution.name,
+    summary: decision.summary,
+    details: {
+      ...(decision.error ? { error: decision.error, cause: decision.cause } : {}),
+      ...(facts.rollback?.commands?.length ? { commands: facts.rollback.commands } : {}),
+      ...(planSummary ? { plan: planSummary } : {}),
+      ...(candidate ? { candidateInstanceId: candidate } : {}),
+      ...(warnings.length ? { warnings } : {}),
+      record: recordUri,
+    },
   });
   logger.info('run finished', { outcome: decision.outcome, lock: lockResult });
-  return resultOf(decision, recordKey);
+  return resultOf(decision, recordKey, announcement);
 };

@@ -3,9 +3,10 @@ import { describeAwsError } from './aws-errors';
 import { logger } from './logger';
 
 /**
- * Notifications on the Understudy topic. Exactly one `outcome` message per run (published by Finish);
- * everything else is `progress` or `warning`. `kind`, `event` and `target` travel as message attributes
- * so subscribers can filter without parsing the body.
+ * Notifications on the Understudy topic. Exactly one `outcome` message per run (composed by Finish,
+ * published by the state machine's AnnounceOutcome state); everything else is `progress` or `warning`.
+ * `kind`, `event`, `target` and `execution` travel as message attributes so subscribers can filter
+ * without parsing the body.
  */
 export type NotificationKind = 'outcome' | 'progress' | 'warning';
 export type Outcome = 'replaced' | 'rolled-back' | 'failed' | 'manual-action-needed' | 'no-op' | 'dry-run';
@@ -23,31 +24,40 @@ export interface Notification {
 
 const SUBJECT_LIMIT = 100;
 
+/**
+ * A message as SNS's Publish takes it (the API's own member names), so the outcome can be handed to the
+ * state machine's `sns:publish` task unchanged.
+ */
+export interface ComposedMessage {
+  readonly Subject: string;
+  readonly Message: string;
+  readonly MessageAttributes: Record<string, { DataType: 'String'; StringValue: string }>;
+}
+
+export const composeMessage = (note: Notification): ComposedMessage => ({
+  Subject: `[understudy] ${note.target}: ${note.event}`.slice(0, SUBJECT_LIMIT),
+  Message: JSON.stringify(
+    {
+      kind: note.kind,
+      event: note.event,
+      target: note.target,
+      execution: note.execution,
+      summary: note.summary,
+      ...note.details,
+    },
+    null,
+    2,
+  ),
+  MessageAttributes: {
+    kind: { DataType: 'String', StringValue: note.kind },
+    event: { DataType: 'String', StringValue: note.event },
+    target: { DataType: 'String', StringValue: note.target },
+    execution: { DataType: 'String', StringValue: note.execution },
+  },
+});
+
 export const publish = async (sns: SNSClient, topicArn: string, note: Notification): Promise<void> => {
-  const subject = `[understudy] ${note.target}: ${note.event}`.slice(0, SUBJECT_LIMIT);
-  await sns.send(
-    new PublishCommand({
-      TopicArn: topicArn,
-      Subject: subject,
-      Message: JSON.stringify(
-        {
-          kind: note.kind,
-          event: note.event,
-          target: note.target,
-          execution: note.execution,
-          summary: note.summary,
-          ...note.details,
-        },
-        null,
-        2,
-      ),
-      MessageAttributes: {
-        kind: { DataType: 'String', StringValue: note.kind },
-        event: { DataType: 'String', StringValue: note.event },
-        target: { DataType: 'String', StringValue: note.target },
-      },
-    }),
-  );
+  await sns.send(new PublishCommand({ TopicArn: topicArn, ...composeMessage(note) }));
 };
 
 /**

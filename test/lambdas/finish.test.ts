@@ -14,6 +14,7 @@ import { finish } from '../../lambdas/finish/finish';
 import { handler } from '../../lambdas/finish/handler';
 import { createClients } from '../../lambdas/shared/clients';
 import { parameterNames, runKeys } from '../../lambdas/shared/constants';
+import type { ComposedMessage } from '../../lambdas/shared/notify';
 import { lockIdFor } from '../../lambdas/shared/tfstate/s3-lock';
 import {
   BUCKET,
@@ -61,14 +62,23 @@ const rolledBack = () => ({
   },
 });
 const record = () => JSON.parse(s3.objects.get(recordKey)?.text ?? 'null');
-const outcomeMessages = () =>
+/** What AnnounceOutcome would publish: every outcome message the Finish attempts of this test composed. */
+let announced: (ComposedMessage & { TopicArn: string })[] = [];
+const outcomeMessages = () => announced;
+const run = async (state: unknown) => {
+  const result = await finish(createClients(), env, state as Parameters<typeof finish>[2]);
+  announced.push({ TopicArn: TOPIC, ...result.announcement });
+  return result;
+};
+/** The outcome messages Finish published itself (it must leave them to the state machine). */
+const publishedOutcomes = () =>
   sns
     .commandCalls(PublishCommand)
     .map((c) => c.args[0].input)
     .filter((i) => i.MessageAttributes?.kind?.StringValue === 'outcome');
-const run = (state: unknown) => finish(createClients(), env, state as Parameters<typeof finish>[2]);
 
 beforeEach(() => {
+  announced = [];
   sns.reset();
   ssm.reset();
   s3 = fakeS3();
@@ -84,7 +94,12 @@ describe('finish', () => {
 
     const result = await run(replaced());
 
-    expect(result).toEqual({ succeeded: true, outcome: 'replaced', recordKey });
+    expect(result).toEqual({
+      succeeded: true,
+      outcome: 'replaced',
+      recordKey,
+      announcement: expect.any(Object),
+    });
     expect(s3.objects.has(runKeys.lock('web'))).toBe(false);
     expect(params.size).toBe(0);
     expect(record()).toMatchObject({
@@ -94,28 +109,35 @@ describe('finish', () => {
       candidateInstanceId: CANDIDATE_ID,
       plan: { oldInstanceId: OLD_ID, imageId: 'ami-0123456789abcdef0' },
       lock: 'released',
-      notifiedAt: expect.any(String),
     });
     expect(outcomeMessages()).toEqual([
       expect.objectContaining({ TopicArn: TOPIC, Subject: '[understudy] web: replaced' }),
     ]);
   });
 
-  it('publishes exactly one outcome message even when retried', async () => {
+  it('composes the outcome message for the state machine to publish, and never publishes it itself', async () => {
+    const result = await run(replaced());
+
+    expect(publishedOutcomes()).toEqual([]);
+    expect(result.announcement.MessageAttributes).toEqual({
+      kind: { DataType: 'String', StringValue: 'outcome' },
+      event: { DataType: 'String', StringValue: 'replaced' },
+      target: { DataType: 'String', StringValue: 'web' },
+      execution: { DataType: 'String', StringValue: EXECUTION_NAME },
+    });
+    expect(JSON.parse(result.announcement.Message)).toMatchObject({
+      kind: 'outcome',
+      event: 'replaced',
+      record: `s3://${BUCKET}/${recordKey}`,
+    });
+  });
+
+  it('composes the same outcome when retried, so a retry changes nothing the state machine publishes', async () => {
     const first = await run(replaced());
     const second = await run(replaced());
 
     expect(second).toEqual(first);
-    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
-  });
-
-  it('publishes when an earlier attempt wrote the record but stopped before publishing', async () => {
-    s3.objects.set(recordKey, { text: JSON.stringify({ outcome: 'replaced' }), etag: '"e-0"' });
-
-    await run(replaced());
-
-    expect(outcomeMessages()).toHaveLength(1);
-    expect(record().notifiedAt).toEqual(expect.any(String));
+    expect(publishedOutcomes()).toEqual([]);
   });
 
   it('does not release a lock held by another execution', async () => {
@@ -142,12 +164,11 @@ describe('finish', () => {
 
     const result = await run(replaced());
 
-    expect(result).toEqual({ succeeded: true, outcome: 'replaced', recordKey });
+    expect(result).toMatchObject({ succeeded: true, outcome: 'replaced', recordKey });
     expect(s3.objects.has(runKeys.lock('web'))).toBe(true);
     expect(record()).toMatchObject({
       lock: 'unreadable',
       warnings: [expect.stringContaining('is unreadable; inspect and delete it by hand')],
-      notifiedAt: expect.any(String),
     });
     expect(outcomeMessages()).toHaveLength(1);
   });
@@ -184,6 +205,7 @@ describe('finish', () => {
       error: 'PreflightRefused',
       cause: 'PreflightRefused: EIP eipalloc-0123abcd is not associated',
       recordKey,
+      announcement: expect.objectContaining({ Subject: '[understudy] web: failed' }),
     });
     expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
     expect(ssm).toHaveReceivedCommandTimes(DeleteParametersCommand, 0);
@@ -275,7 +297,7 @@ describe('finish', () => {
 
       const result = await run(state);
 
-      expect(result).toEqual({ succeeded: true, outcome: action, recordKey });
+      expect(result).toMatchObject({ succeeded: true, outcome: action, recordKey });
       expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
       expect(outcomeMessages()[0]?.Subject).toBe(`[understudy] web: ${action}`);
     },
@@ -293,7 +315,7 @@ describe('finish', () => {
     const kinds = sns
       .commandCalls(PublishCommand)
       .map((c) => c.args[0].input.MessageAttributes?.kind?.StringValue);
-    expect(kinds).toEqual(['warning', 'outcome']);
+    expect(kinds).toEqual(['warning']);
     expect(JSON.parse(outcomeMessages()[0]?.Message ?? '{}').warnings[0]).toContain(
       `${OLD_ID} could not be retired`,
     );
@@ -394,10 +416,10 @@ describe('finish', () => {
     await run(state);
 
     const written = s3.objects.get(recordKey)?.text ?? '';
-    const published = sns
-      .commandCalls(PublishCommand)
-      .map((c) => JSON.stringify(c.args[0].input))
-      .join('\n');
+    const published = [
+      ...sns.commandCalls(PublishCommand).map((c) => JSON.stringify(c.args[0].input)),
+      ...outcomeMessages().map((m) => JSON.stringify(m)),
+    ].join('\n');
     for (const text of [written, published]) {
       expect(text).not.toMatch(/TOKEN-|USERDATA|VVNFUkRBVEEtU0VDUkVU/);
     }

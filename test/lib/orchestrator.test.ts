@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { asList, flatten } from '../../lib/nag-findings';
 import { checkPlaceholders, placeholdersIn } from '../../lib/orchestrator';
-import { placeholderFor, STEP_NAMES, STEPS } from '../../lib/steps';
+import { NOTIFICATION_TOPIC_PLACEHOLDER, placeholderFor, STEP_NAMES, STEPS } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
 import { logicalId, REPO, type Statement, statementsOfRole, synthesize } from './stack-fixture';
 
@@ -47,7 +47,7 @@ describe('state machine', () => {
     expect(machine.Properties.TracingConfiguration).toEqual({ Enabled: true });
   });
 
-  test('every placeholder in the ASL is substituted with the ARN of its step function', () => {
+  test('every placeholder in the ASL is substituted: each step function by its ARN, the topic by its own', () => {
     const used = placeholdersIn(readFileSync(ASL_PATH, 'utf8'));
     const substitutions = machine.Properties.DefinitionSubstitutions as Record<string, unknown>;
     expect(used.length).toBeGreaterThan(0);
@@ -57,6 +57,24 @@ describe('state machine', () => {
         'Fn::GetAtt': [logicalId(stack.lambdas.steps[step.name].fn), 'Arn'],
       });
     }
+    expect(substitutions[NOTIFICATION_TOPIC_PLACEHOLDER]).toEqual({
+      Ref: logicalId(stack.notifications.topic),
+    });
+  });
+
+  test('its role may publish the outcome to the notifications topic only, through its key via SNS', () => {
+    const roleId = logicalId(stack.orchestrator.stateMachine.role);
+    const statements = statementsOfRole(template, roleId);
+    const publish = statements.filter((s) => asList(s.Action).includes('sns:Publish'));
+    expect(publish.flatMap((s) => asList(s.Resource)).map(flatten)).toEqual([
+      `<${logicalId(stack.notifications.topic)}>`,
+    ]);
+    const key = statements.filter((s) => asList(s.Action).includes('kms:GenerateDataKey'));
+    expect(key).toHaveLength(1);
+    expect(key.flatMap((s) => asList(s.Resource)).map(flatten)).toEqual([
+      `<${logicalId(stack.notifications.key)}.Arn>`,
+    ]);
+    expect(JSON.stringify(key[0]?.Condition)).toContain('kms:ViaService');
   });
 
   test('its role may invoke every function the definition names, by unqualified ARN only', () => {
@@ -99,7 +117,10 @@ describe('state machine', () => {
 
 describe('placeholder checks', () => {
   const asl = readFileSync(ASL_PATH, 'utf8');
-  const supplied = STEPS.filter((s) => s.invokedByStateMachine).map((s) => placeholderFor(s.name));
+  const supplied = [
+    ...STEPS.filter((s) => s.invokedByStateMachine).map((s) => placeholderFor(s.name)),
+    NOTIFICATION_TOPIC_PLACEHOLDER,
+  ];
 
   test('accepts the committed ASL with the step table', () => {
     expect(() => checkPlaceholders(placeholdersIn(asl), supplied)).not.toThrow();

@@ -2,13 +2,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXECUTION_TIMEOUT_SECONDS } from '../../lambdas/shared/constants';
 import { ALL_ERROR_NAMES, PLATFORM_ERROR_NAMES } from '../../lambdas/shared/errors';
-import { placeholderFor, STEP_NAMES } from '../../lib/steps';
+import { NOTIFICATION_TOPIC_PLACEHOLDER, placeholderFor, STEP_NAMES } from '../../lib/steps';
 
 type State = Record<string, unknown> & { Type: string };
 const aslPath = join(__dirname, '..', '..', 'statemachine', 'replace.asl.json');
 const text = readFileSync(aslPath, 'utf8');
 const asl = JSON.parse(text) as { StartAt: string; TimeoutSeconds?: number; States: Record<string, State> };
 const tasks = Object.entries(asl.States).filter(([, s]) => s.Type === 'Task');
+/** Whether a state runs one of our functions (every task but the outcome's `sns:publish` does). */
+const isFunctionTask = (s: State) =>
+  (s.Resource as string).startsWith('$' + '{') ||
+  (s.Resource as string).startsWith('arn:aws:states:::lambda:');
+const functionTasks = tasks.filter(([, s]) => isFunctionTask(s));
 const retriers = (s: State) => (s.Retry ?? []) as { ErrorEquals: string[] }[];
 const catchers = (s: State) => (s.Catch ?? []) as { ErrorEquals: string[]; Next: string }[];
 
@@ -47,9 +52,13 @@ describe('the replace state machine definition', () => {
     }
   });
 
-  it('holds no literal account ARN: functions come in as placeholders', () => {
+  it('holds no literal account ARN: functions and the topic come in as placeholders', () => {
     expect(text).not.toMatch(/arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}/);
-    for (const [, state] of tasks) {
+    const announce = asl.States.AnnounceOutcome as State;
+    expect((announce.Parameters as Record<string, string>).TopicArn).toBe(
+      `\${${NOTIFICATION_TOPIC_PLACEHOLDER}}`,
+    );
+    for (const [, state] of functionTasks) {
       const resource = state.Resource as string;
       const fn = resource.startsWith('arn:aws:states:::')
         ? ((state.Parameters as Record<string, string>).FunctionName ?? '')
@@ -59,7 +68,9 @@ describe('the replace state machine definition', () => {
   });
 
   it('names only step functions whose handler exists in lambdas/', () => {
-    const placeholders = new Set([...text.matchAll(/\$\{([A-Za-z]+)\}/g)].map((m) => m[1] as string));
+    const placeholders = new Set(
+      [...text.matchAll(/\$\{([A-Za-z]+FunctionArn)\}/g)].map((m) => m[1] as string),
+    );
     const stepOf = new Map(STEP_NAMES.map((step) => [placeholderFor(step), step]));
     expect(placeholders.size).toBeGreaterThan(5);
     for (const placeholder of placeholders) {
@@ -70,7 +81,7 @@ describe('the replace state machine definition', () => {
   });
 
   it('retries Transient on every task whose function can throw it', () => {
-    for (const [name, state] of tasks) {
+    for (const [name, state] of functionTasks) {
       expect({ name, transient: retriers(state).some((r) => r.ErrorEquals.includes('Transient')) }).toEqual({
         name,
         transient: true,
@@ -78,8 +89,8 @@ describe('the replace state machine definition', () => {
     }
   });
 
-  it('retries Lambda service errors, throttling included, on every task', () => {
-    for (const [name, state] of tasks) {
+  it('retries Lambda service errors, throttling included, on every function task', () => {
+    for (const [name, state] of functionTasks) {
       const retried = retriers(state).flatMap((r) => r.ErrorEquals);
       expect({ name, throttling: retried.includes('Lambda.TooManyRequestsException') }).toEqual({
         name,
@@ -213,9 +224,40 @@ describe('the replace state machine definition', () => {
     expect(wait.HeartbeatSecondsPath).toBe('$.run.target.readiness.heartbeatSeconds');
   });
 
+  it('publishes the outcome from the state machine, right after Finish composed it, and only there', () => {
+    const announce = asl.States.AnnounceOutcome as State;
+    expect(announce.Resource).toBe('arn:aws:states:::sns:publish');
+    expect(asl.States.Finish?.Next).toBe('AnnounceOutcome');
+    expect(announce.Parameters).toMatchObject({
+      'Subject.$': '$.finish.announcement.Subject',
+      'Message.$': '$.finish.announcement.Message',
+      'MessageAttributes.$': '$.finish.announcement.MessageAttributes',
+    });
+    expect(tasks.filter(([, s]) => !isFunctionTask(s)).map(([name]) => name)).toEqual(['AnnounceOutcome']);
+    // Discarding the Publish result keeps $.finish (the Fail state's ErrorPath) as Finish left it.
+    expect(announce.ResultPath).toBeNull();
+    expect(announce.Next).toBe('Outcome');
+  });
+
+  it('retries the announcement only on a failed or timed-out Publish, and fails the execution loudly if it never goes out', () => {
+    const announce = asl.States.AnnounceOutcome as State;
+    expect(
+      retriers(announce)
+        .flatMap((r) => r.ErrorEquals)
+        .sort(),
+    ).toEqual(['States.TaskFailed', 'States.Timeout']);
+    const fallback = catchers(announce).find((c) => c.ErrorEquals.includes('States.ALL'));
+    expect(asl.States[fallback?.Next ?? '']).toMatchObject({ Type: 'Fail', Error: 'OutcomeNotAnnounced' });
+  });
+
   it('ends every path in Finish so that exactly one outcome is published', () => {
     for (const [name, state] of Object.entries(asl.States)) {
-      if (['Finish', 'Outcome', 'Done', 'Failed', 'FinishFailed'].includes(name)) continue;
+      if (
+        ['Finish', 'AnnounceOutcome', 'AnnounceFailed', 'Outcome', 'Done', 'Failed', 'FinishFailed'].includes(
+          name,
+        )
+      )
+        continue;
       const routes = reachable(name);
       for (const c of catchers(state)) reachable(c.Next, routes);
       expect({ name, reachesFinish: routes.has('Finish') }).toEqual({ name, reachesFinish: true });
