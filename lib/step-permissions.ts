@@ -329,6 +329,17 @@ const stepStatements = (
     wildcardReason: `${TAGGED_INSTANCE_REASON}; the understudy:target tag itself cannot be changed`,
   });
 
+  // Only a candidate can be parked: the serving box never carries role=candidate or failed.
+  const parkCandidate = (sid: string): JustifiedStatement => ({
+    statement: allow(
+      sid,
+      ['ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyInstanceAttribute'],
+      [instances],
+      { StringEquals: { ...tagged, [`aws:ResourceTag/${Tags.role}`]: ['candidate', 'failed'] } },
+    ),
+    wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=candidate or failed`,
+  });
+
   // A built image is resolved like a brought one, from the parameter its pipeline writes.
   const imageParameters = props.targets.flatMap((t) =>
     t.image.ssmParameter !== undefined
@@ -355,6 +366,7 @@ const stepStatements = (
       describe('InspectCurrentBox', [
         'ec2:DescribeAddresses',
         'ec2:DescribeImages',
+        'ec2:DescribeInstanceAttribute',
         'ec2:DescribeInstances',
         'ec2:DescribeInstanceTypes',
         'ec2:DescribeRouteTables',
@@ -364,6 +376,9 @@ const stepStatements = (
       describe('CheckOldBoxAgent', ['ssm:DescribeInstanceInformation']),
       ...terraformStateAccess(stack, props.targets, 'read'),
       ...takeAndReleaseLock,
+      // After taking over the lock of a run that died, that run's candidates are parked as failed.
+      parkCandidate('ParkLeftCandidate'),
+      relabel('LabelLeftCandidate'),
       {
         // The Let's Encrypt rate-limit guard counts the issuances the target's recent run records show;
         // the ListBucket above covers listing runs/<target>/.
@@ -529,16 +544,7 @@ const stepStatements = (
         'ec2:DescribeInstances',
       ]),
       ...moveAddress,
-      {
-        // Only a candidate can be parked: the serving box never carries role=candidate or failed.
-        statement: allow(
-          'ParkFailedCandidate',
-          ['ec2:StopInstances', 'ec2:TerminateInstances', 'ec2:ModifyInstanceAttribute'],
-          [instances],
-          { StringEquals: { ...tagged, [`aws:ResourceTag/${Tags.role}`]: ['candidate', 'failed'] } },
-        ),
-        wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=candidate or failed`,
-      },
+      parkCandidate('ParkFailedCandidate'),
       relabel('LabelFailedCandidate'),
       ...renewLock,
       ...publish,

@@ -2,6 +2,7 @@ import {
   CreateTagsCommand,
   DescribeAddressesCommand,
   DescribeImagesCommand,
+  DescribeInstancesCommand,
   DescribeInstanceTypesCommand,
   DescribeRouteTablesCommand,
   DescribeVpcEndpointsCommand,
@@ -36,7 +37,7 @@ import {
   type TlsMode,
 } from '../shared/config';
 import { LOCK_LEASE_SECONDS, parameterNames, runKeys, Tags } from '../shared/constants';
-import { describeInstanceById } from '../shared/ec2';
+import { describeInstanceById, type ParkAction, parkCandidate } from '../shared/ec2';
 import { ErrorNames, invalidInput, isUnderstudyError, refused, UnderstudyError } from '../shared/errors';
 import { httpGet, type ProbeResponse } from '../shared/http';
 import { acquireLock, readLock, releaseLock } from '../shared/lock';
@@ -768,14 +769,17 @@ const runPreflight = async (
     ...(input.reason ? { reason: input.reason } : {}),
   };
 
-  if (instance.ImageId === imageId) return { ...plan, action: 'no-op' };
+  const lockKey = runKeys.lock(target.name);
+  if (instance.ImageId === imageId) {
+    if (!input.dryRun) await refuseIfAnotherRunHolds(s3, env.RUNS_BUCKET, lockKey, target.name, execution);
+    return { ...plan, action: 'no-op' };
+  }
 
   // Read-only, so a dry run reports a refusal the real run would meet.
   await guardIssuanceRate(s3, env.RUNS_BUCKET, target, Date.now());
   if (target.tls.mode === 'restore') await assertOldBoxReachable(ssm, eip.instanceId);
   if (target.terraform) await checkTerraformState(clients, target.terraform, eip.instanceId);
 
-  const lockKey = runKeys.lock(target.name);
   if (input.dryRun) {
     const held = await readLock(s3, env.RUNS_BUCKET, lockKey);
     return {
@@ -817,8 +821,63 @@ const runPreflight = async (
     await releaseQuietly(s3, lock);
     throw error;
   }
-  await announce(sns, env.TOPIC_ARN, plan, lock, execution);
+  const leftovers = lock.tookOverFrom ? await parkLeftCandidates(ec2, target, eip.instanceId) : [];
+  await announce(sns, env.TOPIC_ARN, plan, lock, execution, leftovers);
   return { ...plan, lock };
+};
+
+/**
+ * The candidates a run that died holding the lock left behind: still labelled candidate, not serving.
+ * Only the lock's holder may have a candidate, so after a takeover they belong to nobody and would
+ * break "one candidate per target": they are parked as Rollback parks a failed candidate (stopped or
+ * terminated per `rollback.failedCandidate`, tagged failed) before this run launches its own.
+ */
+const parkLeftCandidates = async (
+  ec2: EC2Client,
+  target: TargetConfig,
+  servingId: string,
+): Promise<{ instanceId: string; action: ParkAction }[]> => {
+  const out = await awsCall('DescribeInstances', () =>
+    ec2.send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: `tag:${Tags.target}`, Values: [target.name] },
+          { Name: `tag:${Tags.role}`, Values: ['candidate'] },
+          { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+        ],
+      }),
+    ),
+  );
+  const left = (out.Reservations ?? [])
+    .flatMap((r) => r.Instances ?? [])
+    .filter((i) => i.InstanceId !== undefined && i.InstanceId !== servingId);
+  const parked: { instanceId: string; action: ParkAction }[] = [];
+  for (const instance of left) {
+    parked.push({
+      instanceId: instance.InstanceId as string,
+      action: await parkCandidate(ec2, instance, target.rollback.failedCandidate),
+    });
+  }
+  return parked;
+};
+
+/**
+ * A run in its bake has already moved the EIP to the image asked for, and may still move it back: until
+ * it ends, "nothing to do" is not known, so a second run is refused naming it, as a replacement would be.
+ */
+const refuseIfAnotherRunHolds = async (
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  target: string,
+  execution: ExecutionContext,
+): Promise<void> => {
+  const held = await readLock(s3, bucket, key);
+  if (!held || held.body.owner === execution.arn || Date.parse(held.body.expiresAt) <= Date.now()) return;
+  throw new UnderstudyError(
+    ErrorNames.LockHeld,
+    `target ${target} is locked by execution ${held.body.executionName} (${held.body.owner}) until ${held.body.expiresAt}; the box may already run the image, but that run has not ended: wait for it to finish`,
+  );
 };
 
 const releaseQuietly = async (s3: S3Client, lock: Lock): Promise<void> => {
@@ -839,6 +898,7 @@ const announce = async (
   plan: Plan,
   lock: Lock,
   execution: ExecutionContext,
+  leftovers: readonly { instanceId: string; action: ParkAction }[],
 ) => {
   const base = { target: plan.target.name, execution: execution.name };
   await publishQuietly(
@@ -866,8 +926,15 @@ const announce = async (
         ...base,
         kind: 'warning',
         event: 'lock-taken-over',
-        summary: `took over the expired lock of ${lock.tookOverFrom}; that run died without releasing it`,
-        details: { previousOwner: lock.tookOverFrom },
+        summary:
+          `took over the expired lock of ${lock.tookOverFrom}; that run died without releasing it` +
+          (leftovers.length > 0
+            ? `; its ${leftovers.map((c) => `candidate ${c.instanceId} was ${c.action === 'terminated' ? 'terminated' : 'stopped'}`).join(', ')} and tagged failed`
+            : ''),
+        details: {
+          previousOwner: lock.tookOverFrom,
+          ...(leftovers.length > 0 ? { leftCandidates: leftovers } : {}),
+        },
       },
       'the lock takeover warning',
     );

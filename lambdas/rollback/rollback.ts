@@ -1,18 +1,16 @@
-import {
-  CreateTagsCommand,
-  DescribeInstancesCommand,
-  type EC2Client,
-  type Instance,
-  ModifyInstanceAttributeCommand,
-  StopInstancesCommand,
-  TerminateInstancesCommand,
-} from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { awsCall, describeAwsError } from '../shared/aws-errors';
 import type { TargetConfig } from '../shared/config';
 import { Tags } from '../shared/constants';
-import { associateAndConfirm, describeInstanceById, instanceAttribute, readAddress } from '../shared/ec2';
+import {
+  associateAndConfirm,
+  describeInstanceById,
+  type ParkAction,
+  parkCandidate,
+  readAddress,
+} from '../shared/ec2';
 import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
@@ -46,12 +44,7 @@ export interface RollbackOptions {
   readonly confirmDelayMs?: number;
 }
 
-export type CandidateAction =
-  | 'stopped'
-  | 'terminated'
-  | 'already-stopped'
-  | 'kept: holds the Elastic IP'
-  | `failed: ${string}`;
+export type CandidateAction = ParkAction | 'kept: holds the Elastic IP' | `failed: ${string}`;
 
 export interface RollbackResult {
   readonly outcome: 'rolled-back' | 'manual-action-needed';
@@ -95,59 +88,6 @@ const findCandidates = async (ec2: EC2Client, state: RunState): Promise<Instance
     if (LIVE_STATES.includes(instance.State?.Name ?? '')) found.push(instance);
   }
   return found.filter((i) => i.InstanceId !== state.run.old.instanceId);
-};
-
-const booleanAttribute = async (
-  ec2: EC2Client,
-  instanceId: string,
-  name: 'disableApiStop' | 'disableApiTermination',
-): Promise<boolean> => {
-  const out = await instanceAttribute(ec2, instanceId, name);
-  return (name === 'disableApiStop' ? out.DisableApiStop?.Value : out.DisableApiTermination?.Value) === true;
-};
-
-/**
- * Stops or terminates one failed candidate and tags it. The candidate copied the old box's protection
- * flags, and they are ours to lift on a box we launched.
- */
-const park = async (
-  ec2: EC2Client,
-  candidate: Instance,
-  mode: 'stop' | 'terminate',
-): Promise<CandidateAction> => {
-  const id = candidate.InstanceId as string;
-  const current = candidate.State?.Name ?? '';
-  if (candidate.Tags?.find((t) => t.Key === Tags.role)?.Value !== 'failed') {
-    await awsCall('CreateTags', () =>
-      ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: Tags.role, Value: 'failed' }] })),
-    );
-  }
-  if (current === 'pending') {
-    // Neither stop nor a clean terminate is accepted while pending; the rollback's retry comes back.
-    throw new UnderstudyError(
-      ErrorNames.Transient,
-      `candidate ${id} is still pending; retrying the rollback`,
-    );
-  }
-  if (mode === 'terminate') {
-    if (await booleanAttribute(ec2, id, 'disableApiTermination')) {
-      await awsCall('ModifyInstanceAttribute', () =>
-        ec2.send(
-          new ModifyInstanceAttributeCommand({ InstanceId: id, DisableApiTermination: { Value: false } }),
-        ),
-      );
-    }
-    await awsCall('TerminateInstances', () => ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] })));
-    return 'terminated';
-  }
-  if (current === 'stopping' || current === 'stopped') return 'already-stopped';
-  if (await booleanAttribute(ec2, id, 'disableApiStop')) {
-    await awsCall('ModifyInstanceAttribute', () =>
-      ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, DisableApiStop: { Value: false } })),
-    );
-  }
-  await awsCall('StopInstances', () => ec2.send(new StopInstancesCommand({ InstanceIds: [id] })));
-  return 'stopped';
 };
 
 interface Commands {
@@ -240,7 +180,7 @@ export const rollback = async (
         continue;
       }
       try {
-        candidates.push({ instanceId: id, action: await park(ec2, candidate, mode) });
+        candidates.push({ instanceId: id, action: await parkCandidate(ec2, candidate, mode) });
       } catch (error) {
         if (isUnderstudyError(error, ErrorNames.Transient)) throw error;
         candidates.push({ instanceId: id, action: `failed: ${describeAwsError(error)}` });

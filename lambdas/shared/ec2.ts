@@ -1,6 +1,7 @@
 import {
   type Address,
   AssociateAddressCommand,
+  CreateTagsCommand,
   DescribeAddressesCommand,
   DescribeInstanceAttributeCommand,
   type DescribeInstanceAttributeCommandOutput,
@@ -8,8 +9,13 @@ import {
   type EC2Client,
   type Instance,
   type InstanceAttributeName,
+  ModifyInstanceAttributeCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { awsCall, hasCode } from './aws-errors';
+import { Tags } from './constants';
+import { ErrorNames, UnderstudyError } from './errors';
 import { sleep } from './probe';
 
 /**
@@ -92,4 +98,60 @@ export const associateAndConfirm = async (
     if (attempt < attempts) await sleep(options.delayMs ?? 1000);
   }
   return { ...(associated.AssociationId ? { associationId: associated.AssociationId } : {}), address };
+};
+
+const booleanAttribute = async (
+  ec2: EC2Client,
+  instanceId: string,
+  name: 'disableApiStop' | 'disableApiTermination',
+): Promise<boolean> => {
+  const out = await instanceAttribute(ec2, instanceId, name);
+  return (name === 'disableApiStop' ? out.DisableApiStop?.Value : out.DisableApiTermination?.Value) === true;
+};
+
+export type ParkAction = 'stopped' | 'terminated' | 'already-stopped';
+
+/**
+ * Stops or terminates one failed candidate and tags it (Rollback's candidates, and those a run that died
+ * holding the lock left behind, which Preflight finds when it takes over). The candidate copied the old box's protection
+ * flags, and they are ours to lift on a box we launched.
+ */
+export const parkCandidate = async (
+  ec2: EC2Client,
+  candidate: Instance,
+  mode: 'stop' | 'terminate',
+): Promise<ParkAction> => {
+  const id = candidate.InstanceId as string;
+  const current = candidate.State?.Name ?? '';
+  if (candidate.Tags?.find((t) => t.Key === Tags.role)?.Value !== 'failed') {
+    await awsCall('CreateTags', () =>
+      ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: Tags.role, Value: 'failed' }] })),
+    );
+  }
+  if (current === 'pending') {
+    // Neither stop nor a clean terminate is accepted while pending; the rollback's retry comes back.
+    throw new UnderstudyError(
+      ErrorNames.Transient,
+      `candidate ${id} is still pending; retrying the rollback`,
+    );
+  }
+  if (mode === 'terminate') {
+    if (await booleanAttribute(ec2, id, 'disableApiTermination')) {
+      await awsCall('ModifyInstanceAttribute', () =>
+        ec2.send(
+          new ModifyInstanceAttributeCommand({ InstanceId: id, DisableApiTermination: { Value: false } }),
+        ),
+      );
+    }
+    await awsCall('TerminateInstances', () => ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] })));
+    return 'terminated';
+  }
+  if (current === 'stopping' || current === 'stopped') return 'already-stopped';
+  if (await booleanAttribute(ec2, id, 'disableApiStop')) {
+    await awsCall('ModifyInstanceAttribute', () =>
+      ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: id, DisableApiStop: { Value: false } })),
+    );
+  }
+  await awsCall('StopInstances', () => ec2.send(new StopInstancesCommand({ InstanceIds: [id] })));
+  return 'stopped';
 };

@@ -126,7 +126,9 @@ describe('EC2 mutations are scoped by the understudy:target tag', () => {
   });
 
   test('preflight may adopt an untagged box, but only by adding the target tag with a configured name', () => {
-    const adopt = stepStatements('preflight').filter((s) => asList(s.Action).includes('ec2:CreateTags'));
+    const adopt = stepStatements('preflight').filter(
+      (s) => asList(s.Action).includes('ec2:CreateTags') && s.Condition?.Null !== undefined,
+    );
     expect(adopt).toHaveLength(1);
     expect(adopt[0]?.Condition).toEqual({
       StringEquals: { 'aws:RequestTag/understudy:target': TARGETS },
@@ -136,9 +138,11 @@ describe('EC2 mutations are scoped by the understudy:target tag', () => {
     });
   });
 
-  test('rollback and retire may relabel their boxes but never rewrite the target tag', () => {
-    for (const step of ['rollback', 'retire'] as const) {
-      const tagging = stepStatements(step).filter((s) => asList(s.Action).includes('ec2:CreateTags'));
+  test('preflight, rollback and retire may relabel their boxes but never rewrite the target tag', () => {
+    for (const step of ['preflight', 'rollback', 'retire'] as const) {
+      const tagging = stepStatements(step).filter(
+        (s) => asList(s.Action).includes('ec2:CreateTags') && s.Condition?.Null === undefined,
+      );
       expect(tagging).toHaveLength(1);
       const keys = tagging[0]?.Condition?.['ForAllValues:StringEquals']?.['aws:TagKeys'];
       expect(keys).toEqual(expect.arrayContaining(['understudy:role', 'understudy:retire-after']));
@@ -156,18 +160,18 @@ describe('EC2 mutations are scoped by the understudy:target tag', () => {
     );
   });
 
-  test('rollback can stop or terminate only a box labelled candidate or failed, never the serving one', () => {
-    const parking = stepStatements('rollback').filter((s) =>
-      asList(s.Action).includes('ec2:TerminateInstances'),
-    );
-    expect(parking).toHaveLength(1);
-    expect(parking[0]?.Condition?.StringEquals?.['aws:ResourceTag/understudy:role']).toEqual([
-      'candidate',
-      'failed',
-    ]);
+  test('rollback, and preflight after a lock takeover, can stop or terminate only a box labelled candidate or failed, never the serving one', () => {
+    for (const step of ['preflight', 'rollback'] as const) {
+      const parking = stepStatements(step).filter((s) => asList(s.Action).includes('ec2:TerminateInstances'));
+      expect(parking).toHaveLength(1);
+      expect(parking[0]?.Condition?.StringEquals?.['aws:ResourceTag/understudy:role']).toEqual([
+        'candidate',
+        'failed',
+      ]);
+    }
     expect(
       STEP_NAMES.filter((s) => grants(stepStatements(s), 'ec2:TerminateInstances', INSTANCES).length > 0),
-    ).toEqual(['rollback']);
+    ).toEqual(['preflight', 'rollback']);
   });
 
   test('the Elastic IP can be moved only between configured allocations and tagged instances', () => {
