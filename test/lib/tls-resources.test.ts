@@ -116,9 +116,9 @@ describe('the certificate transfer in the runs bucket (restore)', () => {
     expect(stepsAllowed('s3:DeleteObject', `${bucket()}/locks/web.json`)).not.toContain('pack-certificate');
   });
 
-  test("preflight may read the target's run records (rate-limit guard) but write none", () => {
+  test("preflight may read the target's run records (rate-limit guard) but write none; finish only writes them", () => {
     const record = `${bucket()}/runs/web/web-run-0.json`;
-    expect(stepsAllowed('s3:GetObject', record)).toEqual(['finish', 'preflight']);
+    expect(stepsAllowed('s3:GetObject', record)).toEqual(['preflight']);
     expect(stepsAllowed('s3:PutObject', record)).toEqual(['finish']);
     expect(stepStatements('preflight').find((s) => s.Sid === 'ReadRunRecords')?.Action).toBe('s3:GetObject');
   });
