@@ -109,6 +109,8 @@ export interface ImageRecord {
   readonly rootDeviceName: string;
   readonly rootSnapshotId: string;
   readonly rootSizeGiB: number;
+  /** The key the root snapshot is encrypted with (full ARN); absent for an unencrypted snapshot. */
+  readonly rootKmsKeyId?: string;
   readonly behaviour: ImageBehaviour;
   readonly creationDate: string;
   state: 'available' | 'deregistered';
@@ -267,7 +269,7 @@ export class Ec2Model {
 
   registerImage(
     behaviour: ImageBehaviour,
-    options: { architecture?: Architecture; name?: string; rootDeviceName?: string } = {},
+    options: { architecture?: Architecture; name?: string; rootDeviceName?: string; kmsKeyId?: string } = {},
   ): string {
     const imageId = this.ctx.ids.hex('ami');
     this.images.set(imageId, {
@@ -277,6 +279,7 @@ export class Ec2Model {
       rootDeviceName: options.rootDeviceName ?? '/dev/xvda',
       rootSnapshotId: this.ctx.ids.hex('snap'),
       rootSizeGiB: 8,
+      ...(options.kmsKeyId ? { rootKmsKeyId: options.kmsKeyId } : {}),
       behaviour,
       creationDate: iso(this.ctx.clock.now()),
       state: 'available',
@@ -530,7 +533,10 @@ export class Ec2Model {
         {
           size: image.rootSizeGiB,
           type: 'gp3',
-          encrypted: false,
+          // A volume restored from an encrypted snapshot is encrypted, with the snapshot's key unless the
+          // request names another.
+          encrypted: image.rootKmsKeyId !== undefined,
+          ...(image.rootKmsKeyId ? { kmsKeyId: image.rootKmsKeyId } : {}),
           snapshotId: image.rootSnapshotId,
           deleteOnTermination: true,
         },
@@ -572,7 +578,10 @@ export class Ec2Model {
                 ? kms
                 : `arn:aws:kms:${this.ctx.region}:${this.ctx.accountId}:key/${kms}`,
             }
-          : {}),
+          : // Naming no key keeps the key of the (own) snapshot it is restored from.
+            base?.kmsKeyId
+            ? { kmsKeyId: base.kmsKeyId }
+            : {}),
         ...((bdm.Ebs.SnapshotId ?? base?.snapshotId)
           ? { snapshotId: bdm.Ebs.SnapshotId ?? base?.snapshotId }
           : {}),
@@ -994,7 +1003,8 @@ export class Ec2Model {
                 VolumeSize: image.rootSizeGiB,
                 VolumeType: 'gp3',
                 DeleteOnTermination: true,
-                Encrypted: false,
+                Encrypted: image.rootKmsKeyId !== undefined,
+                ...(image.rootKmsKeyId ? { KmsKeyId: image.rootKmsKeyId } : {}),
                 Iops: 3000,
                 Throughput: 125,
               },
