@@ -503,6 +503,8 @@ const stepStatements = (
 
     signal: [
       { statement: allow('LookUpTaskToken', ['ssm:GetParameter'], [tokens]), wildcardReason: tokenWildcard },
+      // An event that beats the token is kept only for an instance tagged as a candidate.
+      describe('CheckCandidateTags', ['ec2:DescribeInstances']),
       {
         // An agent event that beats the token is kept for await-readiness.
         statement: allow('KeepEarlyEvent', ['ssm:PutParameter'], [earlyEvents]),

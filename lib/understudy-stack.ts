@@ -4,6 +4,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { UnderstudyConfig } from '../lambdas/shared/config';
 import { parameterNames } from '../lambdas/shared/constants';
+import { IDENTITY_KEYS_VARIABLE, identityKeysVariable } from '../lambdas/signal/identity';
 import { Dns01Policies } from './dns01-policy';
 import { EventRouting } from './event-routing';
 import { GoldenImage } from './golden-image';
@@ -70,6 +71,11 @@ export class UnderstudyStack extends Stack {
       },
     });
     const steps = this.lambdas.steps;
+    // Certificates the signal function trusts on top of AWS's built-in ones; only it reads them.
+    const identityCertificates = config.readinessAgent?.identityCertificates ?? {};
+    if (Object.keys(identityCertificates).length > 0) {
+      steps.signal.fn.addEnvironment(IDENTITY_KEYS_VARIABLE, identityKeysVariable(identityCertificates));
+    }
     const byStep = <T>(pick: (step: StepName) => T): Record<StepName, T> =>
       Object.fromEntries(STEP_NAMES.map((name) => [name, pick(name)])) as Record<StepName, T>;
 

@@ -1,9 +1,11 @@
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { clients } from '../lambdas/shared/clients';
-import type { TargetConfig } from '../lambdas/shared/config';
+import { type ReadinessAgentConfig, ReadinessAgentSchema, type TargetConfig } from '../lambdas/shared/config';
 import { parameterNames } from '../lambdas/shared/constants';
 import { httpGet } from '../lambdas/shared/http';
+import { IDENTITY_KEYS_VARIABLE, identityKeysVariable } from '../lambdas/signal/identity';
 import type { ImageBehaviour, SandboxApi, SeededTarget, SeedTargetOptions } from './contracts';
+import { sandboxIdentitySigner } from './identity';
 import { currentSerial, demoTerraformConfig, terraformApply } from './terraform';
 import {
   type HandlerSet,
@@ -26,11 +28,23 @@ export const SANDBOX_ENV = {
   EVENT_BUS_NAME: 'understudy-sandbox',
 } as const;
 
+/**
+ * The stack-wide part of the account's understudy.config.json: EC2 does not sign the sandbox's identity
+ * documents, the sandbox does (sandbox/identity.ts), so its certificate is trusted for the account's
+ * region as a user trusts a Region's certificate a release does not carry yet.
+ */
+export const sandboxReadinessAgent = (region: string): ReadinessAgentConfig =>
+  ReadinessAgentSchema.parse({ identityCertificates: { [region]: sandboxIdentitySigner().certificatePem } });
+
 /** Handlers read their environment once, so it is set before they are first imported. */
 export const applySandboxEnv = (): void => {
   Object.assign(process.env, SANDBOX_ENV);
   process.env.AWS_REGION ??= 'eu-west-1';
   process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
+  // What `cdk deploy` gives the signal function from that config (lib/understudy-stack.ts).
+  process.env[IDENTITY_KEYS_VARIABLE] = identityKeysVariable(
+    sandboxReadinessAgent(process.env.AWS_REGION).identityCertificates,
+  );
 };
 
 export type Outcome = 'replaced' | 'rolled-back' | 'failed' | 'no-op';

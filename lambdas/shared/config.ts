@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 
 /**
@@ -241,10 +242,67 @@ export const NotificationsSchema = z
   })
   .strict();
 
+const REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$/;
+
+/** An RSA certificate as PEM text, the form AWS publishes its instance identity certificates in. */
+const isRsaCertificate = (pem: string): boolean => {
+  try {
+    const key = new X509Certificate(pem).publicKey;
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    return key.asymmetricKeyType === 'rsa' && bits >= 1024 && bits <= 4096;
+  } catch {
+    return false;
+  }
+};
+
+/** At most this many: each key travels in the signal function's environment, which Lambda caps at 4 KB. */
+const MAX_IDENTITY_CERTIFICATES = 4;
+
+/**
+ * Stack-wide settings of the readiness agent's hand-off. Its final event carries the instance identity
+ * document and AWS's signature of it; the signal function accepts it only when the signature verifies
+ * with AWS's certificate for the document's Region, built into each release. `identityCertificates`
+ * adds certificates per Region on top of those: for a Region newer than the release, or a certificate
+ * AWS rotated to before a release carries it.
+ */
+export const ReadinessAgentSchema = z
+  .object({
+    identityCertificates: z
+      .record(
+        z.string(),
+        z.string().max(8_192).refine(isRsaCertificate, {
+          message:
+            "use the Region's RSA certificate as AWS publishes it (PEM, -----BEGIN CERTIFICATE-----), with a 1024- to 4096-bit key",
+        }),
+      )
+      .superRefine((certificates, ctx) => {
+        // Checked here rather than as the record's key schema, whose message would not name the fix.
+        for (const region of Object.keys(certificates)) {
+          if (!REGION.test(region)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [region],
+              message: 'use an AWS region name such as eu-west-1',
+            });
+          }
+        }
+        if (Object.keys(certificates).length > MAX_IDENTITY_CERTIFICATES) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `name at most ${MAX_IDENTITY_CERTIFICATES} regions: the keys travel in the signal function's 4 KB environment`,
+          });
+        }
+      })
+      .default({}),
+  })
+  .strict();
+export type ReadinessAgentConfig = z.infer<typeof ReadinessAgentSchema>;
+
 export const ConfigSchema = z
   .object({
     $schema: z.string().optional(),
     notifications: NotificationsSchema.default({ emails: [] }),
+    readinessAgent: ReadinessAgentSchema.optional(),
     targets: z.array(TargetSchema).min(1, 'declare at least one target'),
   })
   .strict()

@@ -136,10 +136,24 @@ export const AgentEventDetailSchema = z.object({
   errors: z.array(z.string()).default([]),
 });
 
+/**
+ * What the agent read from IMDS for its final event: `dynamic/instance-identity/document` and
+ * `.../signature`, byte for byte (the signature is over the document's exact bytes). The signal
+ * function checks them (lambdas/signal/identity.ts); progress events carry none.
+ */
+export const AgentIdentitySchema = z.object({
+  document: z.string().min(1).max(8_192),
+  signature: z.string().min(1).max(4_096),
+});
+export type AgentIdentity = z.infer<typeof AgentIdentitySchema>;
+
 export const AgentEventSchema = z.object({
   source: z.literal('understudy.agent'),
   'detail-type': z.enum(['Instance Ready', 'Instance Failed', 'Instance Progress']),
-  detail: AgentEventDetailSchema,
+  detail: AgentEventDetailSchema.extend({ identity: AgentIdentitySchema.optional() }),
+  /** Set by EventBridge, not by the sender: the account and Region the event was put in. */
+  account: z.string().regex(/^\d{12}$/),
+  region: z.string().regex(/^[a-z]{2}(-[a-z0-9]+)+-\d+$/),
   time: z.string().optional(),
 });
 export type AgentEvent = z.infer<typeof AgentEventSchema>;

@@ -1,7 +1,9 @@
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { formatIssues } from '../shared/config';
-import { parameterNames } from '../shared/constants';
+import { parameterNames, Tags } from '../shared/constants';
+import { describeInstanceById } from '../shared/ec2';
 import { correlate, logger } from '../shared/logger';
 import { AgentEventSchema } from '../shared/schemas';
 import {
@@ -13,13 +15,32 @@ import {
   type TokenRecord,
   writeEarlyEvent,
 } from './callback';
+import { type IdentityTrust, verifyIdentity } from './identity';
 
-export type SignalAction = 'succeeded' | 'failed' | 'heartbeat' | 'kept' | 'ignored';
+export type SignalAction = 'succeeded' | 'failed' | 'heartbeat' | 'kept' | 'ignored' | 'rejected';
 
 export interface SignalClients {
   readonly ssm: SSMClient;
   readonly sfn: SFNClient;
+  readonly ec2: EC2Client;
 }
+
+export interface SignalSettings {
+  readonly parameterPrefix: string;
+  /** The keys a final event's identity document must be signed with, by Region. */
+  readonly trust: IdentityTrust;
+}
+
+/**
+ * Whether the instance is a candidate Understudy launched and has not yet judged: launch tags it
+ * `understudy:role=candidate` when it creates it, and rollback or retire retag it.
+ */
+const isCandidate = async (ec2: EC2Client, instanceId: string): Promise<boolean> => {
+  const instance = await describeInstanceById(ec2, instanceId);
+  const role = instance?.Tags?.find((tag) => tag.Key === Tags.role)?.Value;
+  const state = instance?.State?.Name;
+  return role === 'candidate' && state !== 'terminated' && state !== 'shutting-down';
+};
 
 /**
  * Turns one readiness-agent event into a task completion or heartbeat. Anything else that reaches the
@@ -27,7 +48,7 @@ export interface SignalClients {
  */
 export const signal = async (
   clients: SignalClients,
-  parameterPrefix: string,
+  settings: SignalSettings,
   event: unknown,
 ): Promise<{ action: SignalAction }> => {
   const parsed = AgentEventSchema.safeParse(event);
@@ -37,11 +58,30 @@ export const signal = async (
     });
     return { action: 'ignored' };
   }
-  const { detail } = parsed.data;
+  const { identity, ...detail } = parsed.data.detail;
   const detailType = parsed.data['detail-type'];
   correlate({ instance: detail.instanceId });
-  const names = parameterNames(parameterPrefix);
+  const names = parameterNames(settings.parameterPrefix);
   const tokenName = names.token(detail.instanceId);
+
+  // A final event completes the task, so it must come from the box it names: any instance allowed to
+  // put events on the bus could otherwise report a broken candidate ready. Checked before anything is
+  // read or written. Progress events carry no identity and are not checked: a heartbeat only extends
+  // the heartbeat window, never the task's own timeout, and cannot complete anything.
+  if (detailType !== 'Instance Progress') {
+    const verdict = verifyIdentity(
+      identity,
+      { instanceId: detail.instanceId, accountId: parsed.data.account, region: parsed.data.region },
+      settings.trust,
+    );
+    if (!verdict.ok) {
+      logger.warn('rejected a readiness event whose instance identity does not check out', {
+        detailType,
+        reason: verdict.reason,
+      });
+      return { action: 'rejected' };
+    }
+  }
 
   const record = await readTokenRecord(clients.ssm, tokenName);
 
@@ -66,6 +106,14 @@ export const signal = async (
     return { action: result === 'closed' ? 'ignored' : result };
   };
   if (record) return complete(record);
+
+  // Only a candidate's event is worth keeping: any other instance running the agent (the old box
+  // started again by a rollback, a box launched by hand from the golden image) would leave a parameter
+  // nobody reads or deletes.
+  if (!(await isCandidate(clients.ec2, detail.instanceId))) {
+    logger.info('ignored a final event from an instance that is not a candidate', { detailType: final });
+    return { action: 'ignored' };
+  }
 
   // The agent can finish before await-readiness stored the token. Keep the event for it, then look for
   // the token once more: if it was stored meanwhile, await-readiness may already have missed our event.

@@ -12,6 +12,7 @@ import {
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { AppResponder, ImageBehaviour, InstanceServerHandle, SandboxCaFiles } from '../contracts';
+import { sandboxIdentitySigner } from '../identity';
 import type { ModelContext } from './context';
 import type { Ec2Model, InstanceRecord } from './ec2';
 import type { EventsModel } from './events';
@@ -385,20 +386,42 @@ export class Boxes {
     });
   }
 
-  /** What the agent's `aws events put-events` does: nothing reaches the bus without a route out. */
+  /**
+   * What the agent's `aws events put-events` does: nothing reaches the bus without a route out. The
+   * final event carries the box's identity document and signature from IMDS, signed here with the
+   * sandbox's own key (sandbox/identity.ts) where EC2 would use its Region's.
+   */
   private putAgentEvent(
     instance: InstanceRecord,
     detailType: string,
     detail: { status: string; exitCode?: number; errors: string[] },
   ): void {
     if (!this.ec2.reaches(instance, 'events')) return;
+    const identity =
+      detailType === 'Instance Progress'
+        ? undefined
+        : sandboxIdentitySigner().identityOf({
+            accountId: this.ctx.accountId,
+            region: this.ctx.region,
+            instanceId: instance.instanceId,
+            imageId: instance.imageId,
+            instanceType: instance.instanceType,
+            availabilityZone: instance.availabilityZone,
+            privateIp: instance.privateIp,
+            pendingTime: instance.launchTime,
+            architecture: instance.architecture,
+          });
     this.events.put([
       {
         Source: 'understudy.agent',
         DetailType: detailType,
         EventBusName: this.options.agentBusName(),
         Resources: [`arn:aws:ec2:${this.ctx.region}:${this.ctx.accountId}:instance/${instance.instanceId}`],
-        Detail: JSON.stringify({ instanceId: instance.instanceId, ...detail }),
+        Detail: JSON.stringify({
+          instanceId: instance.instanceId,
+          ...detail,
+          ...(identity ? { identity } : {}),
+        }),
       },
     ]);
   }

@@ -1,4 +1,5 @@
 import 'aws-sdk-client-mock-jest';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -12,9 +13,11 @@ import {
   agentEvent,
   CANDIDATE_ID,
   captureLogs,
+  describeAsCandidates,
   fakeParameters,
   fakeS3,
   fakeTasks,
+  fixtureTrust,
   lambdaContext,
   makeState,
   makeTarget,
@@ -24,6 +27,7 @@ import {
 
 const ssm = mockClient(SSMClient);
 const sfn = mockClient(SFNClient);
+const ec2 = mockClient(EC2Client);
 const names = parameterNames(PREFIX);
 const TOKEN = `AQCEAAAAKgAAAAMAAAAA${'readiness-token-'.repeat(20)}`;
 
@@ -32,11 +36,14 @@ let tasks: ReturnType<typeof fakeTasks>;
 
 const input = (target = makeTarget()) => ({ taskToken: tasks.issue(TOKEN), state: makeState(target) });
 const awaitIt = (i = input()) => awaitReadiness(createClients(), PREFIX, i);
-const signalIt = (e: unknown = readyEvent()) => signal(createClients(), PREFIX, e);
+const signalIt = (e: unknown = readyEvent()) =>
+  signal(createClients(), { parameterPrefix: PREFIX, trust: fixtureTrust() }, e);
 
 beforeEach(() => {
   ssm.reset();
   sfn.reset();
+  ec2.reset();
+  describeAsCandidates(ec2);
   fakeS3().seedLock();
   params = fakeParameters(ssm);
   tasks = fakeTasks(sfn);

@@ -1,4 +1,5 @@
 import 'aws-sdk-client-mock-jest';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import {
   SendTaskFailureCommand,
   SendTaskHeartbeatCommand,
@@ -6,26 +7,34 @@ import {
   SFNClient,
   SFNServiceException,
 } from '@aws-sdk/client-sfn';
-import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createClients } from '../../lambdas/shared/clients';
 import { parameterNames } from '../../lambdas/shared/constants';
 import { logger } from '../../lambdas/shared/logger';
 import { handler } from '../../lambdas/signal/handler';
+import { IDENTITY_KEYS_VARIABLE, identityKeysVariable } from '../../lambdas/signal/identity';
 import { signal } from '../../lambdas/signal/signal';
+import { createIdentitySigner, sandboxIdentitySigner } from '../../sandbox/identity';
 import {
   agentEvent,
   CANDIDATE_ID,
   captureLogs,
+  describeAsCandidates,
+  EVENT_REGION,
   fakeParameters,
   fakeTasks,
+  fixtureTrust,
+  identityOf,
   lambdaContext,
+  OLD_ID,
   PREFIX,
   readyEvent,
 } from './ssm-steps.fixture';
 
 const ssm = mockClient(SSMClient);
 const sfn = mockClient(SFNClient);
+const ec2 = mockClient(EC2Client);
 const names = parameterNames(PREFIX);
 const TOKEN = `AQCEAAAAKgAAAAMAAAAA${'secret-token-'.repeat(20)}`;
 
@@ -37,11 +46,19 @@ const storeToken = (onRecoverableErrors: 'fail' | 'accept' = 'fail') =>
     type: 'SecureString',
     value: JSON.stringify({ token: tasks.issue(TOKEN), onRecoverableErrors }),
   });
-const run = (e: unknown) => signal(createClients(), PREFIX, e);
+const run = (e: unknown) => signal(createClients(), { parameterPrefix: PREFIX, trust: fixtureTrust() }, e);
+
+/** Another key pair than the one the fixture's Region trusts: what a box forging another's report holds. */
+let forger: ReturnType<typeof createIdentitySigner>;
+beforeAll(() => {
+  forger = createIdentitySigner();
+});
 
 beforeEach(() => {
   ssm.reset();
   sfn.reset();
+  ec2.reset();
+  describeAsCandidates(ec2);
   params = fakeParameters(ssm);
   tasks = fakeTasks(sfn);
 });
@@ -235,10 +252,176 @@ describe('signal', () => {
     expect(logs.text()).not.toContain('secret-token');
   });
 
-  it('runs end to end through the Lambda handler', async () => {
+  it('runs end to end through the Lambda handler, trusting the certificates the stack configured', async () => {
     process.env.PARAMETER_PREFIX = PREFIX;
+    process.env[IDENTITY_KEYS_VARIABLE] = identityKeysVariable({
+      [EVENT_REGION]: sandboxIdentitySigner().certificatePem,
+    });
     storeToken();
 
-    await expect(handler(readyEvent(), lambdaContext())).resolves.toEqual({ action: 'succeeded' });
+    try {
+      await expect(handler(readyEvent(), lambdaContext())).resolves.toEqual({ action: 'succeeded' });
+    } finally {
+      delete process.env[IDENTITY_KEYS_VARIABLE];
+    }
+  });
+});
+
+describe('the signal handler at cold start', () => {
+  it('fails its first invocation, naming the variable, when the identity keys the stack wrote are garbled', async () => {
+    process.env.PARAMETER_PREFIX = PREFIX;
+    process.env[IDENTITY_KEYS_VARIABLE] = '{"eu-west-1":["bm90IGEga2V5"]}';
+    try {
+      await jest.isolateModulesAsync(async () => {
+        const fresh = await import('../../lambdas/signal/handler');
+        await expect(fresh.handler(readyEvent(), lambdaContext())).rejects.toThrow(
+          `environment is misconfigured (redeploy the stack): ${IDENTITY_KEYS_VARIABLE}`,
+        );
+      });
+    } finally {
+      delete process.env[IDENTITY_KEYS_VARIABLE];
+    }
+    expect(sfn).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 0);
+  });
+});
+
+describe('signal authenticity', () => {
+  /** A final event whose identity was made by someone else than EC2 (here: the sandbox) for the candidate. */
+  const forged = (detailType = 'Instance Ready', extra: Record<string, unknown> = {}) => {
+    const genuine = identityOf(CANDIDATE_ID);
+    return agentEvent(detailType, {
+      status: detailType === 'Instance Ready' ? 'done' : 'error',
+      exitCode: detailType === 'Instance Ready' ? 0 : 1,
+      identity: { document: genuine.document, signature: forger.sign(genuine.document) },
+      ...extra,
+    });
+  };
+
+  const expectNothingDone = () => {
+    expect(sfn).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 0);
+    expect(sfn).toHaveReceivedCommandTimes(SendTaskFailureCommand, 0);
+    expect(ssm).toHaveReceivedCommandTimes(PutParameterCommand, 0);
+  };
+
+  it('rejects an Instance Ready for the awaited candidate signed with another key, leaving its task open', async () => {
+    storeToken();
+
+    await expect(run(forged())).resolves.toEqual({ action: 'rejected' });
+
+    expect(tasks.tasks.get(TOKEN)?.state).toBe('open');
+    expectNothingDone();
+  });
+
+  it('rejects a forged Instance Failed too: it cannot roll back a good box', async () => {
+    storeToken();
+
+    await expect(run(forged('Instance Failed'))).resolves.toEqual({ action: 'rejected' });
+
+    expect(tasks.tasks.get(TOKEN)?.state).toBe('open');
+    expectNothingDone();
+  });
+
+  it('rejects a final event that carries no identity, reading nothing', async () => {
+    storeToken();
+
+    await expect(run(readyEvent({ identity: undefined }))).resolves.toEqual({ action: 'rejected' });
+
+    expect(ssm).toHaveReceivedCommandTimes(GetParameterCommand, 0);
+    expectNothingDone();
+  });
+
+  it("rejects the old box's genuine identity sent in the candidate's name", async () => {
+    storeToken();
+
+    await expect(run(readyEvent({ identity: identityOf(OLD_ID) }))).resolves.toEqual({ action: 'rejected' });
+
+    expect(tasks.tasks.get(TOKEN)?.state).toBe('open');
+  });
+
+  it('rejects a genuine identity from another account', async () => {
+    storeToken();
+
+    await expect(
+      run(readyEvent({ identity: identityOf(CANDIDATE_ID, { accountId: '999999999999' }) })),
+    ).resolves.toEqual({ action: 'rejected' });
+
+    expectNothingDone();
+  });
+
+  it('rejects a forged event before keeping anything for a token not stored yet', async () => {
+    await expect(run(forged())).resolves.toEqual({ action: 'rejected' });
+
+    expect(params.size).toBe(0);
+    expect(ec2).toHaveReceivedCommandTimes(DescribeInstancesCommand, 0);
+  });
+
+  it('logs the rejection at WARN with the reason and the instance, never the document or the signature', async () => {
+    process.env.POWERTOOLS_LOG_LEVEL = 'DEBUG';
+    logger.setLogLevel('DEBUG');
+    const logs = captureLogs();
+    const event = forged();
+    try {
+      storeToken();
+      await run(event);
+    } finally {
+      logs.restore();
+      logger.setLogLevel('SILENT');
+      process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+    }
+
+    const entries = logs
+      .text()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const rejection = entries.find(
+      (entry) => entry.message === 'rejected a readiness event whose instance identity does not check out',
+    );
+    expect(rejection).toMatchObject({
+      level: 'WARN',
+      instance: CANDIDATE_ID,
+      reason: expect.stringContaining('does not verify'),
+    });
+    const identity = event.detail.identity as { document: string; signature: string };
+    expect(logs.text()).not.toContain(identity.signature.slice(0, 40));
+    expect(logs.text()).not.toContain('"pendingTime"');
+  });
+
+  it('heartbeats on a progress event, which carries no identity', async () => {
+    storeToken();
+
+    await expect(run(agentEvent('Instance Progress', { status: 'running' }))).resolves.toEqual({
+      action: 'heartbeat',
+    });
+  });
+});
+
+describe('final events for an instance that is not a candidate', () => {
+  it('keeps nothing for an instance tagged as the serving box (the old box booted again by a rollback)', async () => {
+    ec2.reset();
+    describeAsCandidates(ec2, 'serving');
+
+    await expect(run(readyEvent())).resolves.toEqual({ action: 'ignored' });
+
+    expect(ec2).toHaveReceivedCommandWith(DescribeInstancesCommand, { InstanceIds: [CANDIDATE_ID] });
+    expect(ssm).toHaveReceivedCommandTimes(PutParameterCommand, 0);
+    expect(params.size).toBe(0);
+  });
+
+  it('keeps nothing for an instance EC2 does not know', async () => {
+    ec2.reset();
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+
+    await expect(run(readyEvent())).resolves.toEqual({ action: 'ignored' });
+
+    expect(params.size).toBe(0);
+  });
+
+  it('asks EC2 nothing when the token is stored: the awaited instance is the candidate', async () => {
+    storeToken();
+
+    await run(readyEvent());
+
+    expect(ec2).toHaveReceivedCommandTimes(DescribeInstancesCommand, 0);
   });
 });

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -32,8 +33,10 @@ import {
 } from '@aws-sdk/client-ssm';
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import type { TargetConfig } from '../../lambdas/shared/config';
-import { LOCK_LEASE_SECONDS, runKeys } from '../../lambdas/shared/constants';
+import { LOCK_LEASE_SECONDS, runKeys, Tags } from '../../lambdas/shared/constants';
 import type { Lock, Plan } from '../../lambdas/shared/schemas';
+import { buildTrust, type IdentityTrust, keysOfCertificates } from '../../lambdas/signal/identity';
+import { type InstanceIdentityFields, sandboxIdentitySigner } from '../../sandbox/identity';
 import { awsError, s3Body, lambdaContext as stepContext } from '../fixtures/aws';
 import { lockBody } from '../fixtures/lock';
 import { planFor, runState, targetConfig } from '../fixtures/target';
@@ -247,18 +250,68 @@ export const ssmReadyToSend = (ssm: AwsClientStub<SSMClient>, commandId: string)
   ssm.on(SendCommandCommand).resolves({ Command: { CommandId: commandId } });
 };
 
-/** A readiness-agent event as EventBridge delivers it, about the candidate. */
-export const agentEvent = (detailType: string, detail: Record<string, unknown> = {}) => ({
-  version: '0',
-  id: 'a1b2c3',
-  source: 'understudy.agent',
-  account: '111122223333',
-  time: '2026-05-01T10:05:00Z',
-  region: 'eu-west-1',
-  resources: [],
-  'detail-type': detailType,
-  detail: { instanceId: CANDIDATE_ID, ...detail },
-});
+/** The account and Region the fixture's agent events are put in. */
+export const EVENT_ACCOUNT = '111122223333';
+export const EVENT_REGION = 'eu-west-1';
+
+/** The identity document and signature IMDS would serve the instance, signed with the sandbox's key. */
+export const identityOf = (instanceId: string, fields: Partial<InstanceIdentityFields> = {}) =>
+  sandboxIdentitySigner().identityOf({
+    accountId: EVENT_ACCOUNT,
+    region: EVENT_REGION,
+    instanceId,
+    imageId: 'ami-0123456789abcdef0',
+    instanceType: 't3.small',
+    availabilityZone: `${EVENT_REGION}a`,
+    privateIp: '10.0.1.23',
+    pendingTime: Date.parse('2026-05-01T10:00:00Z'),
+    ...fields,
+  });
+
+/** What the signal function trusts in these tests: the sandbox's key for the fixture's Region. */
+export const fixtureTrust = (): IdentityTrust =>
+  buildTrust(keysOfCertificates({ [EVENT_REGION]: sandboxIdentitySigner().certificatePem }));
+
+/**
+ * A readiness-agent event as EventBridge delivers it, about the candidate. Final events carry the
+ * instance's identity, as the agent sends it; a test overrides `identity` to forge one.
+ */
+export const agentEvent = (detailType: string, detail: Record<string, unknown> = {}) => {
+  const instanceId = typeof detail.instanceId === 'string' ? detail.instanceId : CANDIDATE_ID;
+  const final = detailType === 'Instance Ready' || detailType === 'Instance Failed';
+  return {
+    version: '0',
+    id: 'a1b2c3',
+    source: 'understudy.agent',
+    account: EVENT_ACCOUNT,
+    time: '2026-05-01T10:05:00Z',
+    region: EVENT_REGION,
+    resources: [],
+    'detail-type': detailType,
+    detail: {
+      instanceId: CANDIDATE_ID,
+      ...(final && /^i-[0-9a-f]{8,17}$/.test(instanceId) ? { identity: identityOf(instanceId) } : {}),
+      ...detail,
+    },
+  };
+};
+
+/** EC2 describes every instance as a running candidate Understudy launched. */
+export const describeAsCandidates = (ec2: AwsClientStub<EC2Client>, role = 'candidate') =>
+  ec2.on(DescribeInstancesCommand).callsFake((input: { InstanceIds?: string[] }) => ({
+    Reservations: [
+      {
+        Instances: (input.InstanceIds ?? []).map((InstanceId) => ({
+          InstanceId,
+          State: { Name: 'running', Code: 16 },
+          Tags: [
+            { Key: Tags.target, Value: 'web' },
+            { Key: Tags.role, Value: role },
+          ],
+        })),
+      },
+    ],
+  }));
 
 /** The agent's report of a clean cloud-init run. */
 export const readyEvent = (detail: Record<string, unknown> = {}) =>
