@@ -117,7 +117,7 @@ export interface CallRecord {
   readonly seq: number;
   /** Virtual ms since the sandbox started. */
   readonly at: number;
-  readonly service: 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb';
+  readonly service: 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb' | 'cloudformation';
   /** SDK command name without the `Command` suffix, e.g. `RunInstances`. */
   readonly action: string;
   readonly input: unknown;
@@ -182,6 +182,50 @@ export interface SeededTarget {
   readonly subnetId: string;
 }
 
+/**
+ * What the local engine reports while it runs a state machine (aws-local-stepfunctions' event log),
+ * reduced to the members the history is made from.
+ */
+export interface EngineEvent {
+  readonly type: string;
+  readonly timestamp: number;
+  readonly state?: {
+    readonly name: string;
+    readonly type: string;
+    readonly input?: unknown;
+    readonly output?: unknown;
+  };
+  readonly input?: unknown;
+  readonly output?: unknown;
+  readonly Error?: string;
+  readonly Cause?: unknown;
+}
+
+export interface EngineResult {
+  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly output?: unknown;
+  readonly error?: string;
+  readonly cause?: string;
+}
+
+/** How the sandbox runs one execution of a registered state machine (a LocalWorkflow's `run`). */
+export type ExecutionRunner = (
+  input: unknown,
+  options: {
+    readonly name: string;
+    readonly onEvent: (event: EngineEvent) => void;
+    /** Aborted by StopExecution: the runner starts no further state. */
+    readonly signal: AbortSignal;
+  },
+) => Promise<EngineResult>;
+
+export interface StateMachineRegistration {
+  readonly name: string;
+  /** The deployed definition (ASL), read for each Task's Resource. */
+  readonly definition: unknown;
+  readonly run: ExecutionRunner;
+}
+
 /** What a workflow harness needs from the sandbox; implemented by sandbox/index.ts. */
 export interface SandboxApi {
   readonly clock: VirtualClock;
@@ -204,6 +248,14 @@ export interface SandboxApi {
   createBucket(name: string): void;
   /** A DynamoDB table keyed by `hashKey` (a string), such as Terraform's lock table keyed by `LockID`. */
   createTable(name: string, hashKey: string): void;
+  /**
+   * Deploys a state machine whose executions `registration.run` carries out (a LocalWorkflow's run):
+   * StartExecution, DescribeExecution, ListExecutions and GetExecutionHistory then answer for it.
+   * Returns its ARN.
+   */
+  registerStateMachine(registration: StateMachineRegistration): string;
+  /** A CloudFormation stack with these outputs, as `cdk deploy` leaves it (DescribeStacks answers it). */
+  putStack(name: string, outputs: Readonly<Record<string, string>>): void;
   /** EventBridge rules on the Understudy bus: events matching `pattern` go to `target`. */
   addRule(
     busName: string,

@@ -6,7 +6,7 @@ import type { Context } from 'aws-lambda';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { clients } from '../lambdas/shared/clients';
 import { NOTIFICATION_TOPIC_PLACEHOLDER, placeholderFor, STEP_NAMES, STEPS } from '../lib/steps';
-import type { SandboxApi } from './contracts';
+import type { EngineEvent, SandboxApi } from './contracts';
 
 /**
  * Runs the deployed state machine definition (statemachine/replace.asl.json, the very file CDK ships)
@@ -178,6 +178,13 @@ export interface RunOptions {
    * that state was given then, the execution's RedriveCount raised.
    */
   readonly redrive?: { readonly from: string; readonly input: unknown; readonly count: number };
+  /** Every event of the engine's log, as it happens (the sandbox's Step Functions builds the history from them). */
+  readonly onEvent?: (event: EngineEvent) => void;
+  /**
+   * StopExecution: no further state starts. The state in progress runs to its end (a function already
+   * invoked runs on, as in Lambda; the local engine also runs a retry it was waiting for).
+   */
+  readonly signal?: AbortSignal;
 }
 
 interface TaskState {
@@ -381,6 +388,7 @@ export class LocalWorkflow {
         Task: { Token: 'replaced-per-task' },
       } as never,
     });
+    options.signal?.addEventListener('abort', () => execution.abort(), { once: true });
     const timeline: TimelineEntry[] = [];
     const outputs: Record<string, unknown> = {};
     const inputs: Record<string, unknown> = {};
@@ -388,6 +396,7 @@ export class LocalWorkflow {
     const open = new Map<string, TimelineEntry>();
     const drain = (async () => {
       for await (const event of execution.eventLogs) {
+        options.onEvent?.(event as EngineEvent);
         if (event.type === 'StateEntered') {
           transitions += 1;
           const entry = { state: event.state.name, startMs: this.sandbox.clock.elapsed(), durationMs: 0 };

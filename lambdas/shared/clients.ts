@@ -1,3 +1,4 @@
+import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -20,7 +21,7 @@ export interface PluggableClient {
   readonly config: object;
 }
 export type ClientPlugin = (client: PluggableClient, service: ServiceName) => void;
-export type ServiceName = 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb';
+export type ServiceName = 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb' | 'cloudformation';
 
 const PLUGINS = Symbol.for('understudy.aws-client-plugins');
 const BUILT = Symbol.for('understudy.aws-clients-built');
@@ -74,6 +75,11 @@ export const snsClient = /* @__PURE__ */ singleton('sns', () => new SNSClient(co
 export const sfnClient = /* @__PURE__ */ singleton('sfn', () => new SFNClient(common));
 export const eventsClient = /* @__PURE__ */ singleton('events', () => new EventBridgeClient(common));
 export const dynamodbClient = /* @__PURE__ */ singleton('dynamodb', () => new DynamoDBClient(common));
+/** The CLI finds the stack's outputs with it; no function calls CloudFormation. */
+export const cloudformationClient = /* @__PURE__ */ singleton(
+  'cloudformation',
+  () => new CloudFormationClient(common),
+);
 
 /** Clients for a Terraform backend that lives in another region than the function (a central state bucket). */
 const perRegion = <C extends PluggableClient>(service: ServiceName, make: (region: string) => C) => {

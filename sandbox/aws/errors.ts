@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import * as cloudformation from '@aws-sdk/client-cloudformation';
 import * as dynamodb from '@aws-sdk/client-dynamodb';
 import * as ec2 from '@aws-sdk/client-ec2';
 import * as events from '@aws-sdk/client-eventbridge';
@@ -33,6 +34,10 @@ const services: Record<ServiceName, ServiceErrors> = {
   sfn: { base: sfn.SFNServiceException as unknown as ExceptionCtor, exports: sfn },
   events: { base: events.EventBridgeServiceException as unknown as ExceptionCtor, exports: events },
   dynamodb: { base: dynamodb.DynamoDBServiceException as unknown as ExceptionCtor, exports: dynamodb },
+  cloudformation: {
+    base: cloudformation.CloudFormationServiceException as unknown as ExceptionCtor,
+    exports: cloudformation,
+  },
 };
 
 const SERVER_CODES =

@@ -17,9 +17,11 @@ import type {
   SeedTargetOptions,
   ServedCertificate,
   ShellResult,
+  StateMachineRegistration,
   VirtualClock,
 } from '../contracts';
 import { Boxes } from './boxes';
+import { CloudFormationModel } from './cloudformation';
 import type { ModelContext } from './context';
 import { DynamoDbModel } from './dynamodb';
 import { Ec2Model, type EgressKind } from './ec2';
@@ -81,6 +83,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
   readonly sfn: SfnModel;
   readonly events: EventsModel;
   readonly dynamodb: DynamoDbModel;
+  readonly cloudformation: CloudFormationModel;
   readonly boxes: Boxes;
 
   private readonly faults: { rule: FaultRule; seen: number }[] = [];
@@ -150,6 +153,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
     this.sns = new SnsModel(this.ctx, this.startedAt);
     this.sfn = new SfnModel(this.ctx);
     this.dynamodb = new DynamoDbModel(this.ctx);
+    this.cloudformation = new CloudFormationModel(this.ctx);
     this.boxes = new Boxes(this.ctx, runtime, this.ec2, this.events, {
       agentBusName: () => this.agentBusName,
       rootDir: join(rootDir, 'instances'),
@@ -177,6 +181,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
       sfn: table(this.sfn.actions),
       events: table(this.events.actions),
       dynamodb: table(this.dynamodb.actions),
+      cloudformation: table(this.cloudformation.actions),
     };
   }
 
@@ -464,6 +469,14 @@ export class Sandbox implements SandboxApi, CommandRouter {
   }
   lastHeartbeat(token: string): number | undefined {
     return this.sfn.lastHeartbeat(token);
+  }
+
+  registerStateMachine(registration: StateMachineRegistration): string {
+    return this.sfn.registerStateMachine(registration);
+  }
+
+  putStack(name: string, outputs: Readonly<Record<string, string>>): void {
+    this.cloudformation.putStack(name, outputs);
   }
 
   addRule(busName: string, pattern: Record<string, unknown>, target: RuleTarget): void {

@@ -318,6 +318,16 @@ export const requestsFor = (call: CallRecord, state: StateAtCall, facts: Account
       });
     }
 
+    case 'cloudformation': {
+      const stack = str(input.StackName);
+      if (call.action !== 'DescribeStacks' || !stack)
+        throw new Error(`call-context: cloudformation:${call.action} is not modelled`);
+      const stackArn = stack.startsWith('arn:')
+        ? stack
+        : `arn:aws:cloudformation:${region}:${accountId}:stack/${stack}/*`;
+      return [ask('cloudformation:DescribeStacks', stackArn)];
+    }
+
     default:
       throw new Error(`call-context: ${String(call.service)}:${call.action} is not modelled`);
   }
