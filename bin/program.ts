@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config-loader';
 import { historyCommand } from './history';
 import { replaceCommand } from './replace';
+import { rollbackCommand } from './rollback';
 import { statusCommand } from './status';
 import { type CliIo, EXIT, processIo } from './terminal';
 import { tfstateCommand } from './tfstate';
@@ -55,9 +56,11 @@ export const buildProgram = (io: CliIo, onExit: (code: number) => void): Command
     });
 
   const replace = replaceCommand(io, onExit);
+  const rollback = rollbackCommand(io, onExit);
   const status = statusCommand(io, onExit);
   const history = historyCommand(io, onExit);
   program.addCommand(replace);
+  program.addCommand(rollback);
   program.addCommand(status);
   program.addCommand(history);
   program.addCommand(
@@ -66,7 +69,7 @@ export const buildProgram = (io: CliIo, onExit: (code: number) => void): Command
     ),
   );
   // Commands built on their own do not inherit the program's settings.
-  for (const command of [replace, status, history]) {
+  for (const command of [replace, rollback, status, history]) {
     command.exitOverride().configureOutput({ writeOut: write(io.stdout), writeErr: write(io.stderr) });
   }
   return program;

@@ -32,10 +32,18 @@ const FLAG: Record<string, string> = {
   dryRun: '--dry-run',
 };
 
+/** What the run is asked to do: a replacement, or a rollback within the window (bin/rollback.ts). */
+export type RunAction = 'replace' | 'rollback';
+
 /** The execution input exactly as the workflow will parse it; a refusal names the field. */
-export const executionInput = (target: string, options: ReplaceOptions): ExecutionInput => {
+export const executionInput = (
+  target: string,
+  options: ReplaceOptions,
+  action: RunAction = 'replace',
+): ExecutionInput => {
   const raw = {
     target,
+    ...(action === 'rollback' ? { action } : {}),
     ...(options.image !== undefined ? { imageId: options.image } : {}),
     ...(options.dryRun ? { dryRun: true } : {}),
     ...(options.reason !== undefined ? { reason: options.reason } : {}),
@@ -59,14 +67,15 @@ export const executionName = (input: ExecutionInput, now: Date): string => {
   const minute = now.toISOString().slice(0, 16).replace(/[-:]/g, '');
   const digest = createHash('sha256').update(JSON.stringify(input)).digest('hex').slice(0, 6);
   const kind = input.dryRun ? 'plan' : 'cli';
-  return `${kind}-${input.target}-${input.imageId ?? 'configured'}-${minute}-${digest}`.slice(0, 80);
+  const what = input.action === 'rollback' ? 'rollback' : (input.imageId ?? 'configured');
+  return `${kind}-${input.target}-${what}-${minute}-${digest}`.slice(0, 80);
 };
 
-const SUCCESSFUL = new Set(['replaced', 'no-op', 'dry-run']);
+const SUCCESSFUL = new Set(['replaced', 'rolled-back-by-request', 'no-op', 'dry-run']);
 
 /** `replace --json`: the document (README, "Trigger, observe, roll back"). */
 export interface ReplaceDocument {
-  readonly command: 'replace';
+  readonly command: RunAction;
   readonly target: string;
   readonly input: ExecutionInput;
   readonly execution: {
@@ -149,7 +158,7 @@ const summaryLines = (doc: ReplaceDocument, view: ExecutionView, ctx: OperatorCo
   const lines = [`${good ? c.green(c.bold(outcome)) : c.red(c.bold(outcome))}: ${doc.target}${total}`];
   if (run?.oldInstanceId || run?.newInstanceId) {
     lines.push(
-      doc.outcome === 'replaced'
+      doc.outcome === 'replaced' || doc.outcome === 'rolled-back-by-request'
         ? `  instance    ${run.oldInstanceId ?? '-'} → ${run.newInstanceId ?? '-'}`
         : `  instance    ${run.oldInstanceId ?? '-'} kept${run.newInstanceId ? `, candidate ${run.newInstanceId} not kept` : ''}`,
     );
@@ -176,10 +185,15 @@ const summaryLines = (doc: ReplaceDocument, view: ExecutionView, ctx: OperatorCo
   return lines;
 };
 
-export const runReplace = async (target: string, options: ReplaceOptions, io: CliIo): Promise<ExitCode> => {
+export const runReplace = async (
+  target: string,
+  options: ReplaceOptions,
+  io: CliIo,
+  action: RunAction = 'replace',
+): Promise<ExitCode> => {
   let input: ExecutionInput | undefined;
   return runOperator(
-    'replace',
+    action,
     options,
     io,
     async (ctx) => {
@@ -241,7 +255,7 @@ export const runReplace = async (target: string, options: ReplaceOptions, io: Cl
       return exitCode;
     },
     () => {
-      input = executionInput(target, options);
+      input = executionInput(target, options, action);
     },
   );
 };
@@ -252,7 +266,7 @@ const baseDocument = (
   arn: string,
   consoleUrl: string,
 ): ReplaceDocument => ({
-  command: 'replace',
+  command: input.action === 'rollback' ? 'rollback' : 'replace',
   target: input.target,
   input,
   execution: { name, arn, status: 'RUNNING', startDate: null, stopDate: null, consoleUrl },

@@ -1,4 +1,5 @@
 import { ArnFormat, Stack } from 'aws-cdk-lib';
+import type * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
@@ -7,6 +8,7 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig } from '../lambdas/shared/config';
 import { parameterNames, runKeys, Tags } from '../lambdas/shared/constants';
+import { PHASE_DETAIL_TYPES, PHASE_EVENT_SOURCE } from '../lambdas/shared/notify';
 import { BACKUP_INFIX, DIGEST_SUFFIX, LOCK_FILE_SUFFIX } from '../lambdas/shared/tfstate/s3-backend';
 import { parseS3StateUrl, stateObjectKey } from '../lambdas/shared/tfstate/s3-keys';
 import { TRANSFER_PREFIX } from '../lambdas/shared/tls';
@@ -26,6 +28,10 @@ export interface StepPermissionsProps {
   readonly topicKey: kms.IKey;
   /** Target of SendTaskSuccess / Failure / Heartbeat. */
   readonly stateMachine: sfn.IStateMachine;
+  /** The Understudy bus, where the started, switched, rolled-back and finished phases are announced. */
+  readonly eventBus: events.IEventBus;
+  /** End-of-window schedules (lib/retirement.ts): where Retire and the rollback steps create them, and their role. */
+  readonly retirement: { readonly scheduleArns: string; readonly role: iam.IRole };
 }
 
 const DESCRIBE_REASON =
@@ -224,6 +230,16 @@ const stepStatements = (
     wildcardReason: DESCRIBE_REASON,
   });
 
+  // Only the phase detail-types: a step that could put `Replacement Requested` could start runs itself.
+  const phaseEvents: JustifiedStatement = {
+    statement: allow('PutPhaseEvents', ['events:PutEvents'], [props.eventBus.eventBusArn], {
+      StringEquals: {
+        'events:source': PHASE_EVENT_SOURCE,
+        'events:detail-type': Object.values(PHASE_DETAIL_TYPES),
+      },
+    }),
+  };
+
   const publish: JustifiedStatement[] = [
     { statement: allow('PublishNotifications', ['sns:Publish'], [props.topic.topicArn]) },
     {
@@ -340,6 +356,30 @@ const stepStatements = (
     wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=candidate or failed`,
   });
 
+  // Earlier retired boxes, and failed candidates past retention.failedCandidateDays.
+  const terminateRetired: JustifiedStatement = {
+    statement: allow('TerminateEarlierRetiredBoxes', ['ec2:TerminateInstances'], [instances], {
+      StringEquals: { ...tagged, [`aws:ResourceTag/${Tags.role}`]: ['retired', 'failed'] },
+    }),
+    wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=retired or failed`,
+  };
+  // The schedules live in the stack's own group; CreateSchedule hands them the retirement role.
+  const endOfWindow = (actions: string[]): JustifiedStatement[] => [
+    {
+      statement: allow('ManageEndOfWindowSchedules', actions, [props.retirement.scheduleArns]),
+      wildcardReason: "one schedule per target and retired instance in the stack's group, named at run time",
+    },
+    ...(actions.includes('scheduler:CreateSchedule')
+      ? [
+          {
+            statement: allow('PassRetirementRole', ['iam:PassRole'], [props.retirement.role.roleArn], {
+              StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' },
+            }),
+          },
+        ]
+      : []),
+  ];
+
   // A built image is resolved like a brought one, from the parameter its pipeline writes.
   const imageParameters = props.targets.flatMap((t) =>
     t.image.ssmParameter !== undefined
@@ -355,6 +395,7 @@ const stepStatements = (
 
   return {
     preflight: [
+      phaseEvents,
       {
         statement: allow('ReadTargetSettings', ['ssm:GetParameter'], [parameterArn(names.target('*'))]),
         wildcardReason:
@@ -533,7 +574,13 @@ const stepStatements = (
 
     'await-command': [describe('ReadCommandResult', ['ssm:GetCommandInvocation'])],
 
-    switch: [describe('ConfirmAddress', ['ec2:DescribeAddresses']), ...moveAddress, ...renewLock, ...publish],
+    switch: [
+      describe('ConfirmAddress', ['ec2:DescribeAddresses']),
+      ...moveAddress,
+      ...renewLock,
+      ...publish,
+      phaseEvents,
+    ],
 
     certificate: [...runCommand, ...renewLock],
 
@@ -550,6 +597,7 @@ const stepStatements = (
       relabel('LabelFailedCandidate'),
       ...renewLock,
       ...publish,
+      phaseEvents,
     ],
 
     reconcile: [
@@ -566,11 +614,48 @@ const stepStatements = (
       },
       // The old box becomes retired, the new one serving: both carry the target tag, whatever their role.
       relabel('LabelRetiredAndServingBoxes'),
+      // An earlier run's retired box goes when this run succeeds; never a box labelled anything else.
+      terminateRetired,
+      ...endOfWindow(['scheduler:CreateSchedule', 'scheduler:GetSchedule', 'scheduler:DeleteSchedule']),
+      ...renewLock,
+      ...publish,
+    ],
+
+    // Rollback within the window (design §2.10).
+    'start-retired': [
+      describe('InspectRetiredBox', ['ec2:DescribeInstances']),
+      {
+        statement: allow('StartRetiredBox', ['ec2:StartInstances'], [instances], {
+          StringEquals: { ...tagged, [`aws:ResourceTag/${Tags.role}`]: 'retired' },
+        }),
+        wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=retired`,
+      },
+      ...endOfWindow(['scheduler:DeleteSchedule']),
+      ...renewLock,
+    ],
+
+    'await-restored': [
+      describe('InspectRestoredBox', ['ec2:DescribeInstances', 'ec2:DescribeInstanceStatus']),
+      ...runCommand,
+      ...renewLock,
+    ],
+
+    'revert-restore': [
+      describe('InspectAddressAndBoxes', ['ec2:DescribeAddresses', 'ec2:DescribeInstances']),
+      ...moveAddress,
+      {
+        statement: allow('StopRetiredBoxAgain', ['ec2:StopInstances'], [instances], {
+          StringEquals: { ...tagged, [`aws:ResourceTag/${Tags.role}`]: 'retired' },
+        }),
+        wildcardReason: `${TAGGED_INSTANCE_REASON}, and only while it is tagged understudy:role=retired`,
+      },
+      ...endOfWindow(['scheduler:CreateSchedule', 'scheduler:GetSchedule']),
       ...renewLock,
       ...publish,
     ],
 
     finish: [
+      phaseEvents,
       ...takeAndReleaseLock,
       {
         statement: allow(

@@ -111,6 +111,24 @@ export const STEPS = [
     invokedByStateMachine: true,
   },
   {
+    name: 'start-retired',
+    description: "rollback within the window: cancels the retired box's end-of-window schedule and starts it",
+    timeoutSeconds: 60,
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'await-restored',
+    description: 'polls the restored box (running, status checks, SSM agent) and sends its local app check',
+    timeoutSeconds: 60,
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'revert-restore',
+    description: 'undoes a failed rollback within the window: EIP back, the retired box stopped again',
+    timeoutSeconds: 300,
+    invokedByStateMachine: true,
+  },
+  {
     name: 'finish',
     description: 'releases the lock, cleans up, writes the run record and publishes the outcome',
     timeoutSeconds: 120,
@@ -130,6 +148,9 @@ export const pascalCase = (kebab: string): string =>
     .join('');
 
 /** The ASL placeholder name (without `${}`) for a step's function ARN. */
+/** The trigger function's folder (lib/triggers.ts): a function of the stack, not a workflow step. */
+export const TRIGGER_FOLDER = 'trigger';
+
 /** The one ASL placeholder that is not a function: the topic the AnnounceOutcome state publishes to. */
 export const NOTIFICATION_TOPIC_PLACEHOLDER = 'NotificationTopicArn';
 

@@ -9,12 +9,15 @@ import { Dns01Policies } from './dns01-policy';
 import { EventRouting } from './event-routing';
 import { GoldenImage } from './golden-image';
 import { Notifications } from './notifications';
+import { Observability } from './observability';
 import { Orchestrator } from './orchestrator';
+import { Retirement } from './retirement';
 import { RunsBucket } from './runs-bucket';
 import { StepLambdas } from './step-lambdas';
 import { StepPermissions } from './step-permissions';
 import { pascalCase, STEP_NAMES, type StepName } from './steps';
 import { TargetParameters } from './target-parameters';
+import { Triggers } from './triggers';
 
 export interface UnderstudyStackProps extends StackProps {
   /** The validated configuration (`loadConfig`). */
@@ -36,12 +39,18 @@ export class UnderstudyStack extends Stack {
   readonly lambdas: StepLambdas;
   readonly orchestrator: Orchestrator;
   readonly routing: EventRouting;
+  /** The dashboard and the alarms on runs that need a human. */
+  readonly observability: Observability;
   readonly permissions: StepPermissions;
   readonly targetParameters: TargetParameters;
   /** One image pipeline per target whose config has `image.build`, by target name. */
   readonly goldenImages: Readonly<Record<string, GoldenImage>>;
+  /** Rules and schedules of the targets' automatic triggers, and the function they invoke. */
+  readonly triggers: Triggers;
   /** The instance policy of each dns-01 target (its _acme-challenge TXT record only), by target name. */
   readonly dns01: Dns01Policies;
+  /** The end of rollback windows: the schedule group and the role its schedules terminate with. */
+  readonly retirement: Retirement;
 
   constructor(scope: Construct, id: string, props: UnderstudyStackProps) {
     super(scope, id, props);
@@ -85,6 +94,12 @@ export class UnderstudyStack extends Stack {
       topicKey: this.notifications.key,
     });
 
+    this.retirement = new Retirement(this, 'Retirement', { targetNames: config.targets.map((t) => t.name) });
+    for (const name of ['retire', 'start-retired', 'revert-restore'] as const) {
+      steps[name].fn.addEnvironment('SCHEDULE_GROUP', this.retirement.groupName);
+      steps[name].fn.addEnvironment('SCHEDULER_ROLE_ARN', this.retirement.role.roleArn);
+    }
+
     this.permissions = new StepPermissions(this, 'Permissions', {
       roles: byStep((name) => steps[name].role),
       targets: config.targets,
@@ -93,6 +108,8 @@ export class UnderstudyStack extends Stack {
       topic: this.notifications.topic,
       topicKey: this.notifications.key,
       stateMachine: this.orchestrator.stateMachine,
+      eventBus: this.eventBus,
+      retirement: { scheduleArns: this.retirement.scheduleArns, role: this.retirement.role },
     });
 
     this.runs.onlyTransferRoles([steps['pack-certificate'].role, steps.prepare.role]);
@@ -101,6 +118,16 @@ export class UnderstudyStack extends Stack {
       eventBus: this.eventBus,
       signalFunction: steps.signal.fn,
       stateMachine: this.orchestrator.stateMachine,
+    });
+
+    this.observability = new Observability(this, 'Observability', {
+      stateMachine: this.orchestrator.stateMachine,
+      functions: byStep((name) => steps[name].fn),
+      finishLogGroup: steps.finish.logGroup,
+      signalFunction: steps.signal.fn,
+      topic: this.notifications.topic,
+      targets: config.targets.map((t) => t.name),
+      dashboardName: `${this.stackName}-understudy`,
     });
 
     const goldenImages: Record<string, GoldenImage> = {};
@@ -120,6 +147,13 @@ export class UnderstudyStack extends Stack {
       });
     }
     this.goldenImages = goldenImages;
+
+    this.triggers = new Triggers(this, 'Triggers', {
+      targets: config.targets,
+      parameterPrefix: this.parameterPrefix,
+      stateMachine: this.orchestrator.stateMachine,
+      goldenImages,
+    });
 
     this.dns01 = new Dns01Policies(this, 'Dns01', { targets: config.targets });
     for (const [name, policy] of Object.entries(this.dns01.policies)) {

@@ -117,7 +117,16 @@ export interface CallRecord {
   readonly seq: number;
   /** Virtual ms since the sandbox started. */
   readonly at: number;
-  readonly service: 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb' | 'cloudformation';
+  readonly service:
+    | 'ec2'
+    | 'ssm'
+    | 's3'
+    | 'sns'
+    | 'sfn'
+    | 'events'
+    | 'dynamodb'
+    | 'cloudformation'
+    | 'scheduler';
   /** SDK command name without the `Command` suffix, e.g. `RunInstances`. */
   readonly action: string;
   readonly input: unknown;
@@ -126,7 +135,7 @@ export interface CallRecord {
   /** Error name when the call failed. */
   readonly error?: string;
   /** Set when the call came over HTTP with a presigned URL (a box's curl) rather than from an SDK client. */
-  readonly via?: 'presigned-url';
+  readonly via?: 'presigned-url' | 'scheduler';
 }
 
 export interface FaultRule {
@@ -246,6 +255,8 @@ export interface SandboxApi {
   lastHeartbeat(token: string): number | undefined;
   /** A bucket the account owns (S3 answers NoSuchBucket for any other). */
   createBucket(name: string): void;
+  /** An EventBridge Scheduler schedule group, as the stack's `AWS::Scheduler::ScheduleGroup` leaves it. */
+  createScheduleGroup(name: string): void;
   /** A DynamoDB table keyed by `hashKey` (a string), such as Terraform's lock table keyed by `LockID`. */
   createTable(name: string, hashKey: string): void;
   /**

@@ -26,6 +26,9 @@ export const SANDBOX_ENV = {
   RUNS_BUCKET: 'understudy-sandbox-runs',
   TOPIC_ARN: 'arn:aws:sns:eu-west-1:111122223333:understudy-sandbox',
   EVENT_BUS_NAME: 'understudy-sandbox',
+  // What `cdk deploy` gives Retire and the rollback steps (lib/retirement.ts).
+  SCHEDULE_GROUP: 'understudy-sandbox-retirement',
+  SCHEDULER_ROLE_ARN: 'arn:aws:iam::111122223333:role/understudy-sandbox-retirement',
 } as const;
 
 /**
@@ -41,6 +44,9 @@ export const applySandboxEnv = (): void => {
   Object.assign(process.env, SANDBOX_ENV);
   process.env.AWS_REGION ??= 'eu-west-1';
   process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
+  // Finish's metrics are EMF lines on stdout, which Lambda ships to CloudWatch; in this process they would
+  // land in the CLI's own output (and break --json).
+  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   // What `cdk deploy` gives the signal function from that config (lib/understudy-stack.ts).
   process.env[IDENTITY_KEYS_VARIABLE] = identityKeysVariable(
     sandboxReadinessAgent(process.env.AWS_REGION).identityCertificates,
@@ -248,6 +254,7 @@ export const deploy = async (factory: SandboxFactory, options: DeployOptions): P
   const sandbox = await factory.start();
   try {
     sandbox.createBucket(SANDBOX_ENV.RUNS_BUCKET);
+    sandbox.createScheduleGroup(SANDBOX_ENV.SCHEDULE_GROUP);
     const seeded = await sandbox.seedTarget({ name: 'web', domain: 'web.example.test', ...options.seed });
     const imageId = sandbox.registerImage(options.newImage, { name: options.imageName });
     const managed = options.terraform ?? true;

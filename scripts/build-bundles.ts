@@ -1,10 +1,10 @@
-// Builds every step's handler with the stack's bundling options (lib/bundling.ts): ESM, minified, source maps, AWS SDK
+// Builds every step's handler, and the trigger function's, with the stack's bundling options (lib/bundling.ts): ESM, minified, source maps, AWS SDK
 // bundled. Output: dist/lambdas/<step>/index.mjs.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BuildOptions, build } from 'esbuild';
 import { BUNDLE } from '../lib/bundling';
-import { STEP_NAMES } from '../lib/steps';
+import { STEP_NAMES, TRIGGER_FOLDER } from '../lib/steps';
 
 const ROOT = join(__dirname, '..');
 
@@ -24,7 +24,7 @@ export const buildBundles = async (
   outDir = join(ROOT, 'dist', 'lambdas'),
 ): Promise<Record<string, string>> => {
   const outputs: Record<string, string> = {};
-  for (const folder of STEP_NAMES) {
+  for (const folder of [...STEP_NAMES, TRIGGER_FOLDER]) {
     const outfile = join(outDir, folder, 'index.mjs');
     mkdirSync(join(outDir, folder), { recursive: true });
     await build({ ...bundleOptions, entryPoints: [join(ROOT, 'lambdas', folder, 'handler.ts')], outfile });

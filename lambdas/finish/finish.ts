@@ -1,3 +1,4 @@
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { DeleteParametersCommand, type SSMClient } from '@aws-sdk/client-ssm';
@@ -8,7 +9,20 @@ import { parameterNames, runKeys } from '../shared/constants';
 import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
 import { releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { type ComposedMessage, composeMessage, type Outcome, publish } from '../shared/notify';
+import { emitRunMetrics, type MetricsSink } from '../shared/metrics';
+import {
+  type ComposedMessage,
+  composeMessage,
+  executionConsoleLink,
+  type Outcome,
+  type OutcomeReport,
+  outcomeHeadline,
+  outcomeText,
+  phaseBus,
+  publish,
+  putPhaseEvent,
+  rollbackCommands,
+} from '../shared/notify';
 import {
   type CaughtError,
   CaughtErrorSchema,
@@ -70,6 +84,12 @@ const RetireSummarySchema = z.object({
   oldInstanceId: z.string(),
   stopped: z.boolean(),
   retireAfter: z.string(),
+  // The end-of-window schedule and the earlier retired boxes this success terminated.
+  schedule: z.object({ name: z.string(), group: z.string(), expression: z.string() }).optional(),
+  previous: z
+    .array(z.object({ instanceId: z.string(), action: z.string(), schedule: z.string().optional() }))
+    .optional(),
+  expiredCandidates: z.array(z.object({ instanceId: z.string(), action: z.string() })).optional(),
   note: z.string().optional(),
 });
 const ReconcileSummarySchema = z.object({
@@ -109,16 +129,21 @@ export interface FinishClients {
   readonly s3: S3Client;
   readonly ssm: SSMClient;
   readonly sns: SNSClient;
+  /** Where the run's metrics go (EMF on stdout in Lambda); none are emitted without it. */
+  readonly metrics?: MetricsSink;
+  /** For the `Replacement Finished` event on the Understudy bus. */
+  readonly events?: EventBridgeClient;
 }
 
 export interface FinishEnv {
   readonly parameterPrefix: string;
   readonly runsBucket: string;
   readonly topicArn: string;
+  readonly eventBusName?: string;
 }
 
 const CAUSE_LIMIT = 4_000;
-const SUCCESSFUL: readonly Outcome[] = ['replaced', 'no-op', 'dry-run'];
+const SUCCESSFUL: readonly Outcome[] = ['replaced', 'rolled-back-by-request', 'no-op', 'dry-run'];
 
 const pick = <S extends z.ZodType>(schema: S, value: unknown): z.infer<S> | undefined => {
   const parsed = schema.safeParse(value);
@@ -207,6 +232,7 @@ export const decideOutcome = (f: Facts): Decision => {
       warnings: [],
     };
   }
+  if (f.plan.action === 'rollback') return decideRollbackByRequest({ ...f, plan: f.plan }, failure);
   if (f.rollback) {
     const reason = failure ?? 'the replacement failed';
     if (f.rollback.outcome === 'rolled-back') {
@@ -255,6 +281,70 @@ export const decideOutcome = (f: Facts): Decision => {
     };
   }
   return failedWith(failure ?? 'the run ended without a retire or rollback record');
+};
+
+/**
+ * A rollback within the window: success is the retired box serving again and the newer one retired; a
+ * failure on the way was reverted (the Elastic IP back on the box that served before), so the request
+ * failed and nothing changed, unless the revert itself needs a human.
+ */
+const decideRollbackByRequest = (f: Facts & { plan: Plan }, failure: string | undefined): Decision => {
+  const restored = f.plan.restore?.instanceId ?? f.candidate ?? 'the retired server';
+  const newer = f.plan.old.instanceId;
+  const manualAction = (cause: string): Decision => ({
+    outcome: 'manual-action-needed',
+    error: 'ManualActionNeeded',
+    cause,
+    summary: `${f.target}: manual action needed: ${cause}`,
+    warnings: [],
+  });
+  if (f.rollback) {
+    const reason = failure ?? 'the rollback failed';
+    if (f.rollback.outcome === 'rolled-back') {
+      const cause = `rollback to ${restored} failed: ${reason}; the Elastic IP stays on ${newer}, and ${restored} is stopped in its window again`;
+      return {
+        outcome: 'failed',
+        error: f.error?.Error ?? 'RollbackFailed',
+        cause,
+        summary: `${f.target}: ${cause}`,
+        warnings: [],
+      };
+    }
+    const commands = f.rollback.commands ?? [];
+    return manualAction(
+      `rollback to ${restored} failed (${reason}) and could not be undone by itself${commands.length ? `, run: ${commands.join(' && ')}` : ''}`,
+    );
+  }
+  if (f.rollbackError) {
+    return manualAction(
+      `rollback to ${restored} failed (${failure ?? 'no details'}), then undoing it failed (${f.rollbackError.Error}: ${causeText(f.rollbackError) ?? 'no details'}); ` +
+        `check where Elastic IP ${f.plan.eip.allocationId} points: aws ec2 describe-addresses --allocation-ids ${f.plan.eip.allocationId}`,
+    );
+  }
+  if (f.retire || f.retireError) {
+    const warnings: string[] = [];
+    if (f.retireError) {
+      warnings.push(
+        `the newer instance ${newer} could not be retired (${f.retireError.Error}: ${causeText(f.retireError) ?? 'no details'}); stop it by hand once you no longer need it`,
+      );
+    }
+    if (f.retire?.note) warnings.push(f.retire.note);
+    warnings.push(...(f.reconcile?.warnings ?? []));
+    const stateWarning = terraformWarning(f);
+    if (stateWarning) warnings.push(stateWarning);
+    return {
+      outcome: 'rolled-back-by-request',
+      summary: `${f.target}: rolled back from ${newer} to ${restored} (${f.plan.image.imageId}) on request; ${newer} is retired`,
+      warnings,
+    };
+  }
+  return {
+    outcome: 'failed',
+    error: f.error?.Error ?? 'Failed',
+    cause: failure ?? 'the rollback ended without a retire or revert record',
+    summary: `${f.target}: rollback to ${restored} failed: ${failure ?? 'no details'}`,
+    warnings: [],
+  };
 };
 
 /**
@@ -343,6 +433,36 @@ export const certificateRequested = (
  * in the rate-limit guard closes no earlier than Let's Encrypt's own.
  */
 const issuance = (plan: Plan, at: string) => ({ requested: true, names: [plan.target.domain], at });
+
+/** When the probe's phases began, for the message's timeline (read leniently, like every key here). */
+const ProbeTimesSchema = z.object({
+  startedAt: z.string().optional(),
+  phaseStartedAt: z.string().optional(),
+});
+
+const secondsBetween = (from: string | undefined, to: string | undefined): number | undefined => {
+  const ms = from === undefined || to === undefined ? Number.NaN : Date.parse(to) - Date.parse(from);
+  return Number.isFinite(ms) && ms >= 0 ? Math.round(ms / 1000) : undefined;
+};
+
+/** The run's metrics, from the same allow-listed facts as its message. */
+const measure = (r: OutcomeReport, f: Facts, execution: string) => ({
+  target: r.target,
+  outcome: r.outcome,
+  execution,
+  ...(r.outcome === 'replaced' ? { replacementSeconds: secondsBetween(r.startedAt, r.finishedAt) } : {}),
+  ...(r.probe ? { probeFailedRequests: r.probe.failures } : {}),
+  ...(r.probe?.phase === 'bake'
+    ? { timeToHealthySeconds: secondsBetween(r.switchedAt ?? r.probe.startedAt, r.probe.phaseStartedAt) }
+    : {}),
+  // Only runs that launched a candidate could have rolled back or reconciled.
+  ...(f.candidate ? { rolledBack: f.rollback !== undefined || f.rollbackError !== undefined } : {}),
+  ...(f.reconcile?.status === 'not-reconciled' || f.reconcileError
+    ? { reconcileFailed: true }
+    : f.reconcile?.status === 'reconciled' || f.reconcile?.status === 'already-reconciled'
+      ? { reconcileFailed: false }
+      : {}),
+});
 
 export const finish = async (
   clients: FinishClients,
@@ -475,6 +595,7 @@ export const finish = async (
     ...(plan.lock?.tookOverFrom ? { lockTakenOverFrom: plan.lock.tookOverFrom } : {}),
     ...(plan.lockHeldBy ? { lockHeldBy: plan.lockHeldBy } : {}),
     ...(plan.target.tls.mode ? { tlsMode: plan.target.tls.mode } : {}),
+    ...(plan.restore ? { restore: plan.restore } : {}),
   };
   const finishedAt = new Date().toISOString();
   const record: Record<string, unknown> = {
@@ -528,20 +649,75 @@ export const finish = async (
   } catch (error) {
     throw transient('Publish', error);
   }
+  const report: OutcomeReport = {
+    target,
+    outcome: decision.outcome,
+    summary: decision.summary,
+    executionArn: execution.arn,
+    startedAt: execution.startTime,
+    finishedAt,
+    ...(plan ? { action: plan.action, imageId: plan.image.imageId, oldInstanceId: plan.old.instanceId } : {}),
+    ...(plan?.eip.publicIp ? { publicIp: plan.eip.publicIp } : {}),
+    ...(candidate ? { newInstanceId: candidate } : {}),
+    ...(readiness?.status ? { readiness: readiness.status } : {}),
+    ...(sw?.moved ? { switchedAt: sw.at } : {}),
+    ...(probe ? { probe: { ...pick(ProbeTimesSchema, state.probe), ...probe } } : {}),
+    ...(facts.rollback ? { rollback: facts.rollback } : {}),
+    ...(facts.retire ? { retireAfter: facts.retire.retireAfter } : {}),
+    ...(facts.reconcile ? { terraform: facts.reconcile } : {}),
+    ...(facts.rollback?.commands?.length ? { commands: facts.rollback.commands } : {}),
+    warnings,
+    record: recordUri,
+  };
   const announcement = composeMessage({
     kind: 'outcome',
     event: decision.outcome,
     target,
     execution: execution.name,
     summary: decision.summary,
+    headline: outcomeHeadline(report),
+    text: outcomeText(report),
     details: {
       ...(decision.error ? { error: decision.error, cause: decision.cause } : {}),
       ...(facts.rollback?.commands?.length ? { commands: facts.rollback.commands } : {}),
       ...(planSummary ? { plan: planSummary } : {}),
       ...(candidate ? { candidateInstanceId: candidate } : {}),
       ...(warnings.length ? { warnings } : {}),
+      startedAt: execution.startTime,
+      finishedAt,
+      ...(report.switchedAt ? { switchedAt: report.switchedAt } : {}),
+      ...(report.probe ? { probe: report.probe } : {}),
+      ...(report.terraform
+        ? {
+            terraform: {
+              status: report.terraform.status,
+              serialBefore: report.terraform.serialBefore,
+              serialAfter: report.terraform.serialAfter,
+              backupKey: report.terraform.backupKey,
+            },
+          }
+        : {}),
+      console: executionConsoleLink(execution.arn),
+      ...(decision.outcome === 'replaced'
+        ? { rollbackCommand: rollbackCommands(target, execution.arn)[0] }
+        : {}),
       record: recordUri,
     },
+  });
+  // Last, after everything that can throw: a retried Finish must not count the run twice.
+  if (clients.metrics) emitRunMetrics(clients.metrics, measure(report, facts, execution.name));
+  // Phase events tell a replacement's story: a run that never started one (refused, no-op, dry run) has none.
+  const bus = plan?.action === 'replace' ? phaseBus(clients.events, env.eventBusName) : undefined;
+  await putPhaseEvent(bus, 'finished', {
+    target,
+    execution: execution.name,
+    summary: decision.summary,
+    outcome: decision.outcome,
+    succeeded: SUCCESSFUL.includes(decision.outcome),
+    ...(report.oldInstanceId ? { oldInstanceId: report.oldInstanceId } : {}),
+    ...(candidate ? { newInstanceId: candidate } : {}),
+    ...(decision.error ? { error: decision.error } : {}),
+    record: recordUri,
   });
   logger.info('run finished', { outcome: decision.outcome, lock: lockResult });
   return resultOf(decision, recordKey, announcement);

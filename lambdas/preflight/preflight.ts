@@ -13,6 +13,7 @@ import {
   type RouteTable,
   type VpcEndpoint,
 } from '@aws-sdk/client-ec2';
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
@@ -42,7 +43,7 @@ import { ErrorNames, invalidInput, isUnderstudyError, refused, UnderstudyError }
 import { httpGet, type ProbeResponse } from '../shared/http';
 import { acquireLock, readLock, releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publishQuietly } from '../shared/notify';
+import { phaseBus, publishQuietly, putPhaseEvent } from '../shared/notify';
 import { judge, schemeFor } from '../shared/probe';
 import {
   type ExecutionContext,
@@ -57,6 +58,8 @@ import { TfStateError } from '../shared/tfstate/errors';
 import { findInstance } from '../shared/tfstate/lookup';
 import { parseS3StateUrl, stateObjectKey } from '../shared/tfstate/s3-keys';
 import { readStateUtf8, type StateV4 } from '../shared/tfstate/state';
+import { planRollback } from './rollback-plan';
+import { checkMaintenanceWindow } from './window';
 
 /**
  * Preflight: everything that can be known before a single resource changes. Every check reads; the
@@ -77,6 +80,8 @@ export interface PreflightClients {
   /** The runs bucket (lock, run records), in the stack's region. */
   readonly s3: S3Client;
   readonly sns: SNSClient;
+  /** For the `Replacement Started` event on the Understudy bus. */
+  readonly events?: EventBridgeClient;
   /** Clients for a target's Terraform backend: the stack's region, or the backend's own `region`. */
   stateClients(region: string | undefined): { readonly s3: S3Client };
 }
@@ -85,6 +90,7 @@ export interface PreflightEnv {
   readonly PARAMETER_PREFIX: string;
   readonly RUNS_BUCKET: string;
   readonly TOPIC_ARN: string;
+  readonly EVENT_BUS_NAME?: string;
 }
 
 /** Interface endpoints the candidate needs without a NAT or internet route (agent event, SSM agent). */
@@ -695,15 +701,21 @@ const runPreflight = async (
   const execution: ExecutionContext = event.execution;
   correlate({ target: input.target, execution: execution.name });
 
+  const { ec2, ssm, s3, sns } = clients;
   if (input.action === 'rollback') {
-    throw refusedAt(
-      'input.action',
-      'rollback within the window arrives with the operator issue; this version only replaces',
-    );
+    return planRollback(clients, env, input, execution, {
+      loadTarget: () => loadTarget(ssm, env.PARAMETER_PREFIX, input.target),
+      describeEip: (target) => describeEip(ec2, target),
+      baselineProbe,
+      checkTerraformState: (target, servingId) =>
+        target.terraform ? checkTerraformState(clients, target.terraform, servingId) : Promise.resolve(),
+    });
   }
 
-  const { ec2, ssm, s3, sns } = clients;
   const configured = await loadTarget(ssm, env.PARAMETER_PREFIX, input.target);
+  // The time the trigger started the run, not this attempt's: a retried preflight decides the same way.
+  const started = Date.parse(execution.startTime);
+  checkMaintenanceWindow(configured, input, new Date(Number.isNaN(started) ? Date.now() : started));
   const source = await resolveImageId(ssm, input, configured);
   const { imageId } = source;
   const image = await describeImage(ec2, source);
@@ -770,7 +782,8 @@ const runPreflight = async (
   };
 
   const lockKey = runKeys.lock(target.name);
-  if (instance.ImageId === imageId) {
+  // Self-healing replaces a broken box even when it runs the image already: that is its point.
+  if (instance.ImageId === imageId && input.trigger !== 'selfHeal') {
     if (!input.dryRun) await refuseIfAnotherRunHolds(s3, env.RUNS_BUCKET, lockKey, target.name, execution);
     return { ...plan, action: 'no-op' };
   }
@@ -823,6 +836,14 @@ const runPreflight = async (
   }
   const leftovers = lock.tookOverFrom ? await parkLeftCandidates(ec2, target, eip.instanceId) : [];
   await announce(sns, env.TOPIC_ARN, plan, lock, execution, leftovers);
+  await putPhaseEvent(phaseBus(clients.events, env.EVENT_BUS_NAME), 'started', {
+    target: plan.target.name,
+    execution: execution.name,
+    summary: `replacing ${plan.old.instanceId} with a clone on ${plan.image.imageId}`,
+    oldInstanceId: plan.old.instanceId,
+    imageId: plan.image.imageId,
+    ...(plan.reason ? { reason: plan.reason } : {}),
+  });
   return { ...plan, lock };
 };
 

@@ -1,4 +1,5 @@
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { awsCall, describeAwsError } from '../shared/aws-errors';
@@ -14,7 +15,7 @@ import {
 import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publishQuietly } from '../shared/notify';
+import { phaseBus, publishQuietly, putPhaseEvent } from '../shared/notify';
 import { probeUntilHealthy, schemeFor } from '../shared/probe';
 import type { RunState } from '../shared/schemas';
 import { shellQuote } from '../shared/shell';
@@ -30,10 +31,13 @@ export interface RollbackClients {
   readonly ec2: EC2Client;
   readonly s3: S3Client;
   readonly sns: SNSClient;
+  /** For the `Replacement Rolled Back` event on the Understudy bus. */
+  readonly events?: EventBridgeClient;
 }
 
 export interface RollbackEnv {
   readonly TOPIC_ARN: string;
+  readonly EVENT_BUS_NAME?: string;
 }
 
 export interface RollbackOptions {
@@ -229,6 +233,17 @@ export const rollback = async (
       summary,
     };
     await warn(sns, env.TOPIC_ARN, state, result);
+    if (result.outcome === 'rolled-back') {
+      await putPhaseEvent(phaseBus(clients.events, env.EVENT_BUS_NAME), 'rolled-back', {
+        target: state.run.target.name,
+        execution: state.execution.name,
+        summary: result.summary,
+        ...(result.eipInstanceId ? { eipInstanceId: result.eipInstanceId } : {}),
+        oldInstanceId: state.run.old.instanceId,
+        ...(state.launch?.instanceId ? { newInstanceId: state.launch.instanceId } : {}),
+        serviceHealthy: result.serviceHealthy,
+      });
+    }
     return result;
   } catch (error) {
     if (isUnderstudyError(error, ErrorNames.Transient)) throw error;

@@ -3,6 +3,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -21,7 +22,16 @@ export interface PluggableClient {
   readonly config: object;
 }
 export type ClientPlugin = (client: PluggableClient, service: ServiceName) => void;
-export type ServiceName = 'ec2' | 'ssm' | 's3' | 'sns' | 'sfn' | 'events' | 'dynamodb' | 'cloudformation';
+export type ServiceName =
+  | 'ec2'
+  | 'ssm'
+  | 's3'
+  | 'sns'
+  | 'sfn'
+  | 'events'
+  | 'dynamodb'
+  | 'cloudformation'
+  | 'scheduler';
 
 const PLUGINS = Symbol.for('understudy.aws-client-plugins');
 const BUILT = Symbol.for('understudy.aws-clients-built');
@@ -75,6 +85,8 @@ export const snsClient = /* @__PURE__ */ singleton('sns', () => new SNSClient(co
 export const sfnClient = /* @__PURE__ */ singleton('sfn', () => new SFNClient(common));
 export const eventsClient = /* @__PURE__ */ singleton('events', () => new EventBridgeClient(common));
 export const dynamodbClient = /* @__PURE__ */ singleton('dynamodb', () => new DynamoDBClient(common));
+/** Retire schedules the end of a rollback window with it (one-time EventBridge Scheduler schedules). */
+export const schedulerClient = /* @__PURE__ */ singleton('scheduler', () => new SchedulerClient(common));
 /** The CLI finds the stack's outputs with it; no function calls CloudFormation. */
 export const cloudformationClient = /* @__PURE__ */ singleton(
   'cloudformation',

@@ -150,6 +150,20 @@ export const RollbackSchema = z
   .strict();
 
 /**
+ * What happens to what a target's runs leave behind, beyond the rollback window of retired boxes.
+ * Leave it out to keep failed candidates until they are removed by hand.
+ */
+export const RetentionSchema = z
+  .object({
+    /**
+     * A failed candidate that was stopped (`rollback.failedCandidate: "stop"`, kept for a post-mortem)
+     * is terminated by the target's next successful run once it is older than this many days.
+     */
+    failedCandidateDays: z.number().int().min(1).max(3650).optional(),
+  })
+  .strict();
+
+/**
  * Where the target's Terraform state lives and which resource is the server, so a replacement can bring
  * the state back in sync (design §4). Mirrors the S3 backend's settings; leave it out when the server is
  * not managed by Terraform.
@@ -213,6 +227,123 @@ export const TerraformSchema = z
     path: ['useLockfile'],
   });
 
+/**
+ * Triggers (issue 6): what, besides an operator, may start a replacement of a target. Each automatic
+ * trigger is opt-in; lib/triggers.ts deploys the rules and schedules, lambdas/trigger turns their events
+ * into executions, and preflight holds them to `maintenanceWindows` (lambdas/preflight/window.ts).
+ */
+export const TRIGGER_KINDS = ['imageParameter', 'imageBuilder', 'schedule', 'selfHeal'] as const;
+export type TriggerKind = (typeof TRIGGER_KINDS)[number];
+
+export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+const TIME_OF_DAY = /^([01]\d|2[0-3]):[0-5]\d$/;
+
+/** An IANA zone the runtime knows (Scheduler and the window check read the same names). */
+const isTimeZone = (zone: string): boolean => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+export const TimeZoneSchema = z
+  .string()
+  .max(64)
+  .refine(isTimeZone, { message: 'use an IANA time zone such as UTC or Europe/Berlin' });
+
+/**
+ * A weekly window: on each of `days`, from `start` to `end` local time in `timezone`. An `end` at or
+ * before `start` runs past midnight into the next day (it still belongs to the day it started on).
+ */
+export const MaintenanceWindowSchema = z
+  .object({
+    days: z
+      .array(z.enum(WEEKDAYS, { error: 'use mon, tue, wed, thu, fri, sat or sun' }))
+      .min(1, 'name at least one day')
+      .max(7),
+    start: z.string().regex(TIME_OF_DAY, 'use a 24-hour time such as 02:00'),
+    end: z.string().regex(TIME_OF_DAY, 'use a 24-hour time such as 06:00'),
+    timezone: TimeZoneSchema.default('UTC'),
+  })
+  .strict()
+  .refine((w) => w.start !== w.end, {
+    message: 'end must differ from start (a window of no length would refuse every trigger)',
+    path: ['end'],
+  });
+export type MaintenanceWindow = z.infer<typeof MaintenanceWindowSchema>;
+
+export const TriggersSchema = z
+  .object({
+    /** A Create or Update of the target's image parameter (`image.ssmParameter` or the built image's). */
+    imageParameter: z.boolean().default(false),
+    /** An image of the target's Image Builder pipeline becoming AVAILABLE (`image.build` only). */
+    imageBuilder: z.boolean().default(false),
+    /** An EventBridge Scheduler schedule that replaces the box with the configured image. */
+    schedule: z
+      .object({
+        expression: z
+          .string()
+          .regex(
+            /^(cron\([^()]{9,100}\)|rate\([1-9]\d{0,3} (minute|minutes|hour|hours|day|days)\))$/,
+            'use a schedule expression such as cron(0 3 ? * SUN *) or rate(7 days)',
+          ),
+        timezone: TimeZoneSchema.default('UTC'),
+      })
+      .strict()
+      .optional(),
+    /**
+     * Replace the box when its EC2 status checks have failed for `impairedMinutes` (checked every 5
+     * minutes on whichever instance holds the Elastic IP at that moment).
+     */
+    selfHeal: z
+      .object({
+        impairedMinutes: z.number().int().min(5).max(1440).default(10),
+        /** A broken box is replaced at once by default; true holds self-healing to the windows too. */
+        onlyInMaintenanceWindows: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
+    /** When set, automatic triggers outside every window are refused by preflight (nothing changes). */
+    maintenanceWindows: z.array(MaintenanceWindowSchema).min(1).max(10).optional(),
+  })
+  .strict();
+export type TriggersConfig = z.infer<typeof TriggersSchema>;
+
+/** Cross-field rules of a target's triggers, reported under `path` (e.g. targets[0].triggers). */
+const checkTriggers = (target: TargetConfig, path: (string | number)[], ctx: z.RefinementCtx): void => {
+  const triggers = target.triggers;
+  if (!triggers) return;
+  const { ssmParameter, build } = target.image;
+  if (triggers.imageParameter && ssmParameter === undefined && build === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [...path, 'imageParameter'],
+      message: 'needs an image parameter to watch: set image.ssmParameter or image.build',
+    });
+  }
+  if (triggers.imageBuilder && build === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [...path, 'imageBuilder'],
+      message: 'needs the image pipeline Understudy builds: set image.build',
+    });
+  }
+  // restore reads the certificate on the old box through SSM, which a box with failing status checks
+  // rarely answers: every self-healing run would be refused by preflight.
+  if (triggers.selfHeal && (target.tls.mode === undefined || target.tls.mode === 'restore')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [...path, 'selfHeal'],
+      message:
+        'a self-healing run cannot restore the certificate from a broken box: set tls.mode to "dns-01", "http-01" or "none"',
+    });
+  }
+};
+
 export const TargetSchema = z
   .object({
     name: TargetNameSchema,
@@ -232,7 +363,9 @@ export const TargetSchema = z
     tls: TlsSchema.default({}),
     health: HealthSchema.default(HealthSchema.parse({})),
     rollback: RollbackSchema.default({ windowHours: 24, failedCandidate: 'stop' }),
+    retention: RetentionSchema.optional(),
     terraform: TerraformSchema.optional(),
+    triggers: TriggersSchema.optional(),
   })
   .strict();
 
@@ -317,6 +450,7 @@ export const ConfigSchema = z
         });
       }
       seen.add(t.name);
+      checkTriggers(t, ['targets', i, 'triggers'], ctx);
     });
   });
 

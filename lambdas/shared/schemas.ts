@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ImageIdSchema, TargetSchema } from './config';
+import { ImageIdSchema, TargetSchema, TRIGGER_KINDS } from './config';
 
 /**
  * Shapes that cross the Step Functions boundary. Every handler parses the slice of the state it reads
@@ -28,6 +28,8 @@ export const ExecutionInputSchema = z
     action: z.enum(['replace', 'rollback']).default('replace'),
     dryRun: z.boolean().default(false),
     reason: z.string().max(256, 'keep the reason under 256 characters').optional(),
+    /** Set by automatic triggers only (lambdas/trigger): holds the run to the maintenance windows. */
+    trigger: z.enum(TRIGGER_KINDS, { error: `use one of ${TRIGGER_KINDS.join(', ')}` }).optional(),
   })
   .strict();
 export type ExecutionInput = z.infer<typeof ExecutionInputSchema>;
@@ -66,9 +68,23 @@ export const BaselineSchema = z.object({
 });
 export type Baseline = z.infer<typeof BaselineSchema>;
 
+/** The retired box a rollback brings back, as preflight found it (design §2.10). */
+export const RestoreTargetSchema = z.object({
+  instanceId: z.string(),
+  imageId: z.string(),
+  state: z.string(),
+  retireAfter: z.string(),
+  /** Its run's schedule that terminates it at `retireAfter`. */
+  scheduleName: z.string(),
+});
+export type RestoreTarget = z.infer<typeof RestoreTargetSchema>;
+
 export const PlanSchema = z.object({
-  /** `replace`: go on; `no-op`: the box already runs the image; `dry-run`: print and stop. */
-  action: z.enum(['replace', 'no-op', 'dry-run']),
+  /**
+   * `replace`: go on; `no-op`: the box already runs the image; `dry-run`: print and stop; `rollback`:
+   * bring back the retired box named in `restore` (the run's `old` is then the box serving now).
+   */
+  action: z.enum(['replace', 'no-op', 'dry-run', 'rollback']),
   target: TargetSchema,
   image: z.object({ imageId: z.string(), architecture: z.string(), rootDeviceName: z.string() }),
   old: OldInstanceSchema,
@@ -84,6 +100,8 @@ export const PlanSchema = z.object({
   /** Dry run only: who holds the target's lock right now (never this run's own lock, so Finish leaves it alone). */
   lockHeldBy: z.object({ executionName: z.string(), owner: z.string(), expiresAt: z.string() }).optional(),
   reason: z.string().optional(),
+  /** Rollback within the window (and its dry run): the retired box to bring back. */
+  restore: RestoreTargetSchema.optional(),
 });
 export type Plan = z.infer<typeof PlanSchema>;
 

@@ -1,4 +1,5 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { z } from 'zod';
@@ -7,7 +8,7 @@ import { associateAndConfirm, readAddress } from '../shared/ec2';
 import { ErrorNames, failure } from '../shared/errors';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publishQuietly } from '../shared/notify';
+import { phaseBus, publishQuietly, putPhaseEvent } from '../shared/notify';
 import { LaunchResultSchema, RunStateSchema, type SwitchResult } from '../shared/schemas';
 
 /**
@@ -23,10 +24,13 @@ export interface SwitchClients {
   readonly ec2: EC2Client;
   readonly s3: S3Client;
   readonly sns: SNSClient;
+  /** For the `Replacement Switched` event on the Understudy bus. */
+  readonly events?: EventBridgeClient;
 }
 
 export interface SwitchEnv {
   readonly TOPIC_ARN: string;
+  readonly EVENT_BUS_NAME?: string;
 }
 
 export interface SwitchOptions {
@@ -120,5 +124,14 @@ const runSwitch = async (
     },
     'the switch notification',
   );
+  await putPhaseEvent(phaseBus(clients.events, env.EVENT_BUS_NAME), 'switched', {
+    target: state.run.target.name,
+    execution: state.execution.name,
+    summary: `${state.run.eip.publicIp} now points at ${candidate}`,
+    allocationId,
+    newInstanceId: candidate,
+    ...(before.InstanceId ? { oldInstanceId: before.InstanceId } : {}),
+    at: result.at,
+  });
   return result;
 };

@@ -5,6 +5,7 @@ import type {
   DescribeImagesCommandInput,
   DescribeInstanceAttributeCommandInput,
   DescribeInstanceCreditSpecificationsCommandInput,
+  DescribeInstanceStatusCommandInput,
   DescribeInstancesCommandInput,
   DescribeInstanceTypesCommandInput,
   DescribeRouteTablesCommandInput,
@@ -14,6 +15,7 @@ import type {
   InstanceStateName,
   ModifyInstanceAttributeCommandInput,
   RunInstancesCommandInput,
+  StartInstancesCommandInput,
   StopInstancesCommandInput,
   Tag,
   TerminateInstancesCommandInput,
@@ -37,6 +39,8 @@ export const Ec2Timing = {
   shuttingDownMs: 10_000,
   /** Terminated instances stay visible this long. */
   terminatedVisibleMs: 3_600_000,
+  /** Both status checks read `initializing` this long after a box reaches `running`, then `ok`. */
+  statusChecksMs: 90_000,
 } as const;
 
 const STATE_CODES: Record<InstanceStateName, number> = {
@@ -150,6 +154,10 @@ export interface InstanceRecord {
   /** Set when RunInstances asked for (or the subnet maps) a public IP: AWS gives one back after an EIP leaves. */
   readonly autoAssignPublicIp: boolean;
   autoPublicIp?: string;
+  /** Virtual ms at which it last reached `running` through a transition (unset: seeded, running long ago). */
+  runningSince?: number;
+  /** Virtual ms since which its instance status check fails (a hung kernel, exhausted memory...). */
+  impairedSince?: number;
   securityGroupIds: string[];
   readonly tags: Map<string, string>;
   readonly clientToken: string;
@@ -406,6 +414,7 @@ export class Ec2Model {
     const wasRunning = instance.state === 'running';
     instance.state = state;
     instance.epoch += 1;
+    if (state === 'running') instance.runningSince = this.ctx.clock.now();
     if (state === 'running')
       this.ctx.background(Promise.resolve(this.hooks?.onRunning(instance, { serving: false })));
     if (wasRunning && state !== 'running') this.ctx.background(Promise.resolve(this.hooks?.onHalt(instance)));
@@ -1425,6 +1434,72 @@ export class Ec2Model {
           if (previous === 'running') this.stop(instance, 'User initiated');
           return this.stateChange(instance, previous);
         }),
+      };
+    },
+
+    StartInstances: (input: StartInstancesCommandInput) => {
+      const instances = this.instancesById(input.InstanceIds ?? []);
+      for (const instance of instances) {
+        if (instance.state !== 'stopped' && instance.state !== 'running' && instance.state !== 'pending') {
+          throw fail(
+            'IncorrectInstanceState',
+            `The instance '${instance.instanceId}' is not in a state from which it can be started.`,
+          );
+        }
+      }
+      return {
+        StartingInstances: instances.map((instance) => {
+          const previous = instance.state;
+          if (previous === 'stopped') {
+            this.setState(instance, 'pending');
+            instance.stateTransitionReason = '';
+            // Like a launch with a public IP: a box without an EIP gets a new auto-assigned address.
+            if (instance.autoAssignPublicIp && !this.addressOf(instance.instanceId))
+              instance.autoPublicIp = this.ctx.ids.address('198.51.100');
+            this.transition(instance, Ec2Timing.pendingMs, 'running', () => {
+              delete instance.stateReason;
+            });
+          }
+          return this.stateChange(instance, previous);
+        }),
+      };
+    },
+
+    /** Status checks of running boxes only (IncludeAllInstances is not modelled). */
+    DescribeInstanceStatus: (input: DescribeInstanceStatusCommandInput) => {
+      const instances = input.InstanceIds?.length
+        ? this.instancesById(input.InstanceIds)
+        : [...this.instances.values()].filter((i) => this.visible(i));
+      const now = this.ctx.clock.now();
+      return {
+        InstanceStatuses: instances
+          .filter((i) => i.state === 'running')
+          .map((i) => {
+            const status =
+              i.runningSince === undefined || now - i.runningSince >= Ec2Timing.statusChecksMs
+                ? 'ok'
+                : 'initializing';
+            const details = [{ Name: 'reachability', Status: status === 'ok' ? 'passed' : 'initializing' }];
+            if (i.impairedSince !== undefined) {
+              const failed = [
+                { Name: 'reachability', Status: 'failed', ImpairedSince: new Date(i.impairedSince) },
+              ];
+              return {
+                InstanceId: i.instanceId,
+                AvailabilityZone: i.availabilityZone,
+                InstanceState: { Code: STATE_CODES.running, Name: 'running' },
+                SystemStatus: { Status: 'ok', Details: [{ Name: 'reachability', Status: 'passed' }] },
+                InstanceStatus: { Status: 'impaired', Details: failed },
+              };
+            }
+            return {
+              InstanceId: i.instanceId,
+              AvailabilityZone: i.availabilityZone,
+              InstanceState: { Code: STATE_CODES.running, Name: 'running' },
+              SystemStatus: { Status: status, Details: details },
+              InstanceStatus: { Status: status, Details: details },
+            };
+          }),
       };
     },
 

@@ -4,6 +4,7 @@ import * as dynamodb from '@aws-sdk/client-dynamodb';
 import * as ec2 from '@aws-sdk/client-ec2';
 import * as events from '@aws-sdk/client-eventbridge';
 import * as s3 from '@aws-sdk/client-s3';
+import * as scheduler from '@aws-sdk/client-scheduler';
 import * as sfn from '@aws-sdk/client-sfn';
 import * as sns from '@aws-sdk/client-sns';
 import * as ssm from '@aws-sdk/client-ssm';
@@ -38,6 +39,7 @@ const services: Record<ServiceName, ServiceErrors> = {
     base: cloudformation.CloudFormationServiceException as unknown as ExceptionCtor,
     exports: cloudformation,
   },
+  scheduler: { base: scheduler.SchedulerServiceException as unknown as ExceptionCtor, exports: scheduler },
 };
 
 const SERVER_CODES =

@@ -54,6 +54,43 @@ export class EventsModel {
     this.rules.push({ bus: busName(bus), pattern, target });
   }
 
+  /**
+   * An event an AWS service sends to the account's default bus (aws.ssm, aws.imagebuilder...): not
+   * through PutEvents, which refuses `aws.` sources from callers, and never failing.
+   */
+  deliverServiceEvent(event: {
+    source: string;
+    detailType: string;
+    detail: Record<string, unknown>;
+    resources?: string[];
+  }): BusEvent {
+    const delivered: BusEvent = {
+      version: '0',
+      id: this.ctx.ids.uuid('service-event'),
+      'detail-type': event.detailType,
+      source: event.source,
+      account: this.ctx.accountId,
+      time: iso(this.ctx.clock.now()).replace(/\.\d{3}Z$/, 'Z'),
+      region: this.ctx.region,
+      resources: event.resources ?? [],
+      detail: event.detail,
+    };
+    this.dispatch('default', delivered);
+    return delivered;
+  }
+
+  private dispatch(bus: string, event: BusEvent): void {
+    for (const rule of this.rules) {
+      if (rule.bus !== bus || !matchesPattern(rule.pattern, event)) continue;
+      // Each target gets its own copy: a target mutating the event must not affect another.
+      const copy = structuredClone(event);
+      this.ctx.spawn(
+        () => rule.target(copy),
+        (error) => this.targetErrors.push({ bus, event: copy, error }),
+      );
+    }
+  }
+
   /** Entry point for both the API and the simulated instances' agents. */
   put(entries: readonly PutEntry[]): { FailedEntryCount: number; Entries: PutEventsResultEntry[] } {
     if (entries.length === 0 || entries.length > 10) {
@@ -95,15 +132,7 @@ export class EventsModel {
       resources: entry.Resources ?? [],
       detail,
     };
-    for (const rule of this.rules) {
-      if (rule.bus !== bus || !matchesPattern(rule.pattern, event)) continue;
-      // Each target gets its own copy: a target mutating the event must not affect another.
-      const copy = structuredClone(event);
-      this.ctx.spawn(
-        () => rule.target(copy),
-        (error) => this.targetErrors.push({ bus, event: copy, error }),
-      );
-    }
+    this.dispatch(bus, event);
     return { EventId: event.id };
   }
 
@@ -111,3 +140,51 @@ export class EventsModel {
     PutEvents: (input: PutEventsCommandInput) => this.put(input.Entries ?? []),
   };
 }
+
+/** A rule target's `InputTransformer`, as the template holds it. */
+export interface InputTransformer {
+  readonly InputPathsMap?: Readonly<Record<string, string>>;
+  readonly InputTemplate: string;
+}
+
+/** `$.detail.name`, `$.resources[0]`: the paths an input transformer may read. */
+const readPath = (event: unknown, path: string): unknown => {
+  if (!path.startsWith('$')) throw new Error(`input path ${path} does not start with $`);
+  let value: unknown = event;
+  for (const [, key, index] of path.slice(1).matchAll(/\.([^.[\]]+)|\[(\d+)\]/g)) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value =
+      index !== undefined
+        ? (value as unknown[])[Number(index)]
+        : (value as Record<string, unknown>)[key ?? ''];
+  }
+  return value;
+};
+
+/**
+ * What a rule delivers to its target through an input transformer: each `<name>` of the template is
+ * replaced by the value its path reads from the event, as JSON, or as the bare text inside quotes
+ * (EventBridge's rule for `"<name>"`); a path that reads nothing gives null (empty text inside quotes).
+ */
+export const applyInputTransformer = (transformer: InputTransformer, event: unknown): unknown => {
+  const paths = transformer.InputPathsMap ?? {};
+  const text = transformer.InputTemplate.replace(
+    /("?)<([A-Za-z0-9_.-]+)>("?)/g,
+    (whole, open, name, close) => {
+      const path = paths[name as string];
+      if (path === undefined) return whole;
+      const value = readPath(event, path);
+      if (open && close) {
+        const bare =
+          value === undefined || value === null
+            ? ''
+            : typeof value === 'string'
+              ? value
+              : JSON.stringify(value);
+        return JSON.stringify(bare);
+      }
+      return `${open}${value === undefined ? 'null' : JSON.stringify(value)}${close}`;
+    },
+  );
+  return JSON.parse(text);
+};

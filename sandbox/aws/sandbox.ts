@@ -38,6 +38,7 @@ import {
 import type { SandboxRuntime } from './runtime';
 import { S3Model } from './s3';
 import type { S3EndpointHandle } from './s3-http';
+import { type RoleRequest, SchedulerModel } from './scheduler';
 import { SfnModel } from './sfn';
 import { SnsModel } from './sns';
 import { SsmModel } from './ssm';
@@ -84,6 +85,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
   readonly events: EventsModel;
   readonly dynamodb: DynamoDbModel;
   readonly cloudformation: CloudFormationModel;
+  readonly scheduler: SchedulerModel;
   readonly boxes: Boxes;
 
   private readonly faults: { rule: FaultRule; seen: number }[] = [];
@@ -154,6 +156,10 @@ export class Sandbox implements SandboxApi, CommandRouter {
     this.sfn = new SfnModel(this.ctx);
     this.dynamodb = new DynamoDbModel(this.ctx);
     this.cloudformation = new CloudFormationModel(this.ctx);
+    this.scheduler = new SchedulerModel(this.ctx, {
+      invoke: (service, action, input) => this.dispatch(service, action, input, 'scheduler'),
+      requestsFor: (service, action, input) => this.schedulerRequests(service, action, input),
+    });
     this.boxes = new Boxes(this.ctx, runtime, this.ec2, this.events, {
       agentBusName: () => this.agentBusName,
       rootDir: join(rootDir, 'instances'),
@@ -162,6 +168,13 @@ export class Sandbox implements SandboxApi, CommandRouter {
     this.ssm = new SsmModel(this.ctx, this.ec2, {
       agent: (instanceId) => this.boxes.agent(instanceId),
       run: (instanceId, commands) => this.runScript(instanceId, commands),
+      changed: ({ name, arn, type, operation }) =>
+        this.events.deliverServiceEvent({
+          source: 'aws.ssm',
+          detailType: 'Parameter Store Change',
+          detail: { operation, name, type, description: '' },
+          resources: [arn],
+        }),
     });
     this.ec2.setHooks({
       onRunning: (instance, options) => {
@@ -182,6 +195,7 @@ export class Sandbox implements SandboxApi, CommandRouter {
       events: table(this.events.actions),
       dynamodb: table(this.dynamodb.actions),
       cloudformation: table(this.cloudformation.actions),
+      scheduler: table(this.scheduler.actions),
     };
   }
 
@@ -261,6 +275,9 @@ export class Sandbox implements SandboxApi, CommandRouter {
   ): Promise<Record<string, unknown>> {
     if (this.closed)
       throw new Error(`Understudy sandbox: ${service}:${action} called after the sandbox stopped`);
+    // Schedules whose time has come fire before the account answers anything else (scheduler.ts).
+    // Checked synchronously, so that a call with nothing due is recorded at once, as before.
+    if (via !== 'scheduler' && this.scheduler.hasDue()) await this.scheduler.fireDue();
     const record: Mutable<CallRecord> = {
       seq: ++this.seq,
       at: this.clock.now() - this.startedAt,
@@ -293,6 +310,28 @@ export class Sandbox implements SandboxApi, CommandRouter {
       record.error = (error as Error)?.name ?? 'Error';
       throw error;
     }
+  }
+
+  /** What IAM asks a schedule's execution role for a universal target's call: one request per instance. */
+  private schedulerRequests(
+    service: ServiceName,
+    action: string,
+    input: Record<string, unknown>,
+  ): RoleRequest[] {
+    if (service !== 'ec2') return [{ action: `${service}:${action}`, resource: '*', context: {} }];
+    const ids = Array.isArray(input.InstanceIds) ? (input.InstanceIds as string[]) : [];
+    return ids.map((id) => {
+      const tags = this.ec2.instances.get(id)?.tags ?? new Map<string, string>();
+      return {
+        action: `ec2:${action}`,
+        resource: `arn:aws:ec2:${this.region}:${this.accountId}:instance/${id}`,
+        context: Object.fromEntries([...tags].map(([k, v]) => [`aws:ResourceTag/${k}`, v])),
+      };
+    });
+  }
+
+  createScheduleGroup(name: string): void {
+    this.scheduler.createGroup(name);
   }
 
   injectFault(rule: FaultRule): void {

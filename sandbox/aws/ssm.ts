@@ -67,6 +67,13 @@ export interface SsmBoxes {
   /** The SSM agent as the service sees it; undefined when not registered (not started, stopped). */
   agent(instanceId: string): { status: 'Online' | 'ConnectionLost'; lastPing: number } | undefined;
   run(instanceId: string, commands: readonly string[]): Promise<ShellResult>;
+  /** Parameter Store's "Parameter Store Change" event on the default bus, as AWS sends it. */
+  changed?(change: {
+    name: string;
+    arn: string;
+    type: string;
+    operation: 'Create' | 'Update' | 'Delete';
+  }): void;
 }
 
 /**
@@ -186,6 +193,7 @@ export class SsmModel {
         lastModified: this.ctx.clock.now(),
         ...(type === 'SecureString' ? { keyId: input.KeyId ?? 'alias/aws/ssm' } : {}),
       });
+      this.boxes.changed?.({ name, arn: this.arn(name), type, operation: existing ? 'Update' : 'Create' });
       return { Version: version, Tier: input.Tier ?? 'Standard' };
     },
     GetParameter: (input: GetParameterCommandInput) => {
@@ -195,7 +203,16 @@ export class SsmModel {
     },
     DeleteParameters: (input: DeleteParametersCommandInput) => {
       const names = input.Names ?? [];
+      const types = new Map(names.map((n) => [n, this.parameters.get(n)?.type ?? 'String']));
       const deleted = names.filter((n) => this.parameters.delete(n));
+      for (const name of deleted) {
+        this.boxes.changed?.({
+          name,
+          arn: this.arn(name),
+          type: types.get(name) ?? 'String',
+          operation: 'Delete',
+        });
+      }
       return { DeletedParameters: deleted, InvalidParameters: names.filter((n) => !deleted.includes(n)) };
     },
 

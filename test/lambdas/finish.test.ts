@@ -14,7 +14,7 @@ import { finish } from '../../lambdas/finish/finish';
 import { handler } from '../../lambdas/finish/handler';
 import { createClients } from '../../lambdas/shared/clients';
 import { parameterNames, runKeys } from '../../lambdas/shared/constants';
-import type { ComposedMessage } from '../../lambdas/shared/notify';
+import { type ComposedMessage, machineReadable, SUBJECT_LIMIT } from '../../lambdas/shared/notify';
 import { lockIdFor } from '../../lambdas/shared/tfstate/s3-lock';
 import {
   BUCKET,
@@ -62,6 +62,9 @@ const rolledBack = () => ({
   },
 });
 const record = () => JSON.parse(s3.objects.get(recordKey)?.text ?? 'null');
+/** The JSON document after the text of the run's first outcome message. */
+// biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary fields of the document
+const outcomeDocument = (): any => machineReadable(outcomeMessages()[0]?.Message ?? '') ?? {};
 /** What AnnounceOutcome would publish: every outcome message the Finish attempts of this test composed. */
 let announced: (ComposedMessage & { TopicArn: string })[] = [];
 const outcomeMessages = () => announced;
@@ -111,7 +114,7 @@ describe('finish', () => {
       lock: 'released',
     });
     expect(outcomeMessages()).toEqual([
-      expect.objectContaining({ TopicArn: TOPIC, Subject: '[understudy] web: replaced' }),
+      expect.objectContaining({ TopicArn: TOPIC, Subject: `web: replaced ${OLD_ID} -> ${CANDIDATE_ID}` }),
     ]);
   });
 
@@ -125,7 +128,7 @@ describe('finish', () => {
       target: { DataType: 'String', StringValue: 'web' },
       execution: { DataType: 'String', StringValue: EXECUTION_NAME },
     });
-    expect(JSON.parse(result.announcement.Message)).toMatchObject({
+    expect(machineReadable(result.announcement.Message)).toMatchObject({
       kind: 'outcome',
       event: 'replaced',
       record: `s3://${BUCKET}/${recordKey}`,
@@ -133,8 +136,24 @@ describe('finish', () => {
   });
 
   it('composes the same outcome when retried, so a retry changes nothing the state machine publishes', async () => {
+    // Only the clock moves between attempts: the message dates the finish, so it is held still here.
+    jest.useFakeTimers({
+      now: new Date('2026-05-01T10:20:00.000Z'),
+      doNotFake: [
+        'nextTick',
+        'setImmediate',
+        'setTimeout',
+        'clearTimeout',
+        'setInterval',
+        'clearInterval',
+        'queueMicrotask',
+        'performance',
+        'hrtime',
+      ],
+    });
     const first = await run(replaced());
     const second = await run(replaced());
+    jest.useRealTimers();
 
     expect(second).toEqual(first);
     expect(publishedOutcomes()).toEqual([]);
@@ -205,7 +224,7 @@ describe('finish', () => {
       error: 'PreflightRefused',
       cause: 'PreflightRefused: EIP eipalloc-0123abcd is not associated',
       recordKey,
-      announcement: expect.objectContaining({ Subject: '[understudy] web: failed' }),
+      announcement: expect.objectContaining({ Subject: 'web: FAILED' }),
     });
     expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
     expect(ssm).toHaveReceivedCommandTimes(DeleteParametersCommand, 0);
@@ -240,7 +259,7 @@ describe('finish', () => {
     expect(result).toMatchObject({ succeeded: false, outcome: 'rolled-back', error: 'RolledBack' });
     expect(result.cause).toContain('ProbeFailed: www.example.com did not answer healthy');
     expect(result.cause).toContain(`back on ${OLD_ID} and the service answers healthy`);
-    expect(outcomeMessages()[0]?.Subject).toBe('[understudy] web: rolled-back');
+    expect(outcomeMessages()[0]?.Subject).toBe(`web: ROLLED BACK to ${OLD_ID}`);
   });
 
   it('does not claim a healthy service after a rollback when the baseline was already unhealthy', async () => {
@@ -281,7 +300,7 @@ describe('finish', () => {
 
     await run({ ...base, rollback: { ...base.rollback, outcome: 'manual-action-needed', commands } });
 
-    expect(JSON.parse(outcomeMessages()[0]?.Message ?? '{}')).toMatchObject({
+    expect(outcomeDocument()).toMatchObject({
       kind: 'outcome',
       event: 'manual-action-needed',
       commands,
@@ -299,7 +318,7 @@ describe('finish', () => {
 
       expect(result).toMatchObject({ succeeded: true, outcome: action, recordKey });
       expect(s3.mock).toHaveReceivedCommandTimes(DeleteObjectCommand, 0);
-      expect(outcomeMessages()[0]?.Subject).toBe(`[understudy] web: ${action}`);
+      expect(outcomeMessages()[0]?.Subject).toBe(`web: ${action === 'no-op' ? 'nothing to do' : 'dry run'}`);
     },
   );
 
@@ -316,9 +335,7 @@ describe('finish', () => {
       .commandCalls(PublishCommand)
       .map((c) => c.args[0].input.MessageAttributes?.kind?.StringValue);
     expect(kinds).toEqual(['warning']);
-    expect(JSON.parse(outcomeMessages()[0]?.Message ?? '{}').warnings[0]).toContain(
-      `${OLD_ID} could not be retired`,
-    );
+    expect(outcomeDocument().warnings[0]).toContain(`${OLD_ID} could not be retired`);
   });
 
   describe('with a Terraform-managed target', () => {
@@ -378,7 +395,7 @@ describe('finish', () => {
       expect(result).toMatchObject({ succeeded: true, outcome: 'replaced' });
       const [warning] = warnings();
       expect(warning?.MessageAttributes?.event?.StringValue).toBe('state-not-reconciled');
-      const text = JSON.parse(outcomeMessages()[0]?.Message ?? '{}').warnings[0] as string;
+      const text = outcomeDocument().warnings[0] as string;
       expect(text).toContain('alice@laptop');
       expect(text).toContain('serial-41.tfstate');
       expect(text).toContain('npx understudy tfstate reconcile');
@@ -387,7 +404,7 @@ describe('finish', () => {
     it('builds the by-hand commands itself when the reconcile step crashed', async () => {
       await run({ ...managed(), reconcileError: { Error: 'States.Timeout', Cause: 'timed out' } });
 
-      const text = JSON.parse(outcomeMessages()[0]?.Message ?? '{}').warnings[0] as string;
+      const text = outcomeDocument().warnings[0] as string;
       expect(text).toContain('States.Timeout');
       expect(text).toContain(`--instance-ids '${CANDIDATE_ID}'`);
       expect(text).toContain(`--expect-instance '${OLD_ID}'`);
@@ -577,5 +594,248 @@ describe('finish and TLS (issue 4)', () => {
     await run({ ...replaced(), ...makeState(target), ...extra });
 
     expect(record()).not.toHaveProperty('certificate');
+  });
+});
+
+describe('the outcome message a human reads (issue 6)', () => {
+  const BACKUP = 'web/terraform.tfstate.understudy-backups/run/serial-41.tfstate';
+  const CONSOLE = `https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/${EXECUTION_ARN}`;
+  const probed = {
+    phase: 'bake',
+    startedAt: '2026-05-01T10:09:01.000Z',
+    phaseStartedAt: '2026-05-01T10:09:42.000Z',
+    consecutiveSuccesses: 0,
+    consecutiveFailures: 0,
+    requests: 14,
+    failures: 2,
+    done: true,
+  };
+  const fullRun = () => ({
+    ...replaced(),
+    readiness: { status: 'done', exitCode: 0 },
+    probe: probed,
+    reconcile: {
+      status: 'reconciled',
+      state: 's3://acme-state/web/terraform.tfstate',
+      serialBefore: '41',
+      serialAfter: '42',
+      backupKey: BACKUP,
+    },
+  });
+  const message = () => outcomeMessages()[0]?.Message ?? '';
+  const text = () => message().split('---- machine-readable (JSON) ----')[0] ?? '';
+
+  it('says in its first line what happened, then the old and new boxes, the downtime, the Terraform serials and backup', async () => {
+    await run(fullRun());
+
+    expect(text().split('\n')[0]).toBe(
+      `web: replaced ${OLD_ID} with ${CANDIDATE_ID} on ami-0123456789abcdef0`,
+    );
+    expect(text()).toContain(`Old instance: ${OLD_ID}`);
+    expect(text()).toContain(`New instance: ${CANDIDATE_ID}`);
+    expect(text()).toContain(
+      'Downtime seen by the probe: 2 of 14 requests failed; healthy 42s after the switch',
+    );
+    expect(text()).toContain(
+      'Terraform state: reconciled (s3://acme-state/web/terraform.tfstate), serial 41 -> 42',
+    );
+    expect(text()).toContain(`Terraform backup: ${BACKUP}`);
+  });
+
+  it('lays out a timeline with times and offsets from the start', async () => {
+    await run(fullRun());
+
+    const timeline = text().slice(text().indexOf('Timeline (UTC)'));
+    expect(timeline).toMatch(/^ {2}10:00:00 \+0s +started$/m);
+    expect(timeline).toMatch(new RegExp(`^ +launched ${CANDIDATE_ID} from ami-0123456789abcdef0$`, 'm'));
+    expect(timeline).toMatch(/readiness: done$/m);
+    expect(timeline).toMatch(
+      new RegExp(
+        `^ {2}10:09:00 \\+9m 00s +switched 203\\.0\\.113\\.10 from ${OLD_ID} to ${CANDIDATE_ID}$`,
+        'm',
+      ),
+    );
+    expect(timeline).toMatch(/^ {2}10:09:42 \+9m 42s +probe passed; bake period began$/m);
+    expect(timeline).toMatch(/finished: replaced$/m);
+  });
+
+  it('links the execution in the console and gives the exact rollback commands after a replacement', async () => {
+    await run(fullRun());
+
+    expect(text()).toContain(`Console: ${CONSOLE}`);
+    expect(text()).toContain('the old box is kept until 2026-05-02T10:10:00.000Z');
+    expect(text()).toContain('  npx understudy rollback web\n');
+    expect(text()).toContain(
+      '  aws stepfunctions start-execution --region eu-west-1 --state-machine-arn arn:aws:states:eu-west-1:111122223333:stateMachine:understudy-replace --input \'{"target":"web","action":"rollback"}\'',
+    );
+  });
+
+  it('offers no rollback command when the box was not replaced, and says where traffic went back to', async () => {
+    await run({ ...rolledBack(), switch: replaced().switch, probe: { ...probed, phase: 'verify' } });
+
+    expect(outcomeMessages()[0]?.Subject).toBe(`web: ROLLED BACK to ${OLD_ID}`);
+    expect(text()).not.toContain('understudy rollback');
+    expect(text()).toMatch(new RegExp(`rolled back: the Elastic IP is on ${OLD_ID}$`, 'm'));
+    expect(text()).toContain('Downtime seen by the probe: 2 of 14 requests failed\n');
+    expect(text()).toContain(`Console: ${CONSOLE}`);
+  });
+
+  it('keeps the subject one printable line under 100 characters, whatever the cause says', async () => {
+    const cause = `line one\r\nline two ${'é'.repeat(50)} ${'x'.repeat(200)}`;
+    const { launch: _l, ...noCandidate } = rolledBack();
+    const { rollback: _r, ...state } = noCandidate;
+
+    await run({ ...state, error: { Error: 'LaunchFailed', Cause: cause } });
+
+    const subject = outcomeMessages()[0]?.Subject ?? '';
+    expect(subject).toBe('web: FAILED');
+    expect(text()).toContain('line two');
+  });
+
+  it('carries the same facts as JSON after the text, for scripts, with the filterable attributes kept', async () => {
+    await run(fullRun());
+
+    expect(outcomeDocument()).toMatchObject({
+      kind: 'outcome',
+      event: 'replaced',
+      target: 'web',
+      execution: EXECUTION_NAME,
+      candidateInstanceId: CANDIDATE_ID,
+      plan: { oldInstanceId: OLD_ID },
+      startedAt: '2026-05-01T10:00:00.000Z',
+      switchedAt: '2026-05-01T10:09:00.000Z',
+      probe: { requests: 14, failures: 2, phaseStartedAt: '2026-05-01T10:09:42.000Z' },
+      terraform: { status: 'reconciled', serialBefore: '41', serialAfter: '42', backupKey: BACKUP },
+      console: CONSOLE,
+      rollbackCommand: 'npx understudy rollback web',
+      record: `s3://${BUCKET}/${recordKey}`,
+    });
+    expect(outcomeMessages()[0]?.MessageAttributes.kind).toEqual({
+      DataType: 'String',
+      StringValue: 'outcome',
+    });
+  });
+
+  it('keeps every subject within what SNS accepts, even for a long target name', async () => {
+    const long = `w${'-'.repeat(30)}b`;
+    const state = replaced();
+    await run({
+      ...state,
+      run: { ...state.run, target: { ...state.run.target, name: long } },
+      input: { target: long },
+    });
+
+    const subject = outcomeMessages()[0]?.Subject ?? '';
+    expect(subject.length).toBeLessThanOrEqual(SUBJECT_LIMIT);
+    expect(subject).toMatch(/^[\x20-\x7e]+$/);
+    expect(subject.startsWith(`${long}: replaced`)).toBe(true);
+  });
+});
+
+describe('the run metrics Finish emits (issue 6)', () => {
+  interface Emf {
+    _aws: {
+      CloudWatchMetrics: {
+        Namespace: string;
+        Dimensions: string[][];
+        Metrics: { Name: string; Unit: string }[];
+      }[];
+    };
+    [key: string]: unknown;
+  }
+  /** The EMF documents the handler wrote to stdout while `work` ran. */
+  const emfDuring = async (work: () => Promise<unknown>): Promise<Emf[]> => {
+    const lines: string[] = [];
+    const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      await work();
+    } finally {
+      spy.mockRestore();
+    }
+    return lines
+      .flatMap((l) => l.split('\n'))
+      .filter((l) => l.includes('"_aws"'))
+      .map((l) => JSON.parse(l) as Emf);
+  };
+  const byDimensions = (docs: Emf[], dims: string[]) =>
+    docs.find((d) => JSON.stringify(d._aws.CloudWatchMetrics[0]?.Dimensions) === JSON.stringify([dims]));
+  const viaHandler = (state: unknown) => () => handler(state, lambdaContext());
+
+  beforeAll(() => {
+    Object.assign(process.env, { PARAMETER_PREFIX: PREFIX, RUNS_BUCKET: BUCKET, TOPIC_ARN: TOPIC });
+  });
+
+  it('emits the duration, the probe failures and the outcome, per target and for the stack, in the Understudy namespace', async () => {
+    const state = {
+      ...replaced(),
+      probe: {
+        phase: 'bake',
+        startedAt: '2026-05-01T10:09:01.000Z',
+        phaseStartedAt: '2026-05-01T10:09:30.000Z',
+        requests: 9,
+        failures: 1,
+        done: true,
+      },
+    };
+
+    const docs = await emfDuring(viaHandler(state));
+
+    expect(docs).toHaveLength(2);
+    const perTarget = byDimensions(docs, ['service', 'target']);
+    const stack = byDimensions(docs, ['service']);
+    for (const doc of [perTarget, stack]) {
+      expect(doc?._aws.CloudWatchMetrics[0]?.Namespace).toBe('Understudy');
+      expect(doc).toMatchObject({
+        service: 'understudy',
+        Runs: 1,
+        OutcomeReplaced: 1,
+        ProbeFailedRequests: 1,
+        TimeToHealthy: 30,
+        Rollbacks: 0,
+      });
+      expect(doc?.ReplacementDuration).toBeGreaterThan(0);
+      expect(doc?._aws.CloudWatchMetrics[0]?.Metrics).toContainEqual({
+        Name: 'ReplacementDuration',
+        Unit: 'Seconds',
+      });
+    }
+    expect(perTarget?.target).toBe('web');
+    expect(stack).not.toHaveProperty('target');
+  });
+
+  it('counts a rollback, and no replacement duration', async () => {
+    const docs = await emfDuring(viaHandler(rolledBack()));
+
+    expect(byDimensions(docs, ['service'])).toMatchObject({ Runs: 1, OutcomeRolledBack: 1, Rollbacks: 1 });
+    expect(byDimensions(docs, ['service'])).not.toHaveProperty('ReplacementDuration');
+  });
+
+  it('counts a Terraform state that could not be reconciled', async () => {
+    const docs = await emfDuring(
+      viaHandler({ ...replaced(), reconcileError: { Error: 'States.Timeout', Cause: 'timed out' } }),
+    );
+
+    expect(byDimensions(docs, ['service', 'target'])).toMatchObject({
+      ReconcileFailures: 1,
+      OutcomeReplaced: 1,
+    });
+  });
+
+  it('emits nothing when Finish fails and will be retried, so a run is counted once', async () => {
+    s3.mock.on(PutObjectCommand, { Key: recordKey }).rejects(
+      new S3ServiceException({
+        name: 'SlowDown',
+        $fault: 'server',
+        $metadata: { httpStatusCode: 503 },
+        message: 'slow down',
+      }),
+    );
+
+    const docs = await emfDuring(() => viaHandler(replaced())().catch(() => undefined));
+
+    expect(docs).toEqual([]);
   });
 });

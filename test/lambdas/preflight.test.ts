@@ -163,8 +163,13 @@ describe('preflight input', () => {
     expectNothingMutated();
   });
 
-  it('refuses the rollback action for now, with a clean reason', async () => {
-    await expect(run({ target: 'web', action: 'rollback' })).rejects.toMatchObject(refusal('operator issue'));
+  it('refuses a rollback that names an image: the retired box comes back as it was', async () => {
+    await expect(
+      run({ target: 'web', action: 'rollback', imageId: 'ami-0123456789abcdef0' }),
+    ).rejects.toMatchObject({
+      name: 'PreflightRefused',
+      message: expect.stringMatching(/^input\.imageId: a rollback brings back the retired server/),
+    });
     expect(ec2.calls()).toHaveLength(0);
   });
 });

@@ -102,7 +102,9 @@ const wholeServiceGrant = (located: Located): string | undefined => {
 
 /**
  * Rule: iam:PassRole (however it is spelled: iam:Pass*, iam:*) passes roles of this account, by role
- * ARN, to EC2 only, and sits beside the RunInstances it is for.
+ * ARN, to EC2 only, and sits beside the RunInstances it is for. The one other shape: the stack's own
+ * retirement role (a role of this stack, by its ARN attribute) to EventBridge Scheduler, beside the
+ * CreateSchedule it is for (end-of-window schedules, lib/retirement.ts).
  */
 const loosePassRole = (located: Located): string | undefined => {
   const s = located.statement;
@@ -110,6 +112,18 @@ const loosePassRole = (located: Located): string | undefined => {
     return undefined;
   const problems: string[] = [];
   const service = s.Condition?.StringEquals?.['iam:PassedToService'];
+  if (
+    JSON.stringify(asList(service as string | string[] | undefined)) ===
+    JSON.stringify(['scheduler.amazonaws.com'])
+  ) {
+    const notOwn = resourcesOf(s).filter((r) => !/^<Retirement\w*Role\w*\.Arn>$/.test(r));
+    if (notOwn.length > 0)
+      problems.push(`resources ${notOwn.join(', ')} are not the stack's retirement role`);
+    if (!located.siblings.some((x) => allows(x) && actionsOf(x).includes('scheduler:CreateSchedule'))) {
+      problems.push('no CreateSchedule in the same policy: the role would be passable without a schedule');
+    }
+    return problems.length > 0 ? `${located.where}: ${problems.join('; ')}` : undefined;
+  }
   if (
     JSON.stringify(asList(service as string | string[] | undefined)) !== JSON.stringify(['ec2.amazonaws.com'])
   ) {
@@ -228,6 +242,21 @@ describe('least privilege over every statement of the stack', () => {
         taggedLaunch,
       ]);
     const toEc2 = { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } };
+    const toScheduler = { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } };
+    const schedule: Statement = { Effect: 'Allow', Action: 'scheduler:CreateSchedule', Resource: '*' };
+    const passToScheduler = (Resource: string, siblings: Statement[]) =>
+      loosePassRole({
+        where: 'hand-made',
+        statement: { Effect: 'Allow', Action: 'iam:PassRole', Resource, Condition: toScheduler },
+        siblings,
+      });
+    expect(passToScheduler('<RetirementSchedulerRole1CACDC08.Arn>', [schedule])).toBeUndefined();
+    expect(passToScheduler(`arn:aws:iam::${ACCOUNT}:role/admin`, [schedule])).toMatch(
+      /not the stack's retirement role/,
+    );
+    expect(passToScheduler('<RetirementSchedulerRole1CACDC08.Arn>', [taggedLaunch])).toMatch(
+      /no CreateSchedule/,
+    );
     expect(loosePassRole(pass(`arn:aws:iam::${ACCOUNT}:role/web`, toEc2))).toBeUndefined();
     expect(loosePassRole(pass(`arn:aws:iam::${ACCOUNT}:role/web`))).toMatch(
       /iam:PassedToService is undefined/,

@@ -39,9 +39,17 @@ describe('step functions', () => {
       TOPIC_ARN: stack.notifications.topic.topicArn,
       EVENT_BUS_NAME: stack.eventBus.eventBusName,
     });
+    // The steps that create or cancel end-of-window schedules also get the group and the role (lib/retirement.ts).
+    const retirement = ['retire', 'start-retired', 'revert-restore'].includes(step)
+      ? Stack.of(stack).resolve({
+          SCHEDULE_GROUP: stack.retirement.groupName,
+          SCHEDULER_ROLE_ARN: stack.retirement.role.roleArn,
+        })
+      : {};
     expect(variables).toEqual({
       PARAMETER_PREFIX: '/understudy/Understudy',
       ...resolved,
+      ...retirement,
       POWERTOOLS_SERVICE_NAME: 'understudy',
       POWERTOOLS_LOG_LEVEL: 'INFO',
       NODE_OPTIONS: '--enable-source-maps',
@@ -72,10 +80,10 @@ describe('step functions', () => {
     }
   });
 
-  test('probe and rollback get 300 s, reconcile 900 s (it may wait for a Terraform lock), every other step between 60 and 120 s', () => {
+  test('probe, rollback and revert-restore get 300 s, reconcile 900 s (it may wait for a Terraform lock), every other step between 60 and 120 s', () => {
     const timeouts = Object.fromEntries(STEP_NAMES.map((s) => [s, fnOf(s).Properties.Timeout as number]));
-    const { probe, rollback, reconcile, ...others } = timeouts;
-    expect([probe, rollback, reconcile]).toEqual([300, 300, 900]);
+    const { probe, rollback, reconcile, 'revert-restore': revert, ...others } = timeouts;
+    expect([probe, rollback, revert, reconcile]).toEqual([300, 300, 300, 900]);
     for (const timeout of Object.values(others)) {
       expect(timeout).toBeGreaterThanOrEqual(60);
       expect(timeout).toBeLessThanOrEqual(120);

@@ -171,7 +171,25 @@ describe('EC2 mutations are scoped by the understudy:target tag', () => {
     }
     expect(
       STEP_NAMES.filter((s) => grants(stepStatements(s), 'ec2:TerminateInstances', INSTANCES).length > 0),
-    ).toEqual(['preflight', 'rollback']);
+    ).toEqual(['preflight', 'rollback', 'retire']);
+  });
+
+  test('retire terminates only a box labelled retired or failed, and the rollback steps start or stop only a retired one', () => {
+    const only = (step: StepName, action: string, roles: string | string[] = 'retired') => {
+      const found = stepStatements(step).filter((s) => asList(s.Action).includes(action));
+      expect(found).toHaveLength(1);
+      expect(found[0]?.Condition?.StringEquals).toEqual({
+        'aws:ResourceTag/understudy:target': TARGETS,
+        'aws:ResourceTag/understudy:role': roles,
+      });
+    };
+    // Retire also ends failed candidates past retention.failedCandidateDays; never a serving box.
+    only('retire', 'ec2:TerminateInstances', ['retired', 'failed']);
+    only('start-retired', 'ec2:StartInstances');
+    only('revert-restore', 'ec2:StopInstances');
+    expect(
+      STEP_NAMES.filter((s) => grants(stepStatements(s), 'ec2:StartInstances', INSTANCES).length > 0),
+    ).toEqual(['start-retired']);
   });
 
   test('the Elastic IP can be moved only between configured allocations and tagged instances', () => {
@@ -192,15 +210,31 @@ describe('EC2 mutations are scoped by the understudy:target tag', () => {
 });
 
 describe('other services', () => {
-  test('iam:PassRole is granted to launch only, and only towards EC2', () => {
+  test('iam:PassRole is granted to launch towards EC2, and to the schedule creators for the retirement role only', () => {
     const passers = allPolicyStatements().filter((s) => asList(s.Action).includes('iam:PassRole'));
-    expect(passers).toHaveLength(1);
-    expect(passers[0]?.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } });
-    expect(stepStatements('launch')).toContainEqual(passers[0]);
+    const toEc2 = passers.filter(
+      (s) => s.Condition?.StringEquals?.['iam:PassedToService'] === 'ec2.amazonaws.com',
+    );
+    expect(toEc2).toHaveLength(1);
+    expect(stepStatements('launch')).toContainEqual(toEc2[0]);
+    const toScheduler = passers.filter((s) => s !== toEc2[0]);
+    expect(
+      STEP_NAMES.filter((step) =>
+        toScheduler.some((p) =>
+          stepStatements(step).some((s) => s === p || JSON.stringify(s) === JSON.stringify(p)),
+        ),
+      ),
+    ).toEqual(['retire', 'revert-restore']);
+    for (const statement of toScheduler) {
+      expect(statement.Condition).toEqual({
+        StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' },
+      });
+      expect(asList(statement.Resource).map(flatten)).toEqual([`<${logicalId(stack.retirement.role)}.Arn>`]);
+    }
   });
 
   test('SendCommand reaches only the shell document and instances tagged with a configured target', () => {
-    for (const step of ['pack-certificate', 'prepare', 'certificate'] as const) {
+    for (const step of ['pack-certificate', 'prepare', 'certificate', 'await-restored'] as const) {
       const send = stepStatements(step).filter((s) => asList(s.Action).includes('ssm:SendCommand'));
       const document = send.find((s) => s.Condition === undefined);
       expect(asList(document?.Resource).map(flatten)).toEqual([
@@ -215,7 +249,8 @@ describe('other services', () => {
     const senders = STEP_NAMES.filter(
       (s) => grants(stepStatements(s), 'ssm:SendCommand', INSTANCES).length > 0,
     );
-    expect(senders.sort()).toEqual(['certificate', 'pack-certificate', 'prepare']);
+    // await-restored: the local app check on a retired box brought back by a rollback.
+    expect(senders.sort()).toEqual(['await-restored', 'certificate', 'pack-certificate', 'prepare']);
   });
 
   test('a task token is written only by await-readiness, read only by the signal function, and deleted only by finish', () => {
@@ -348,7 +383,15 @@ describe('other services', () => {
   test('publishing goes to the Understudy topic, and its key is usable only through SNS', () => {
     const topic = `<${logicalId(stack.notifications.topic)}>`;
     const publishers = STEP_NAMES.filter((s) => grants(stepStatements(s), 'sns:Publish', topic).length > 0);
-    expect(publishers.sort()).toEqual(['finish', 'preflight', 'probe', 'retire', 'rollback', 'switch']);
+    expect(publishers.sort()).toEqual([
+      'finish',
+      'preflight',
+      'probe',
+      'retire',
+      'revert-restore',
+      'rollback',
+      'switch',
+    ]);
     for (const step of publishers) {
       const statements = stepStatements(step);
       expect(grants(statements, 'sns:Publish', topic)).toHaveLength(1);
@@ -370,6 +413,7 @@ describe("each step role is granted exactly what its step's code calls", () => {
     sfn: 'states',
     eventbridge: 'events',
     dynamodb: 'dynamodb',
+    scheduler: 'scheduler',
   };
 
   /** API calls authorised under another action's name (Service Authorization Reference). */
@@ -395,6 +439,8 @@ describe("each step role is granted exactly what its step's code calls", () => {
    * call as Understudy makes it, not a convenience.
    */
   const IMPLIED: Record<string, string[]> = {
+    // The schedule runs as the retirement role, which the creator must be allowed to pass.
+    'scheduler:CreateSchedule': ['iam:PassRole'],
     // Without ListBucket a missing lock reads as AccessDenied instead of NoSuchKey.
     's3:GetObject': ['s3:ListBucket'],
     // The topic is encrypted with a customer key; SNS uses it on the publisher's behalf.

@@ -328,6 +328,17 @@ export const requestsFor = (call: CallRecord, state: StateAtCall, facts: Account
       return [ask('cloudformation:DescribeStacks', stackArn)];
     }
 
+    case 'scheduler': {
+      const schedule = `arn:aws:scheduler:${region}:${accountId}:schedule/${str(input.GroupName) ?? 'default'}/${str(input.Name) ?? ''}`;
+      const requests = [ask(`scheduler:${call.action}`, schedule)];
+      // CreateSchedule hands the schedule its execution role (the Scheduler user guide's iam:PassRole).
+      const role = str((input.Target as Input | undefined)?.RoleArn);
+      if (call.action === 'CreateSchedule' && role) {
+        requests.push(ask('iam:PassRole', role, { 'iam:PassedToService': 'scheduler.amazonaws.com' }));
+      }
+      return requests;
+    }
+
     default:
       throw new Error(`call-context: ${String(call.service)}:${call.action} is not modelled`);
   }

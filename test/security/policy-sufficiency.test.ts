@@ -46,14 +46,24 @@ const VOLUME_KEY_ID = '3b2c1d0e-5f6a-4b72-8c9d-1e2f3a4b5c6d';
 interface ScenarioSpec {
   readonly name: string;
   /** What the run must end with, so the calls checked are those of the path the scenario is about. */
-  readonly outcome: 'replaced' | 'rolled-back';
+  readonly outcome: 'replaced' | 'rolled-back' | 'rolled-back-by-request' | 'failed';
   readonly newImage: (typeof SCENARIOS)[number]['newImage'];
   /** Adjusts the target's configuration before `cdk deploy`. */
   readonly target?: (target: ScenarioTarget) => ScenarioTarget;
   /** Changes the account and the target after `cdk deploy` and before the run. */
   readonly arrange?: (sandbox: Sandbox, target: ScenarioTarget) => Promise<ScenarioTarget> | ScenarioTarget;
+  /** Runs before the checked run (its calls are not checked), e.g. a replacement that opens a rollback window. */
+  readonly before?: (world: Awaited<ReturnType<typeof startFaultWorld>>, sandbox: Sandbox) => Promise<void>;
+  /** The checked run's input; a replacement of `web` by default. */
+  readonly input?: Record<string, unknown>;
 }
 type ScenarioTarget = Awaited<ReturnType<typeof startFaultWorld>>['target'];
+
+/** A replacement first, so that the seeded box is retired with an open window. */
+const replaceFirst = async (world: Awaited<ReturnType<typeof startFaultWorld>>) => {
+  const run = await world.run({ target: 'web', reason: 'policy sufficiency: open a rollback window' });
+  if (run.outcome !== 'replaced') throw new Error(`the replacement before the rollback ended ${run.outcome}`);
+};
 
 const SPECS: readonly ScenarioSpec[] = [
   ...SCENARIOS.map((s) => ({
@@ -126,6 +136,26 @@ const SPECS: readonly ScenarioSpec[] = [
       return { ...target, image: { imageId } };
     },
   },
+  {
+    // Rollback within the window: the retired box started, checked, given the EIP back, the newer retired.
+    name: 'rollback-within-window',
+    outcome: 'rolled-back-by-request',
+    newImage: { cloudInit: 'done', app: 'healthy' },
+    before: replaceFirst,
+    input: { target: 'web', action: 'rollback', reason: 'policy sufficiency rollback-within-window' },
+  },
+  {
+    // The retired box breaks after the switch: the EIP goes back, the box goes back to sleep.
+    name: 'rollback-reverted',
+    outcome: 'failed',
+    newImage: { cloudInit: 'done', app: 'healthy' },
+    before: async (world, sandbox) => {
+      await replaceFirst(world);
+      const image = sandbox.ec2.image(world.seeded.oldImageId) as { behaviour: unknown } | undefined;
+      if (image) image.behaviour = { cloudInit: 'done', app: { healthyForMs: 45_000 } };
+    },
+    input: { target: 'web', action: 'rollback', reason: 'policy sufficiency rollback-reverted' },
+  },
 ];
 
 const INVOKED_BY_STATE_MACHINE = new Set<string>(
@@ -183,9 +213,10 @@ const runScenario = async (spec: ScenarioSpec, handlers: HandlerSet): Promise<Sc
       return pending;
     };
 
+    if (spec.before) await spec.before(world, sandbox);
     const from = world.runCalls().length;
     invocations.length = 0;
-    const run = await world.run({ target: 'web', reason: `policy sufficiency ${spec.name}` });
+    const run = await world.run(spec.input ?? { target: 'web', reason: `policy sufficiency ${spec.name}` });
     const calls = world.runCalls().slice(from);
 
     const principalOf = (call: CallRecord): Principal => {
@@ -273,6 +304,7 @@ const policiesOf = (
       [`${logicalId(stack.runs.bucket)}.Arn`]: `arn:aws:s3:::${SANDBOX_ENV.RUNS_BUCKET}`,
       [`${logicalId(stack.notifications.key)}.Arn`]: topicKeyArn,
       [`${logicalId(stack.eventBus)}.Arn`]: busArn,
+      [`${logicalId(stack.retirement.role)}.Arn`]: SANDBOX_ENV.SCHEDULER_ROLE_ARN,
       ...Object.fromEntries(
         Object.entries(steps).map(([step, s]) => [
           `${logicalId(s.fn)}.Arn`,
@@ -281,7 +313,11 @@ const policiesOf = (
       ),
     },
     // The stack's SSM prefix is named after it; the sandbox deployment's is its own.
-    renames: [[`:parameter${stack.parameterPrefix}/`, `:parameter${SANDBOX_ENV.PARAMETER_PREFIX}/`]],
+    renames: [
+      [`:parameter${stack.parameterPrefix}/`, `:parameter${SANDBOX_ENV.PARAMETER_PREFIX}/`],
+      // The end-of-window schedule group, named after the stack there and after the deployment here.
+      [`:schedule/${stack.retirement.groupName}/`, `:schedule/${SANDBOX_ENV.SCHEDULE_GROUP}/`],
+    ],
   };
   const policies = new Map<Principal, PolicyStatement[]>();
   for (const [step, s] of Object.entries(steps)) {

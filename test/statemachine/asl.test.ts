@@ -264,4 +264,60 @@ describe('the replace state machine definition', () => {
       expect({ name, reachesFinish: routes.has('Finish') }).toEqual({ name, reachesFinish: true });
     }
   });
+
+  describe('rollback within the window (action "rollback")', () => {
+    const state = (name: string) => asl.States[name] as State;
+    const branch = reachable('StartRetired');
+
+    it('routes a rollback plan from RouteByPlan to StartRetired, a replacement to Launch', () => {
+      const choices = state('RouteByPlan').Choices as {
+        Variable: string;
+        StringEquals: string;
+        Next: string;
+      }[];
+      expect(choices.map((c) => [c.Variable, c.StringEquals, c.Next])).toEqual([
+        ['$.run.action', 'replace', 'Launch'],
+        ['$.run.action', 'rollback', 'StartRetired'],
+      ]);
+    });
+
+    it('sends every failure up to the end of the probe to RevertRestore, never to the replacement Rollback', () => {
+      for (const name of [
+        'StartRetired',
+        'AwaitRestored',
+        'AwaitRestoreCheck',
+        'RestoreSwitch',
+        'RestoreProbe',
+      ]) {
+        expect(branch.has(name)).toBe(true);
+        expect({ name, to: catchers(state(name)).map((c) => c.Next) }).toEqual({
+          name,
+          to: ['RevertRestore'],
+        });
+      }
+      expect(branch.has('Rollback')).toBe(false);
+      expect(branch.has('Launch')).toBe(false);
+    });
+
+    it('waits for the old box itself, not for a readiness agent event', () => {
+      expect(
+        [...branch].filter((name) => String(state(name).Resource ?? '').includes('waitForTaskToken')),
+      ).toEqual([]);
+      const polls = retriers(state('AwaitRestored')).flatMap((r) => r.ErrorEquals);
+      expect(polls).toEqual(expect.arrayContaining(['InstanceNotReady', 'AgentNotOnline']));
+      expect(state('AwaitRestoreCheck').Parameters).toMatchObject({ 'command.$': '$.restore.command' });
+    });
+
+    it('reuses the switch, probe, reconcile and retire functions on the restored box, and a reconcile failure is not a revert', () => {
+      expect(state('RestoreSwitch').Resource).toBe(state('Switch').Resource);
+      expect(state('RestoreProbe').Resource).toBe(state('Probe').Resource);
+      expect(state('RestoreReconcile').Resource).toBe(state('Reconcile').Resource);
+      expect(state('RestoreRetire').Resource).toBe(state('Retire').Resource);
+      expect(
+        catchers(state('RestoreReconcile')).map((c) => [c.Next, (c as { ResultPath?: string }).ResultPath]),
+      ).toEqual([['RestoreRetire', '$.reconcileError']]);
+      expect(state('StartRetired').ResultPath).toBe('$.launch');
+      expect(state('RevertRestore').ResultPath).toBe('$.rollback');
+    });
+  });
 });
