@@ -4,6 +4,8 @@
  * Types only: implementations live next to this file.
  */
 
+import type { ServiceName } from '../lambdas/shared/clients';
+
 // ---------------------------------------------------------------------------------------------------
 // Runtime: sandbox/clock.ts
 // ---------------------------------------------------------------------------------------------------
@@ -117,16 +119,7 @@ export interface CallRecord {
   readonly seq: number;
   /** Virtual ms since the sandbox started. */
   readonly at: number;
-  readonly service:
-    | 'ec2'
-    | 'ssm'
-    | 's3'
-    | 'sns'
-    | 'sfn'
-    | 'events'
-    | 'dynamodb'
-    | 'cloudformation'
-    | 'scheduler';
+  readonly service: ServiceName;
   /** SDK command name without the `Command` suffix, e.g. `RunInstances`. */
   readonly action: string;
   readonly input: unknown;

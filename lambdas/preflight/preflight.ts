@@ -16,7 +16,7 @@ import {
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import {
   awsCall,
@@ -33,15 +33,14 @@ import {
   issuePath,
   type TargetConfig,
   TargetNameSchema,
-  TargetSchema,
   type TerraformConfig,
   type TlsMode,
 } from '../shared/config';
-import { LOCK_LEASE_SECONDS, parameterNames, runKeys, Tags } from '../shared/constants';
+import { LOCK_LEASE_SECONDS, runKeys, Tags } from '../shared/constants';
 import { describeInstanceById, type ParkAction, parkCandidate } from '../shared/ec2';
 import { ErrorNames, invalidInput, isUnderstudyError, refused, UnderstudyError } from '../shared/errors';
 import { httpGet, type ProbeResponse } from '../shared/http';
-import { acquireLock, readLock, releaseLock } from '../shared/lock';
+import { acquireLock, lockHolder, readLock, releaseLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { phaseBus, publishQuietly, putPhaseEvent } from '../shared/notify';
 import { judge, schemeFor } from '../shared/probe';
@@ -53,6 +52,7 @@ import {
   type Lock,
   type Plan,
 } from '../shared/schemas';
+import { loadTargetConfig, parameterValue } from '../shared/targets';
 import { parseResourceAddress } from '../shared/tfstate/address';
 import { TfStateError } from '../shared/tfstate/errors';
 import { findInstance } from '../shared/tfstate/lookup';
@@ -121,50 +121,8 @@ const parseInput = (raw: unknown): ExecutionInput => {
   return parsed.data;
 };
 
-/** A parameter's value, or undefined when it does not exist. */
-const parameterValue = async (ssm: SSMClient, name: string): Promise<string | undefined> => {
-  try {
-    const out = await awsCall('GetParameter', () => ssm.send(new GetParameterCommand({ Name: name })));
-    return out.Parameter?.Value ?? '';
-  } catch (error) {
-    if (hasCode(error, 'ParameterNotFound')) return undefined;
-    throw error;
-  }
-};
-
-const loadTarget = async (ssm: SSMClient, prefix: string, name: string): Promise<TargetConfig> => {
-  const parameter = parameterNames(prefix).target(name);
-  const value = await parameterValue(ssm, parameter);
-  if (value === undefined) {
-    throw invalidInput(
-      'input.target',
-      `unknown target ${name}; configured targets are listed in understudy.config.json`,
-    );
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(value);
-  } catch {
-    throw invalidInput(
-      'input.target',
-      `the configuration of target ${name} (${parameter}) is not JSON; redeploy the stack`,
-    );
-  }
-  const parsed = TargetSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw invalidInput(
-      'input.target',
-      `the configuration of target ${name} (${parameter}) is invalid: ${formatIssues(parsed.error, `targets[${name}]`).join('; ')}; fix understudy.config.json and redeploy`,
-    );
-  }
-  if (parsed.data.name !== name) {
-    throw invalidInput(
-      'input.target',
-      `${parameter} describes target ${parsed.data.name}, not ${name}; redeploy the stack`,
-    );
-  }
-  return parsed.data;
-};
+const loadTarget = (ssm: SSMClient, prefix: string, name: string): Promise<TargetConfig> =>
+  loadTargetConfig(ssm, prefix, name, 'input.target');
 
 /** The AMI to launch and the setting it came from, so a refusal of the image names that setting. */
 interface ResolvedImage {
@@ -794,20 +752,8 @@ const runPreflight = async (
   if (target.terraform) await checkTerraformState(clients, target.terraform, eip.instanceId);
 
   if (input.dryRun) {
-    const held = await readLock(s3, env.RUNS_BUCKET, lockKey);
-    return {
-      ...plan,
-      action: 'dry-run',
-      ...(held
-        ? {
-            lockHeldBy: {
-              executionName: held.body.executionName,
-              owner: held.body.owner,
-              expiresAt: held.body.expiresAt,
-            },
-          }
-        : {}),
-    };
+    const holder = await lockHolder(s3, env.RUNS_BUCKET, lockKey);
+    return { ...plan, action: 'dry-run', ...(holder ? { lockHeldBy: holder } : {}) };
   }
 
   const lock = await acquireLock(s3, {

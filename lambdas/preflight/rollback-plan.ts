@@ -11,7 +11,7 @@ import { LOCK_LEASE_SECONDS, runKeys, Tags } from '../shared/constants';
 import { describeInstanceById } from '../shared/ec2';
 import { refused, type UnderstudyError } from '../shared/errors';
 import type { ProbeResponse } from '../shared/http';
-import { acquireLock, readLock } from '../shared/lock';
+import { acquireLock, lockHolder } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { publishQuietly } from '../shared/notify';
 import { judge } from '../shared/probe';
@@ -196,20 +196,8 @@ export const planRollback = async (
 
   const lockKey = runKeys.lock(configured.name);
   if (input.dryRun) {
-    const held = await readLock(s3, env.RUNS_BUCKET, lockKey);
-    return {
-      ...plan,
-      action: 'dry-run',
-      ...(held
-        ? {
-            lockHeldBy: {
-              executionName: held.body.executionName,
-              owner: held.body.owner,
-              expiresAt: held.body.expiresAt,
-            },
-          }
-        : {}),
-    };
+    const holder = await lockHolder(s3, env.RUNS_BUCKET, lockKey);
+    return { ...plan, action: 'dry-run', ...(holder ? { lockHeldBy: holder } : {}) };
   }
   const lock = await acquireLock(s3, {
     bucket: env.RUNS_BUCKET,

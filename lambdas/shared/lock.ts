@@ -115,6 +115,18 @@ const put = async (
   }
 };
 
+/** Who holds the lock now, as a dry run reports it; undefined when nobody does. */
+export const lockHolder = async (
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<{ executionName: string; owner: string; expiresAt: string } | undefined> => {
+  const held = await readLock(s3, bucket, key);
+  return held
+    ? { executionName: held.body.executionName, owner: held.body.owner, expiresAt: held.body.expiresAt }
+    : undefined;
+};
+
 /** Takes the lock (or confirms this execution already holds it: a retried preflight). */
 export const acquireLock = async (s3: S3Client, request: LockRequest): Promise<Lock> => {
   const lock: Lock = {

@@ -5,7 +5,7 @@ import {
   type InstanceStatus,
 } from '@aws-sdk/client-ec2';
 import { type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { awsCall, hasCode } from '../shared/aws-errors';
 import {
@@ -13,13 +13,12 @@ import {
   ImageIdSchema,
   type TargetConfig,
   TargetNameSchema,
-  TargetSchema,
   type TriggerKind,
 } from '../shared/config';
-import { parameterNames } from '../shared/constants';
-import { ErrorNames, invalidInput, refused, UnderstudyError } from '../shared/errors';
+import { ErrorNames, refused, UnderstudyError } from '../shared/errors';
 import { correlate, logger } from '../shared/logger';
 import { type ExecutionInput, ExecutionInputSchema } from '../shared/schemas';
+import { loadTargetConfig, parameterValue } from '../shared/targets';
 
 /**
  * The trigger function: turns an automatic trigger's event (shaped by its rule's input transformer or
@@ -82,38 +81,8 @@ const MAX_REASON = 256;
 const clip = (reason: string): string =>
   reason.length <= MAX_REASON ? reason : `${reason.slice(0, MAX_REASON - 1)}…`;
 
-const parameterValue = async (ssm: SSMClient, name: string): Promise<string | undefined> => {
-  try {
-    const out = await awsCall('GetParameter', () => ssm.send(new GetParameterCommand({ Name: name })));
-    return out.Parameter?.Value ?? '';
-  } catch (error) {
-    if (hasCode(error, 'ParameterNotFound')) return undefined;
-    throw error;
-  }
-};
-
-/** The target as the stack stored it (defaults filled in, a built image as its parameter). */
-const loadTarget = async (ssm: SSMClient, prefix: string, name: string): Promise<TargetConfig> => {
-  const parameter = parameterNames(prefix).target(name);
-  const value = await parameterValue(ssm, parameter);
-  if (value === undefined) {
-    throw invalidInput('event.target', `unknown target ${name}: no ${parameter}; redeploy the stack`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(value);
-  } catch {
-    throw invalidInput('event.target', `${parameter} is not JSON; redeploy the stack`);
-  }
-  const parsed = TargetSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw invalidInput(
-      'event.target',
-      `${parameter} is invalid: ${formatIssues(parsed.error, `targets[${name}]`).join('; ')}`,
-    );
-  }
-  return parsed.data;
-};
+const loadTarget = (ssm: SSMClient, prefix: string, name: string): Promise<TargetConfig> =>
+  loadTargetConfig(ssm, prefix, name, 'event.target');
 
 /** The AMI id the target's image parameter holds now; refused when it holds none. */
 const publishedImage = async (ssm: SSMClient, target: TargetConfig): Promise<string> => {

@@ -158,7 +158,8 @@ describe('preflight input', () => {
       .rejects(awsError('ParameterNotFound', 'not found'));
     await expect(run({ target: 'shop' })).rejects.toMatchObject({
       name: 'InvalidInput',
-      message: 'input.target: unknown target shop; configured targets are listed in understudy.config.json',
+      message:
+        'input.target: unknown target shop (no /understudy/targets/shop); configured targets are listed in understudy.config.json: add it there and redeploy the stack',
     });
     expectNothingMutated();
   });
