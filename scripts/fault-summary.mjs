@@ -12,11 +12,21 @@ try {
   console.log('fault matrix: 0 cells, 0 safe');
   process.exit(1);
 }
-// A cell is a test of the matrix suite; the happy run it is built from is not one.
+// A cell is a test of the matrix suite; the checks of the source runs it is built from are not.
 const cells = results.testResults
   .flatMap((suite) => suite.assertionResults)
   .filter((test) => test.ancestorTitles.includes('the fault matrix'));
 const safe = cells.filter((test) => test.status === 'passed').length;
 const crashed = results.numRuntimeErrorTestSuites ?? 0;
+// Each cell's title names the source run its call site came from: "… (rollback run) leaves …".
+const bySource = new Map();
+for (const test of cells) {
+  const source = /\(([^()]+ run)\) leaves the service safe$/.exec(test.title)?.[1] ?? 'unnamed source';
+  const tally = bySource.get(source) ?? { cells: 0, safe: 0 };
+  tally.cells += 1;
+  if (test.status === 'passed') tally.safe += 1;
+  bySource.set(source, tally);
+}
+for (const [source, tally] of bySource) console.log(`  ${source}: ${tally.cells} cells, ${tally.safe} safe`);
 console.log(`fault matrix: ${cells.length} cells, ${safe} safe`);
 process.exit(results.success && crashed === 0 && cells.length > 0 && safe === cells.length ? 0 : 1);

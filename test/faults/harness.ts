@@ -8,23 +8,31 @@ import { type Before, captureBefore } from './invariants';
 
 /**
  * The fault matrix's world: the workflow's world (test/workflow/helpers.ts) with every handler run in
- * its own async context, so each call in the sandbox's log is attributed to the function that made it,
- * and with the two faults the sandbox cannot inject by itself: a function that dies right after one of
+ * its own async context, so each call in the sandbox's log is attributed to the function that made it
+ * (or to the state, for a call Step Functions makes itself through a service integration), and with
+ * the two faults the sandbox cannot inject by itself: a function that dies right after one of
  * its calls took effect (so Step Functions retries it), and a Lambda service error before a handler runs.
  */
 
 /**
- * One AWS call site of the workflow: a function, the call, the how-many-th call of that action within
- * one invocation of the function (reconcile's PutObjects are the lock, the backup and the state), and
- * which matching call of the whole run it is.
+ * One AWS call site of the workflow: a function (or a state machine state that calls the service
+ * itself), the call, the how-many-th call of that action within one invocation of the function
+ * (reconcile's PutObjects are the lock, the backup and the state), and which matching call of the run
+ * it is.
  */
 export interface CallSite {
+  /** The function's folder under lambdas/, or the state's name when Step Functions makes the call. */
   readonly step: string;
+  /**
+   * `state-machine` for an optimized service integration (AnnounceOutcome's sns:publish): no function
+   * of ours runs there, so there is none to die after the call or to fail with a Lambda service error.
+   */
+  readonly caller: 'function' | 'state-machine';
   readonly service: CallRecord['service'];
   readonly action: string;
   /** 1-based position among this invocation's calls of `service:action`. */
   readonly ordinal: number;
-  /** 1-based position among all calls of `service:action` in the happy run (what `injectFault` counts). */
+  /** 1-based position among all calls of `service:action` in its source run (what `injectFault` counts). */
   readonly nth: number;
 }
 
@@ -52,6 +60,7 @@ export const serverError = (service: CallRecord['service']): FaultRule['fault'] 
 
 interface Invocation {
   readonly step: string;
+  readonly caller: CallSite['caller'];
   /** Calls of each `service:action` this invocation made so far. */
   readonly made: Map<string, number>;
   /** Set once the function "died" or ran past its timeout: Lambda froze it, so it calls nothing more. */
@@ -68,9 +77,16 @@ const namedError = (name: string, message: string): Error => {
 const timeoutMsOf = (step: string): number =>
   (STEPS.find((s) => s.name === step)?.timeoutSeconds ?? 900) * 1000;
 
+/** Who made a call: a function's invocation or a service-integration state, and its how-many-th there. */
+export interface Owner {
+  readonly step: string;
+  readonly caller: CallSite['caller'];
+  readonly ordinal: number;
+}
+
 export interface FaultWorld extends World {
-  /** The function whose invocation made this call, and the how-many-th of its action it was there. */
-  ownerOf(call: CallRecord): { readonly step: string; readonly ordinal: number } | undefined;
+  /** The invocation (function or integration state) that made this call. */
+  ownerOf(call: CallRecord): Owner | undefined;
   /** The calls made since the world was set up (the run's, then the invariants' own reads). */
   runCalls(): CallRecord[];
   /** Whether the fault this world was built for actually happened. */
@@ -79,10 +95,14 @@ export interface FaultWorld extends World {
   readonly before: Before;
 }
 
-/** A world whose calls are attributed to functions, with `fault` (if any) armed for the next run. */
+/**
+ * A world whose calls are attributed to functions and integration states, with `fault` (if any) armed
+ * for the next run; `setup` adjusts the account first (before anything is read or counted).
+ */
 export const startFaultWorld = async (
   fault?: Fault,
-  options: Omit<WorldOptions, 'wrap'> = {},
+  options: Omit<WorldOptions, 'wrap' | 'aroundIntegration'> = {},
+  setup?: (world: World) => void,
 ): Promise<FaultWorld> => {
   const context = new AsyncLocalStorage<Invocation>();
   let fired = false;
@@ -93,7 +113,7 @@ export const startFaultWorld = async (
         fired = true;
         return Promise.reject(namedError(fault.error, `${fault.error} (injected before ${step} ran)`));
       }
-      const invocation: Invocation = { step, made: new Map(), frozen: false };
+      const invocation: Invocation = { step, caller: 'function', made: new Map(), frozen: false };
       return new Promise((resolve, reject) => {
         invocation.die = reject;
         // Lambda freezes a function at its timeout; the sandbox only stops waiting for it.
@@ -112,43 +132,68 @@ export const startFaultWorld = async (
     ...options,
     wrap: (handlers: HandlerSet) =>
       Object.fromEntries(Object.entries(handlers).map(([step, h]) => [step, instrument(step, h)])),
+    // Step Functions' own call (a Standard workflow runs the task once, retries aside) is attributed to
+    // its state; a hang there ends at the state's TimeoutSeconds, which the engine enforces.
+    aroundIntegration: (state, call) =>
+      context.run({ step: state, caller: 'state-machine', made: new Map(), frozen: false }, call),
   });
+  setup?.(world);
   const before = await captureBefore(world);
   const sandbox = world.sandbox as unknown as Sandbox;
   const setupCalls = sandbox.calls.length;
-  const owners = new WeakMap<CallRecord, { step: string; ordinal: number }>();
+  const owners = new WeakMap<CallRecord, Owner & { readonly nth: number }>();
   const counts = new Map<string, number>();
   const original = sandbox.dispatch.bind(sandbox);
+
+  // Each call is attributed when the sandbox records it, not when dispatch is entered: dispatch may
+  // first fire due schedules (an await), so its record can come after other calls' records. Recording
+  // happens in the caller's async context, so the invocation (and the call's own slot) are still there.
+  const slots = new AsyncLocalStorage<{ record?: CallRecord }>();
+  const push = sandbox.calls.push.bind(sandbox.calls);
+  sandbox.calls.push = (...records: CallRecord[]) => {
+    for (const record of records) {
+      const key = `${record.service}:${record.action}`;
+      const nth = (counts.get(key) ?? 0) + 1;
+      counts.set(key, nth);
+      const invocation = record.via ? undefined : context.getStore();
+      if (invocation) {
+        const ordinal = (invocation.made.get(key) ?? 0) + 1;
+        invocation.made.set(key, ordinal);
+        owners.set(record, { step: invocation.step, caller: invocation.caller, ordinal, nth });
+      }
+      const slot = slots.getStore();
+      if (slot && !slot.record) slot.record = record;
+    }
+    return push(...records);
+  };
 
   // The sandbox routes every SDK command (and every presigned request) through dispatch on the current
   // sandbox: wrapping it here sees each call in the context of the invocation that made it.
   sandbox.dispatch = (service, action, input, via) => {
     const invocation = via ? undefined : context.getStore();
     if (invocation?.frozen) return new Promise<never>(() => {});
-    const pending = original(service, action, input, via);
-    const record = sandbox.calls.at(-1);
-    const key = `${service}:${action}`;
-    const ordinal = (invocation?.made.get(key) ?? 0) + 1;
-    invocation?.made.set(key, ordinal);
-    if (record && invocation) owners.set(record, { step: invocation.step, ordinal });
-    const nth = (counts.get(key) ?? 0) + 1;
-    counts.set(key, nth);
+    const slot: { record?: CallRecord } = {};
+    const pending = slots.run(slot, () => original(service, action, input, via));
     if (
       fault?.kind === 'crash-after-effect' &&
       !fired &&
-      invocation &&
+      invocation?.caller === 'function' &&
       fault.site.service === service &&
-      fault.site.action === action &&
-      fault.site.nth === nth
+      fault.site.action === action
     ) {
       // Whatever the call answered (an error such as InvalidInstanceID.NotFound is an answer too), the
       // function dies before it can act on it.
       const crash = () => {
-        if (fault.site.step !== invocation.step || fault.site.ordinal !== ordinal) return pending;
+        const owner = slot.record && owners.get(slot.record);
+        const { step, ordinal, nth } = fault.site;
+        if (fired || owner?.step !== step || owner.ordinal !== ordinal || owner.nth !== nth) return pending;
         fired = true;
         invocation.frozen = true;
         invocation.die?.(
-          namedError('Lambda.ServiceException', `${invocation.step} died after ${key} took effect`),
+          namedError(
+            'Lambda.ServiceException',
+            `${invocation.step} died after ${service}:${action} took effect`,
+          ),
         );
         return new Promise<never>(() => {});
       };
@@ -185,11 +230,14 @@ export const startFaultWorld = async (
   };
 };
 
+/** What makes two call sites the same, whichever run they were seen in (`nth` is per run). */
+export const siteId = (step: string, call: string, ordinal: number): string => `${step} ${call} ${ordinal}`;
+
 /**
  * The call sites of a run: each distinct (function, service, action, ordinal in the invocation), first
  * occurrence, with its position among all calls of that action (so injectFault with `nth` hits that
- * very call). A poll invoked ten times is one site. Presigned requests (a box's curl) and calls no
- * function made are not the workflow's call sites.
+ * very call). A poll invoked ten times is one site. Presigned requests (a box's curl) and calls neither
+ * a function nor an integration state made are not the workflow's call sites.
  */
 export const callSitesOf = (world: FaultWorld, calls: readonly CallRecord[]): CallSite[] => {
   const sites = new Map<string, CallSite>();
@@ -200,10 +248,11 @@ export const callSitesOf = (world: FaultWorld, calls: readonly CallRecord[]): Ca
     counts.set(key, nth);
     const owner = world.ownerOf(call);
     if (!owner || call.via) continue;
-    const id = `${owner.step} ${key} ${owner.ordinal}`;
+    const id = siteId(owner.step, key, owner.ordinal);
     if (!sites.has(id)) {
       sites.set(id, {
         step: owner.step,
+        caller: owner.caller,
         service: call.service,
         action: call.action,
         ordinal: owner.ordinal,

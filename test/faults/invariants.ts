@@ -90,6 +90,11 @@ const eipServes = async (world: World, run: WorkflowRun, outcome: string | undef
   if (!response.ok || response.status !== health.expectStatus) {
     return [`1: ${on} behind the Elastic IP fails the health check (${response.status ?? 'no answer'})`];
   }
+  // Over HTTPS the check above already verified the chain for the domain; the probe also wants it fresh.
+  const daysLeft = response.certificateDaysLeft;
+  if (tls.mode !== 'none' && (daysLeft === undefined || daysLeft < health.certificateMinDaysLeft)) {
+    return [`1: ${on} serves a certificate with ${daysLeft ?? 'unknown'} days left`];
+  }
   return [];
 };
 
@@ -231,10 +236,41 @@ const oneTruthfulOutcome = (world: World, run: WorkflowRun): string[] => {
   return [];
 };
 
+/**
+ * When the new image is bad whatever a fault does (the rollback source), a run may only end one way:
+ * the Elastic IP back on the old box and an outcome that says rolled-back. The health checks of
+ * invariant 1 alone could miss the EIP left on the candidate while its app still answers.
+ */
+const rolledBackFromBadCandidate = (world: World): string[] => {
+  const problems: string[] = [];
+  const on = world.sandbox.eipInstance(world.seeded.allocationId);
+  if (on !== world.seeded.oldInstanceId) {
+    problems.push(`1: the new image is bad, but the Elastic IP is on ${on ?? 'nothing'}, not the old box`);
+  }
+  const events = world.sandbox.messages
+    .filter((m) => m.attributes.kind === 'outcome')
+    .map((m) => m.attributes.event);
+  if (events.length === 1 && events[0] !== 'rolled-back') {
+    problems.push(`5: the new image is bad, but the outcome is ${events[0]}, not rolled-back`);
+  }
+  return problems;
+};
+
+/** What the source run tells about how any run of it must end. */
+export interface Expectation {
+  readonly candidateIsBad: boolean;
+}
+
 /** Every broken invariant, in words; empty when the run left the service safe. */
-export const violations = async (world: World, run: WorkflowRun, before: Before): Promise<string[]> => {
+export const violations = async (
+  world: World,
+  run: WorkflowRun,
+  before: Before,
+  expected: Expectation = { candidateIsBad: false },
+): Promise<string[]> => {
   const outcome = world.sandbox.messages.find((m) => m.attributes.kind === 'outcome')?.message;
   return [
+    ...(expected.candidateIsBad ? rolledBackFromBadCandidate(world) : []),
     ...(await eipServes(world, run, outcome)),
     ...(await instancesAccountedFor(world, run)),
     ...(await stateConsistent(world, before)),

@@ -1,19 +1,22 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { HappyRun } from './enumerate';
-import { type CallSite, type Fault, type FaultWorld, serverError, startFaultWorld } from './harness';
+import type { SourceRun } from './enumerate';
+import { type CallSite, type Fault, type FaultWorld, serverError, siteId, startFaultWorld } from './harness';
 import { violations } from './invariants';
+import { SOURCES, sourceNamed } from './sources';
 
 /**
- * The fault-injection matrix (issue 5): every AWS call site of a happy run, each made to throttle, fail
- * with a 5xx, hang until its task times out, or take effect and then lose its function; and every
+ * The fault-injection matrix (issue 5): every AWS call site of the workflow, each made to throttle,
+ * fail with a 5xx, hang until its task times out, or take effect and then lose its function; and every
  * function failing with a Lambda service error before it runs. One run per cell, then the five
- * invariants. The call sites come from a happy run made now (jest defines tests synchronously, so a
- * child process makes it), so a new call in the workflow gets its cells without editing this file.
+ * invariants. The call sites come from the source runs (sources.ts: the happy run, a rollback, the TLS
+ * modes) made now (jest defines tests synchronously, so a child process makes them), so a new call in
+ * the workflow gets its cells without editing this file. A site is faulted in the first source that
+ * makes it, so no cell is repeated.
  */
 
 const ROOT = join(__dirname, '..', '..');
-const happy = JSON.parse(
+const runs = JSON.parse(
   execFileSync(process.execPath, ['--import', 'tsx', join(__dirname, 'enumerate.ts')], {
     cwd: ROOT,
     encoding: 'utf8',
@@ -21,65 +24,84 @@ const happy = JSON.parse(
   })
     .trim()
     .split('\n')
-    .pop() ?? '{}',
-) as HappyRun;
+    .pop() ?? '[]',
+) as SourceRun[];
 
 const ordinalWord = (n: number) => `${n}${n === 2 ? 'nd' : n === 3 ? 'rd' : 'th'}`;
 const callName = (site: CallSite) =>
-  `${site.service}:${site.action} from ${site.step}${site.ordinal > 1 ? ` (its ${ordinalWord(site.ordinal)} in one invocation)` : ''}`;
+  `${site.service}:${site.action} from ${site.caller === 'state-machine' ? `the ${site.step} state` : site.step}${site.ordinal > 1 ? ` (its ${ordinalWord(site.ordinal)} in one invocation)` : ''}`;
 
-/**
- * Left out, not passing: a Finish that stops between publishing the outcome and recording that it did
- * (it dies right after the Publish, or the record write after it hangs until the timeout) is retried
- * and publishes it again: two outcome messages. A standard SNS topic cannot deduplicate, and recording
- * first would lose the message instead when the stop falls between the two; subscribers can drop the
- * repeat by its `execution` attribute.
- */
-const knownUnsafe = (fault: Fault): boolean =>
-  fault.kind !== 'lambda-error' &&
-  fault.site.step === 'finish' &&
-  ((fault.kind === 'crash-after-effect' && fault.site.service === 'sns' && fault.site.action === 'Publish') ||
-    (fault.kind === 'hang' &&
-      fault.site.service === 's3' &&
-      fault.site.action === 'PutObject' &&
-      fault.site.ordinal === 2));
+interface Cell {
+  readonly name: string;
+  readonly source: string;
+  readonly fault: Fault;
+}
 
-const allCells: { name: string; fault: Fault }[] = [
-  ...happy.sites.flatMap((site): { name: string; fault: Fault }[] => {
-    const fiveHundred = serverError(site.service);
-    const code = fiveHundred === 'hang' ? '' : fiveHundred.error;
-    return [
-      { name: `a throttled ${callName(site)} leaves the service safe`, fault: { kind: 'throttle', site } },
-      {
-        name: `a ${callName(site)} failing with ${code} leaves the service safe`,
-        fault: { kind: 'server-error', site },
-      },
-      {
-        name: `a ${callName(site)} that hangs until the task times out leaves the service safe`,
-        fault: { kind: 'hang', site },
-      },
-      {
-        name: `a function that dies right after ${callName(site)} took effect leaves the service safe`,
-        fault: { kind: 'crash-after-effect', site },
-      },
-    ];
-  }),
-  ...happy.steps.flatMap((step): { name: string; fault: Fault }[] =>
-    (['Lambda.ServiceException', 'Lambda.TooManyRequestsException'] as const).map((error) => ({
-      name: `a ${error} before ${step} runs leaves the service safe`,
-      fault: { kind: 'lambda-error', step, error },
-    })),
-  ),
-];
-
-const cells = allCells.filter((cell) => !knownUnsafe(cell.fault));
-
-describe('the happy run the matrix is built from', () => {
-  it('replaces the box through calls that each belong to one of the workflow functions', () => {
-    expect(happy.outcome).toBe('replaced');
-    expect(happy.sites.length).toBeGreaterThan(0);
-    expect(happy.unattributed).toEqual([]);
+const siteCells = (site: CallSite, source: string): Cell[] => {
+  const fiveHundred = serverError(site.service);
+  const code = fiveHundred === 'hang' ? '' : fiveHundred.error;
+  const cell = (name: string, fault: Fault): Cell => ({
+    name: `${name} (${source}) leaves the service safe`,
+    source,
+    fault,
   });
+  const faults = [
+    cell(`a throttled ${callName(site)}`, { kind: 'throttle', site }),
+    cell(`a ${callName(site)} failing with ${code}`, { kind: 'server-error', site }),
+    cell(`a ${callName(site)} that hangs until the task times out`, { kind: 'hang', site }),
+  ];
+  // A Standard workflow runs a service-integration task (AnnounceOutcome's sns:publish) once, retries
+  // aside: no function of ours runs there to die after the call took effect, nor to fail with a Lambda
+  // service error, so those faults have no meaning at such a site.
+  if (site.caller === 'state-machine') return faults;
+  return [
+    ...faults,
+    cell(`a function that dies right after ${callName(site)} took effect`, {
+      kind: 'crash-after-effect',
+      site,
+    }),
+  ];
+};
+
+/** True the first time `id` is seen: a site or function gets its cells in the first source only. */
+const firstSeen = (seen: Set<string>) => (id: string) => {
+  if (seen.has(id)) return false;
+  seen.add(id);
+  return true;
+};
+const newSite = firstSeen(new Set());
+const newStep = firstSeen(new Set());
+const cells: Cell[] = runs.flatMap((run): Cell[] => {
+  const sites = run.sites.filter((site) =>
+    newSite(siteId(site.step, `${site.service}:${site.action}`, site.ordinal)),
+  );
+  const steps = run.steps.filter(newStep);
+  return [
+    ...sites.flatMap((site) => siteCells(site, run.source)),
+    ...steps.flatMap((step): Cell[] =>
+      (['Lambda.ServiceException', 'Lambda.TooManyRequestsException'] as const).map((error) => ({
+        name: `a ${error} before ${step} runs (${run.source}) leaves the service safe`,
+        source: run.source,
+        fault: { kind: 'lambda-error', step, error },
+      })),
+    ),
+  ];
+});
+
+describe('the source runs the matrix is built from', () => {
+  it('are the source scenarios, each run once, in order', () => {
+    expect(runs.map((run) => run.source)).toEqual(SOURCES.map((source) => source.name));
+  });
+
+  it.each(SOURCES.map((source) => [source.name, source.outcome]))(
+    'the %s ends %s through calls that each belong to a workflow function or state',
+    (name, outcome) => {
+      const run = runs.find((r) => r.source === name);
+      expect({ outcome: run?.outcome, rollbackCause: run?.rollbackCause }).toMatchObject({ outcome });
+      expect(run?.sites.length).toBeGreaterThan(0);
+      expect(run?.unattributed).toEqual([]);
+    },
+  );
 });
 
 describe('the fault matrix', () => {
@@ -89,11 +111,12 @@ describe('the fault matrix', () => {
     world = undefined;
   });
 
-  it.each(cells)('$name', async ({ fault }) => {
-    world = await startFaultWorld(fault);
+  it.each(cells)('$name', async ({ source: name, fault }) => {
+    const source = sourceNamed(name);
+    world = await startFaultWorld(fault, source.options, source.setup);
     const run = await world.run();
 
     expect(world.faultFired()).toBe(true);
-    expect(await violations(world, run, world.before)).toEqual([]);
+    expect(await violations(world, run, world.before, source)).toEqual([]);
   });
 });

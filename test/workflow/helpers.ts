@@ -13,6 +13,7 @@ import {
   type LocalWorkflow,
   type RunOptions,
   sourceHandlers,
+  type Deployment as WorkflowDeployment,
   type WorkflowRun,
 } from '../../sandbox/workflow';
 
@@ -42,6 +43,8 @@ export interface WorldOptions {
   readonly handlers?: HandlerSet;
   /** Wraps handlers, e.g. to make one crash after its effect. */
   readonly wrap?: (handlers: HandlerSet) => HandlerSet;
+  /** Runs each call a service-integration state makes, e.g. to attribute it to the state. */
+  readonly aroundIntegration?: WorkflowDeployment['aroundIntegration'];
 }
 
 let cachedHandlers: HandlerSet | undefined;
@@ -58,6 +61,7 @@ export const startWorld = async (options: WorldOptions = {}): Promise<World> => 
     ...(options.target ? { target: options.target } : {}),
     ...(options.terraform === undefined ? {} : { terraform: options.terraform }),
     handlers: options.wrap ? options.wrap(handlers) : handlers,
+    ...(options.aroundIntegration ? { aroundIntegration: options.aroundIntegration } : {}),
   });
   return {
     sandbox,
