@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config-loader';
 import { historyCommand } from './history';
+import { initCommand } from './init';
 import { replaceCommand } from './replace';
 import { rollbackCommand } from './rollback';
 import { statusCommand } from './status';
@@ -59,17 +60,19 @@ export const buildProgram = (io: CliIo, onExit: (code: number) => void): Command
   const rollback = rollbackCommand(io, onExit);
   const status = statusCommand(io, onExit);
   const history = historyCommand(io, onExit);
+  const init = initCommand(io, onExit);
   program.addCommand(replace);
   program.addCommand(rollback);
   program.addCommand(status);
   program.addCommand(history);
+  program.addCommand(init);
   program.addCommand(
     tfstateCommand({ io: { stdout: write(io.stdout), stderr: write(io.stderr) } }, onExit, (command) =>
       command.exitOverride(),
     ),
   );
   // Commands built on their own do not inherit the program's settings.
-  for (const command of [replace, rollback, status, history]) {
+  for (const command of [replace, rollback, status, history, init]) {
     command.exitOverride().configureOutput({ writeOut: write(io.stdout), writeErr: write(io.stderr) });
   }
   return program;
