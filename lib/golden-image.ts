@@ -233,6 +233,10 @@ export class GoldenImage extends Construct {
   readonly distribution: imagebuilder.CfnDistributionConfiguration;
   readonly instanceRole: iam.Role;
   readonly parameterName: string;
+  /** Deletes the target's images, AMIs and snapshots beyond the newest `build.keepImages`. */
+  readonly lifecyclePolicy: imagebuilder.CfnLifecyclePolicy;
+  /** The role Image Builder runs the lifecycle policy's deletions as. */
+  readonly lifecycleRole: iam.Role;
 
   constructor(scope: Construct, id: string, props: GoldenImageProps) {
     super(scope, id);
@@ -362,6 +366,8 @@ export class GoldenImage extends Construct {
       distributionConfigurationArn: this.distribution.attrArn,
       imageTestsConfiguration: { imageTestsEnabled: true, timeoutMinutes: 60 },
       enhancedImageMetadataEnabled: true,
+      // The lifecycle policy finds this target's images by this tag, whatever recipe version built them.
+      imageTags: { [GOLDEN_IMAGE_TAG]: baseName },
       status: 'ENABLED',
       ...(build.scheduleCron
         ? {
@@ -374,8 +380,53 @@ export class GoldenImage extends Construct {
           }
         : {}),
     });
+
+    this.lifecycleRole = new iam.Role(this, 'LifecycleRole', {
+      assumedBy: new iam.ServicePrincipal('imagebuilder.amazonaws.com'),
+      description: `Image Builder deletes the old golden images of ${target} as this role`,
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName(LIFECYCLE_EXECUTION_POLICY)],
+    });
+    Validations.of(this.lifecycleRole).acknowledge({
+      id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/${LIFECYCLE_EXECUTION_POLICY}]`,
+      reason:
+        "Image Builder's documented execution policy for lifecycle rules: it may deregister, disable or delete only images and snapshots tagged CreatedBy=EC2 Image Builder, AWS keeps it in step with the service, and only Image Builder can assume the role",
+    });
+
+    this.lifecyclePolicy = new imagebuilder.CfnLifecyclePolicy(this, 'Lifecycle', {
+      name: baseName,
+      description: `Keeps the newest ${build.keepImages} golden images of ${target}, and any launched from in the last ${RECENTLY_LAUNCHED_DAYS} days or tagged ${KEEP_TAG}=true`,
+      executionRole: this.lifecycleRole.roleArn,
+      resourceType: 'AMI_IMAGE',
+      status: 'ENABLED',
+      // Every recipe change is a new recipe version (content-derived), so selecting by recipe would
+      // leave the images of earlier versions behind; the pipeline tags every image it builds instead.
+      resourceSelection: { tagMap: { [GOLDEN_IMAGE_TAG]: baseName } },
+      policyDetails: [
+        {
+          action: { type: 'DELETE', includeResources: { amis: true, snapshots: true } },
+          filter: { type: 'COUNT', value: build.keepImages },
+          exclusionRules: {
+            amis: {
+              // A running box does not need its AMI, but one launched from lately is the likeliest to be
+              // serving or kept stopped for rollback, and relaunching the same image must stay possible.
+              lastLaunched: { unit: 'DAYS', value: RECENTLY_LAUNCHED_DAYS },
+              tagMap: { [KEEP_TAG]: 'true' },
+            },
+          },
+        },
+      ],
+    });
   }
 }
+
+/** Tags every image the pipeline builds; its value names the stack and target (`understudy-<stack>-<target>`). */
+export const GOLDEN_IMAGE_TAG = 'understudy:golden-image';
+/** An AMI tagged `understudy:keep=true` is never deleted by the lifecycle policy. */
+export const KEEP_TAG = 'understudy:keep';
+/** An AMI an instance was launched from within this many days is never deleted by the lifecycle policy. */
+export const RECENTLY_LAUNCHED_DAYS = 30;
+/** AWS's managed policy for Image Builder lifecycle actions (a service-role policy, hence the path). */
+export const LIFECYCLE_EXECUTION_POLICY = 'service-role/EC2ImageBuilderLifecycleExecutionPolicy';
 
 /** The agent script, the unit that sends the final event and the unit that sends progress meanwhile. */
 export const AGENT_FILES = [

@@ -10,6 +10,7 @@ import { EventRouting } from './event-routing';
 import { GoldenImage } from './golden-image';
 import { Notifications } from './notifications';
 import { Observability } from './observability';
+import { OperatorPolicy } from './operator-policy';
 import { Orchestrator } from './orchestrator';
 import { Retirement } from './retirement';
 import { RunsBucket } from './runs-bucket';
@@ -51,6 +52,8 @@ export class UnderstudyStack extends Stack {
   readonly dns01: Dns01Policies;
   /** The end of rollback windows: the schedule group and the role its schedules terminate with. */
   readonly retirement: Retirement;
+  /** What the CLI needs, for users to attach to their SRE role (`<stack>-operator`). */
+  readonly operator: OperatorPolicy;
 
   constructor(scope: Construct, id: string, props: UnderstudyStackProps) {
     super(scope, id, props);
@@ -162,6 +165,17 @@ export class UnderstudyStack extends Stack {
         description: `Attach to the role of the ${name} instances: lets certbot answer dns-01 for its domain in its hosted zone only`,
       });
     }
+
+    this.operator = new OperatorPolicy(this, 'Operator', {
+      stateMachine: this.orchestrator.stateMachine,
+      runsBucket: this.runs.bucket,
+      targetParameters: Object.values(this.targetParameters.parameters),
+    });
+    new CfnOutput(this, 'OperatorPolicyArn', {
+      value: this.operator.policy.managedPolicyArn,
+      description:
+        'Attach to the role your SREs use to run the Understudy CLI (replace, rollback, status, history)',
+    });
 
     new CfnOutput(this, 'StateMachineArn', { value: this.orchestrator.stateMachine.stateMachineArn });
     new CfnOutput(this, 'EventBusName', { value: this.eventBus.eventBusName });

@@ -49,6 +49,16 @@ export const ImageBuildSchema = z
       .string()
       .regex(/^cron\([^()]{9,100}\)$/, 'use a schedule expression such as cron(0 3 ? * SUN *)')
       .optional(),
+    /**
+     * How many of the newest images (AMIs and their snapshots) the image lifecycle policy keeps; older
+     * ones are deleted unless an instance was launched from them recently or they carry understudy:keep=true.
+     */
+    keepImages: z
+      .number({ error: 'use a whole number of images from 1 to 1000' })
+      .int('use a whole number of images from 1 to 1000')
+      .min(1, 'keep at least 1 image: the newest is the one the workflow launches')
+      .max(1000, 'Image Builder counts up to 1000 images')
+      .default(5),
   })
   .strict();
 

@@ -7,6 +7,7 @@ import { App, Lazy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { parse } from 'yaml';
+import { ImageBuildSchema } from '../../lambdas/shared/config';
 import {
   AGENT_FILES,
   COMPONENT_ORDER,
@@ -16,12 +17,15 @@ import {
   contentVersion,
   type Distro,
   execStartPath,
+  GOLDEN_IMAGE_TAG,
   GoldenImage,
   type GoldenImageProps,
   IMAGE_SETTINGS_FILE,
   type ImageBuild,
   imageSettings,
+  KEEP_TAG,
   READINESS_AGENT_DIR,
+  RECENTLY_LAUNCHED_DAYS,
   renderComponent,
   stripCommentLines,
 } from '../../lib/golden-image';
@@ -49,7 +53,7 @@ const goldenImage = (build: Partial<ImageBuild> = {}, extra: Partial<GoldenImage
   const stack = new Stack(new App(), 'Test', { env: { account: ACCOUNT, region: REGION } });
   const image = new GoldenImage(stack, 'Image', {
     target: 'web',
-    build: { parentImage: 'al2023', architecture: 'x86_64', ...build },
+    build: { parentImage: 'al2023', architecture: 'x86_64', keepImages: 5, ...build },
     parameterName: PARAMETER,
     eventBusName: BUS,
     ...extra,
@@ -624,5 +628,80 @@ describe('build infrastructure and pipeline', () => {
   test.each(DISTROS)('on %s the construct alone is clean under cdk-nag AwsSolutions', (parentImage) => {
     const { stack } = goldenImage({ parentImage });
     expect(new AwsSolutionsChecks().validateScope(stack).violations.map((v) => v.ruleName)).toEqual([]);
+  });
+});
+
+describe('retention of old images', () => {
+  const lifecycle = (build: Partial<ImageBuild> = {}) => {
+    const { template } = goldenImage(build);
+    return { template, policy: only(template, 'AWS::ImageBuilder::LifecyclePolicy') };
+  };
+
+  test('deletes AMI images beyond the newest keepImages, their AMIs and snapshots included', () => {
+    const { policy } = lifecycle({ keepImages: 7 });
+    expect(policy.ResourceType).toBe('AMI_IMAGE');
+    expect(policy.Status).toBe('ENABLED');
+    const [detail, ...others] = policy.PolicyDetails as Record<string, unknown>[];
+    expect(others).toEqual([]);
+    expect(detail?.Action).toEqual({ Type: 'DELETE', IncludeResources: { Amis: true, Snapshots: true } });
+    expect(detail?.Filter).toEqual({ Type: 'COUNT', Value: 7 });
+  });
+
+  test('selects every image the pipeline builds, whatever recipe version built it, and only this target of this stack', () => {
+    const { template, policy } = lifecycle();
+    const pipeline = only(template, 'AWS::ImageBuilder::ImagePipeline');
+    expect(policy.ResourceSelection).toEqual({ TagMap: { [GOLDEN_IMAGE_TAG]: 'understudy-Test-web' } });
+    expect(policy.ResourceSelection).not.toHaveProperty('Recipes');
+    expect(pipeline.ImageTags).toEqual({ [GOLDEN_IMAGE_TAG]: 'understudy-Test-web' });
+    expect(pipeline.Name).toBe('understudy-Test-web');
+  });
+
+  test('never deletes an AMI launched from in the last 30 days, or one tagged understudy:keep=true', () => {
+    const { policy } = lifecycle();
+    const [detail] = policy.PolicyDetails as { ExclusionRules?: unknown }[];
+    expect(RECENTLY_LAUNCHED_DAYS).toBe(30);
+    expect(detail?.ExclusionRules).toEqual({
+      Amis: { LastLaunched: { Unit: 'DAYS', Value: 30 }, TagMap: { [KEEP_TAG]: 'true' } },
+    });
+  });
+
+  test('runs as a role only Image Builder may assume, holding only the AWS lifecycle execution policy', () => {
+    const { template, policy } = lifecycle();
+    const roles = template.findResources('AWS::IAM::Role');
+    const [roleId, role] =
+      Object.entries(roles).find(([, r]) =>
+        JSON.stringify(r.Properties.AssumeRolePolicyDocument).includes('imagebuilder.amazonaws.com'),
+      ) ?? [];
+    expect(policy.ExecutionRole).toEqual({ 'Fn::GetAtt': [roleId, 'Arn'] });
+    expect(role?.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'imagebuilder.amazonaws.com' } },
+    ]);
+    expect(role?.Properties.ManagedPolicyArns.map(flatten)).toEqual([
+      'arn:<AWS::Partition>:iam::aws:policy/service-role/EC2ImageBuilderLifecycleExecutionPolicy',
+    ]);
+    const inline = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) =>
+      JSON.stringify(p.Properties.Roles).includes(roleId ?? '?'),
+    );
+    expect(inline).toEqual([]);
+  });
+
+  test('the stack keeps 5 images of the api target unless the config says otherwise', () => {
+    const { template } = synthesize();
+    const policies = Object.values(template.findResources('AWS::ImageBuilder::LifecyclePolicy'));
+    expect(policies.map((p) => [p.Properties.Name, p.Properties.PolicyDetails[0].Filter.Value])).toEqual([
+      ['understudy-Understudy-api', 5],
+    ]);
+  });
+
+  test('keepImages takes a whole number from 1 to 1000, and a refusal says what to use', () => {
+    const base = { parentImage: 'al2023', architecture: 'x86_64' };
+    expect(ImageBuildSchema.parse(base).keepImages).toBe(5);
+    expect(ImageBuildSchema.parse({ ...base, keepImages: 1000 }).keepImages).toBe(1000);
+    for (const keepImages of [0, 1001, 2.5, '5']) {
+      const result = ImageBuildSchema.safeParse({ ...base, keepImages });
+      expect(result.success).toBe(false);
+      expect(result.error?.issues[0]?.path).toEqual(['keepImages']);
+      expect(result.error?.issues[0]?.message).toMatch(/image/);
+    }
   });
 });
