@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config-loader';
+import { approveCommand } from './approve';
 import { historyCommand } from './history';
 import { initCommand } from './init';
 import { replaceCommand } from './replace';
@@ -61,18 +62,22 @@ export const buildProgram = (io: CliIo, onExit: (code: number) => void): Command
   const status = statusCommand(io, onExit);
   const history = historyCommand(io, onExit);
   const init = initCommand(io, onExit);
+  const approve = approveCommand('approve', io, onExit);
+  const reject = approveCommand('reject', io, onExit);
   program.addCommand(replace);
   program.addCommand(rollback);
   program.addCommand(status);
   program.addCommand(history);
   program.addCommand(init);
+  program.addCommand(approve);
+  program.addCommand(reject);
   program.addCommand(
     tfstateCommand({ io: { stdout: write(io.stdout), stderr: write(io.stderr) } }, onExit, (command) =>
       command.exitOverride(),
     ),
   );
   // Commands built on their own do not inherit the program's settings.
-  for (const command of [replace, rollback, status, history, init]) {
+  for (const command of [replace, rollback, status, history, init, approve, reject]) {
     command.exitOverride().configureOutput({ writeOut: write(io.stdout), writeErr: write(io.stderr) });
   }
   return program;

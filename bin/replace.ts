@@ -6,7 +6,14 @@ import { formatIssues, issuePath } from '../lambdas/shared/config';
 import { parameterNames, runKeys } from '../lambdas/shared/constants';
 import { type ExecutionInput, ExecutionInputSchema } from '../lambdas/shared/schemas';
 import { awsFailure, consoleLink } from './account';
-import { type CommonOptions, commonOptions, type OperatorContext, printJson, runOperator } from './operator';
+import {
+  type CommonOptions,
+  commonOptions,
+  type OperatorContext,
+  printJson,
+  reportError,
+  runOperator,
+} from './operator';
 import { type RunSummary, readJson, summarizeRecord } from './runs';
 import { type CliIo, EXIT, type ExitCode, InputError } from './terminal';
 import { type ExecutionView, seconds, watchExecution } from './watch';
@@ -282,14 +289,33 @@ const baseDocument = (
 export const replaceCommand = (io: CliIo, onExit: (code: ExitCode) => void): Command => {
   const command = new Command('replace')
     .description("replace the target's server with a fresh one from its image and follow the run")
-    .argument('<target>', 'target name from understudy.config.json')
+    .argument('[target]', 'target name from understudy.config.json (or --group)')
+    .option('--group <name>', 'replace every target of this group of the config, in waves (bin/fleet.ts)')
+    .option('--config <file>', 'the config file --group is read from (default understudy.config.json)')
     .option('--image <ami>', 'AMI id to use instead of the configured image source')
     .option('--reason <text>', 'why (kept in the run record and the notifications)')
     .option('--dry-run', 'preflight only: print the plan, change nothing')
     .addOption(new Option('--watch', 'follow the run live (default when stdout is a terminal)'))
     .addOption(new Option('--no-watch', 'return once the execution started'));
   for (const option of commonOptions()) command.addOption(option);
-  return command.action(async (target: string, options: ReplaceOptions) => {
-    onExit(await runReplace(target, options, io));
-  });
+  return command.action(
+    async (target: string | undefined, options: ReplaceOptions & { group?: string; config?: string }) => {
+      if ((target === undefined) === (options.group === undefined)) {
+        const refusal = new InputError('target', 'name one target, or a group with --group, not both');
+        onExit(reportError(io, 'replace', options.json === true, refusal));
+        return;
+      }
+      if (options.group !== undefined) {
+        if (options.dryRun) {
+          const refusal = new InputError('dryRun', '--dry-run takes one target, not --group');
+          onExit(reportError(io, 'replace', options.json === true, refusal));
+          return;
+        }
+        const { runFleet } = await import('./fleet');
+        onExit(await runFleet(options.group, options, io));
+        return;
+      }
+      onExit(await runReplace(target as string, options, io));
+    },
+  );
 };

@@ -4,7 +4,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { runKeys } from '../lambdas/shared/constants';
+import { parameterNames, runKeys } from '../lambdas/shared/constants';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
 
 /** The top-level folders of the runs bucket the CLI reads: run records and locks, never `tls/`. */
@@ -20,6 +20,10 @@ export interface OperatorPolicyProps {
   readonly runsBucket: s3.IBucket;
   /** Each target's configuration parameter: `replace` checks the target is deployed. */
   readonly targetParameters: readonly ssm.IStringParameter[];
+  /** The stack's parameter prefix, under which a run waiting for approval parks its task token. */
+  readonly parameterPrefix: string;
+  /** The fleet workflow `replace --group` starts and follows. */
+  readonly fleetStateMachine: sfn.StateMachine;
 }
 
 export const operatorStatements = (scope: Construct, props: OperatorPolicyProps): JustifiedStatement[] => {
@@ -31,7 +35,36 @@ export const operatorStatements = (scope: Construct, props: OperatorPolicyProps)
     resourceName: `${stateMachine.stateMachineName}:*`,
     arnFormat: ArnFormat.COLON_RESOURCE_NAME,
   });
+  const fleetExecutions = stack.formatArn({
+    service: 'states',
+    resource: 'execution',
+    resourceName: `${props.fleetStateMachine.stateMachineName}:*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+  const approvals = stack.formatArn({
+    service: 'ssm',
+    resource: 'parameter',
+    resourceName: parameterNames(props.parameterPrefix).approval('*').replace(/^\//, ''),
+    arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+  });
   return [
+    {
+      // `approve|reject <target>`: the token a waiting run parked, then the answer to that run's task.
+      statement: new iam.PolicyStatement({
+        sid: 'ReadApprovalRequests',
+        actions: ['ssm:GetParameter'],
+        resources: [approvals],
+      }),
+      wildcardReason:
+        'one approval request per target under the stack prefix, named after the target at run time',
+    },
+    {
+      statement: new iam.PolicyStatement({
+        sid: 'AnswerApprovals',
+        actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+        resources: [stateMachine.stateMachineArn],
+      }),
+    },
     {
       statement: new iam.PolicyStatement({
         sid: 'ReadStackOutputs',
@@ -53,6 +86,22 @@ export const operatorStatements = (scope: Construct, props: OperatorPolicyProps)
         actions: ['states:StartExecution', 'states:ListExecutions'],
         resources: [stateMachine.stateMachineArn],
       }),
+    },
+    {
+      // `replace --group`: one fleet execution, followed by its own and its items' DescribeExecution.
+      statement: new iam.PolicyStatement({
+        sid: 'StartFleets',
+        actions: ['states:StartExecution'],
+        resources: [props.fleetStateMachine.stateMachineArn],
+      }),
+    },
+    {
+      statement: new iam.PolicyStatement({
+        sid: 'FollowFleets',
+        actions: ['states:DescribeExecution'],
+        resources: [fleetExecutions],
+      }),
+      wildcardReason: 'executions of the one fleet state machine, named when the CLI starts them; read only',
     },
     {
       statement: new iam.PolicyStatement({

@@ -584,6 +584,19 @@ const stepStatements = (
 
     certificate: [...runCommand, ...renewLock],
 
+    hook: [...runCommand, ...renewLock],
+
+    'request-approval': [
+      {
+        // Only this function writes the approval token; the operator's `approve|reject` reads it.
+        statement: allow('KeepApprovalToken', ['ssm:PutParameter'], [parameterArn(names.approval('*'))]),
+        wildcardReason:
+          'one approval task token per configured target under the stack prefix, named at run time',
+      },
+      ...renewLock,
+      ...publish,
+    ],
+
     probe: [...renewLock, ...publish],
 
     rollback: [
@@ -666,8 +679,12 @@ const stepStatements = (
         wildcardReason: 'run records are keyed by target and execution name, known at run time',
       },
       {
-        statement: allow('CleanUpTaskTokens', ['ssm:DeleteParameters'], [tokens, earlyEvents]),
-        wildcardReason: `${tokenWildcard}; ${earlyEventWildcard}`,
+        statement: allow(
+          'CleanUpTaskTokens',
+          ['ssm:DeleteParameters'],
+          [tokens, earlyEvents, parameterArn(names.approval('*'))],
+        ),
+        wildcardReason: `${tokenWildcard}; ${earlyEventWildcard}; one approval token per target, named at run time`,
       },
       {
         // The bucket is versioned: the transfer (a private key) is removed version by version, not hidden

@@ -84,6 +84,18 @@ export const STEPS = [
     invokedByStateMachine: true,
   },
   {
+    name: 'hook',
+    description: "sends a target's lifecycle hook commands to the new or the old box through SSM",
+    timeoutSeconds: 120,
+    invokedByStateMachine: true,
+  },
+  {
+    name: 'request-approval',
+    description: 'stores the approval task token and announces that the switch waits for a human',
+    timeoutSeconds: 60,
+    invokedByStateMachine: true,
+  },
+  {
     name: 'probe',
     description: 'probes the site through the Elastic IP, then bakes',
     timeoutSeconds: 300,

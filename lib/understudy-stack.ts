@@ -7,6 +7,7 @@ import { parameterNames } from '../lambdas/shared/constants';
 import { IDENTITY_KEYS_VARIABLE, identityKeysVariable } from '../lambdas/signal/identity';
 import { Dns01Policies } from './dns01-policy';
 import { EventRouting } from './event-routing';
+import { Fleet } from './fleet';
 import { GoldenImage } from './golden-image';
 import { Notifications } from './notifications';
 import { Observability } from './observability';
@@ -52,6 +53,8 @@ export class UnderstudyStack extends Stack {
   readonly dns01: Dns01Policies;
   /** The end of rollback windows: the schedule group and the role its schedules terminate with. */
   readonly retirement: Retirement;
+  /** Fleet waves: the state machine `replace --group` starts (a Distributed Map of replace runs). */
+  readonly fleet: Fleet;
   /** What the CLI needs, for users to attach to their SRE role (`<stack>-operator`). */
   readonly operator: OperatorPolicy;
 
@@ -166,18 +169,29 @@ export class UnderstudyStack extends Stack {
       });
     }
 
+    new CfnOutput(this, 'StateMachineArn', { value: this.orchestrator.stateMachine.stateMachineArn });
+    this.fleet = new Fleet(this, 'Fleet', {
+      replaceStateMachine: this.orchestrator.stateMachine,
+      // The Orchestrator's fixed name (lib/orchestrator.ts).
+      replaceStateMachineName: `${this.stackName}-Replace`,
+    });
+    new CfnOutput(this, 'FleetStateMachineArn', {
+      value: this.fleet.stateMachine.stateMachineArn,
+      description: 'Replaces a group of targets in waves: npx understudy replace --group <name>',
+    });
     this.operator = new OperatorPolicy(this, 'Operator', {
       stateMachine: this.orchestrator.stateMachine,
       runsBucket: this.runs.bucket,
       targetParameters: Object.values(this.targetParameters.parameters),
+      parameterPrefix: this.parameterPrefix,
+      fleetStateMachine: this.fleet.stateMachine,
     });
     new CfnOutput(this, 'OperatorPolicyArn', {
       value: this.operator.policy.managedPolicyArn,
       description:
-        'Attach to the role your SREs use to run the Understudy CLI (replace, rollback, status, history)',
+        'Attach to the role your SREs use to run the Understudy CLI (replace, rollback, status, history, approve, reject)',
     });
 
-    new CfnOutput(this, 'StateMachineArn', { value: this.orchestrator.stateMachine.stateMachineArn });
     new CfnOutput(this, 'EventBusName', { value: this.eventBus.eventBusName });
     new CfnOutput(this, 'TopicArn', { value: this.notifications.topic.topicArn });
     new CfnOutput(this, 'RunsBucketName', { value: this.runs.bucket.bucketName });

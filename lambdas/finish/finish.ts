@@ -568,7 +568,10 @@ export const finish = async (
     try {
       // Absent names come back in InvalidParameters, not as an error: a retry is a no-op.
       await clients.ssm.send(
-        new DeleteParametersCommand({ Names: [names.token(candidate), names.earlyEvent(candidate)] }),
+        // The approval gate's token (if the target has one) is this run's too: one run per target at a time.
+        new DeleteParametersCommand({
+          Names: [names.token(candidate), names.earlyEvent(candidate), names.approval(target)],
+        }),
       );
     } catch (error) {
       if (isTransient(error)) throw transient('DeleteParameters', error);

@@ -354,6 +354,51 @@ const checkTriggers = (target: TargetConfig, path: (string | number)[], ctx: z.R
   }
 };
 
+/**
+ * Operator-provided shell run through SSM Run Command around the switch, e.g. stopping queue workers on
+ * the old box and starting them on the new one so singleton work never runs twice. These lines are
+ * shell by design and run as given (under bash with `set -euo pipefail`): validation only keeps each
+ * one a single printable line of bounded length, so a line cannot smuggle in another command through a
+ * newline or a NUL that a reviewer of the config would not see.
+ */
+const HookLineSchema = z
+  .string()
+  .min(1)
+  .max(1024)
+  .regex(
+    PRINTABLE_LINE,
+    'use one line of printable text, without tabs, newlines or other control characters',
+  );
+const HookLinesSchema = z.array(HookLineSchema).min(1).max(20);
+
+export const HooksSchema = z
+  .object({
+    /** On the new box before the switch; a failure rolls back with nothing switched. */
+    beforeSwitch: z.object({ newBox: HookLinesSchema }).strict().optional(),
+    /**
+     * Once the probe and bake passed: the old box's lines first, then the new box's. A failure rolls back
+     * like a failed probe (the new box may be serving without its workers); lines that already ran are
+     * not undone.
+     */
+    afterSwitch: z
+      .object({ oldBox: HookLinesSchema.optional(), newBox: HookLinesSchema.optional() })
+      .strict()
+      .refine((a) => a.oldBox !== undefined || a.newBox !== undefined, {
+        message: 'give oldBox or newBox commands, or leave afterSwitch out',
+      })
+      .optional(),
+  })
+  .strict();
+
+/** A human's go-ahead before the switch, answered with `understudy approve|reject <target>`. */
+export const ApprovalSchema = z
+  .object({
+    required: z.boolean(),
+    /** Unanswered this long, the run rolls back; below the execution's own 12-hour limit. */
+    timeoutSeconds: z.number().int().min(60).max(21_600).default(3_600),
+  })
+  .strict();
+
 export const TargetSchema = z
   .object({
     name: TargetNameSchema,
@@ -376,6 +421,15 @@ export const TargetSchema = z
     retention: RetentionSchema.optional(),
     terraform: TerraformSchema.optional(),
     triggers: TriggersSchema.optional(),
+    /** Labels that select targets into fleet groups (`groups[].targets: { tag: ... }`); not EC2 tags. */
+    tags: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'use 1-64 letters, digits, "_", ".", ":" or "-"'),
+        z.string().regex(/^[A-Za-z0-9_.:-]{0,64}$/, 'use up to 64 letters, digits, "_", ".", ":" or "-"'),
+      )
+      .optional(),
+    hooks: HooksSchema.optional(),
+    approval: ApprovalSchema.optional(),
   })
   .strict();
 
@@ -384,6 +438,79 @@ export const NotificationsSchema = z
     emails: z.array(z.string().regex(EMAIL, 'use a plain e-mail address')).max(20).default([]),
   })
   .strict();
+
+/**
+ * Fleet waves (issue 6): a named set of targets the fleet state machine replaces, at most
+ * `maxConcurrency` at a time, failing once more than `toleratedFailurePercentage` of them failed. The
+ * set is a list of target names, or every target whose config `tags` carry `tag.key` = `tag.value`
+ * (config labels, resolved from this file when the run starts, not EC2 tags read at run time).
+ */
+export const GroupSchema = z
+  .object({
+    name: TargetNameSchema,
+    targets: z.union(
+      [
+        z.array(TargetNameSchema).min(1, 'name at least one target').max(100),
+        z
+          .object({ tag: z.object({ key: z.string().min(1).max(64), value: z.string().max(64) }).strict() })
+          .strict(),
+      ],
+      { error: 'use a list of target names or { "tag": { "key": ..., "value": ... } }' },
+    ),
+    /** How many targets are replaced at the same time (the size of a wave). */
+    maxConcurrency: z.number().int('use a whole number').min(1).max(100).default(1),
+    /** The fleet fails once more than this share of its targets failed; 0 stops at the first failure. */
+    toleratedFailurePercentage: z.number().min(0).max(100).default(0),
+  })
+  .strict();
+export type GroupConfig = z.infer<typeof GroupSchema>;
+
+interface GroupedConfig {
+  readonly targets: readonly { readonly name: string; readonly tags?: Readonly<Record<string, string>> }[];
+  readonly groups?: readonly GroupConfig[];
+}
+
+/** The target names a group selects: the listed order, or config order for a tag. */
+export const groupTargets = (config: GroupedConfig, group: GroupConfig): string[] => {
+  const selector = group.targets;
+  if (Array.isArray(selector)) return [...selector];
+  const { key, value } = (selector as { tag: { key: string; value: string } }).tag;
+  return config.targets.filter((t) => t.tags?.[key] === value).map((t) => t.name);
+};
+
+/** Every group's targets are configured, its name is unique, and a tag selects at least one target. */
+const checkGroups = (config: GroupedConfig, ctx: z.RefinementCtx): void => {
+  const names = new Set(config.targets.map((t) => t.name));
+  const seen = new Set<string>();
+  (config.groups ?? []).forEach((group, i) => {
+    if (seen.has(group.name)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['groups', i, 'name'],
+        message: `duplicate group name "${group.name}"`,
+      });
+    }
+    seen.add(group.name);
+    const selector = group.targets;
+    if (Array.isArray(selector)) {
+      selector.forEach((name, j) => {
+        if (!names.has(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['groups', i, 'targets', j],
+            message: `no target "${name}": declare it under targets or remove it from the group`,
+          });
+        }
+      });
+    } else if (groupTargets(config, group).length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['groups', i, 'targets', 'tag'],
+        message: 'no target carries this tag in its tags: tag at least one target or fix the selector',
+      });
+    }
+  });
+};
 
 const REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$/;
 
@@ -447,9 +574,11 @@ export const ConfigSchema = z
     notifications: NotificationsSchema.default({ emails: [] }),
     readinessAgent: ReadinessAgentSchema.optional(),
     targets: z.array(TargetSchema).min(1, 'declare at least one target'),
+    groups: z.array(GroupSchema).max(50).optional(),
   })
   .strict()
   .superRefine((config, ctx) => {
+    checkGroups(config, ctx);
     const seen = new Set<string>();
     config.targets.forEach((t, i) => {
       if (seen.has(t.name)) {

@@ -18,6 +18,8 @@ export const LOCK_LEASE_SECONDS = EXECUTION_TIMEOUT_SECONDS + 3_600;
 export const parameterNames = (prefix: string) => ({
   target: (name: string) => `${prefix}/targets/${name}`,
   token: (instanceId: string) => `${prefix}/tokens/${instanceId}`,
+  /** The approval gate's task token (SecureString), one per target: a target runs one replacement at a time. */
+  approval: (target: string) => `${prefix}/approvals/${target}`,
   earlyEvent: (instanceId: string) => `${prefix}/events/${instanceId}`,
   /** The AMI id of the golden image Understudy builds for a target (`image.build`), written by Image Builder. */
   image: (target: string) => `${prefix}/images/${target}`,

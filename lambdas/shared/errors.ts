@@ -27,6 +27,8 @@ export const ErrorNames = {
   CommandPending: 'CommandPending',
   /** An SSM command ended in any state but Success. */
   CommandFailed: 'CommandFailed',
+  /** An operator answered the approval gate with `understudy reject` (sent with SendTaskFailure). */
+  ApprovalRejected: 'ApprovalRejected',
   /** AssociateAddress did not leave the EIP on the expected instance. */
   SwitchFailed: 'SwitchFailed',
   /** The probe through the EIP did not reach its consecutive successes before the deadline. */

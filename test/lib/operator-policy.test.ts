@@ -35,7 +35,7 @@ beforeAll(() => {
 });
 
 /** The commands an operator runs against AWS; `--sandbox` reaches its fake account by a dynamic import. */
-const CLI_COMMANDS = ['replace', 'rollback', 'status', 'history'];
+const CLI_COMMANDS = ['replace', 'rollback', 'status', 'history', 'approve'];
 
 /** Every source file those commands import, statically and transitively; nothing under sandbox/. */
 const cliSources = (): string[] => {
@@ -115,11 +115,15 @@ describe('the operator policy grants exactly what the CLI calls', () => {
     }
   });
 
-  test('it cannot stop, redrive or change anything: StartExecution is its only write', () => {
+  test('it cannot stop, redrive or change anything: starting a run and answering its approval are its only writes', () => {
     const writes = statements()
       .flatMap((s) => asList(s.Action))
       .filter((a) => !/^[a-z0-9]+:(Describe|Get|List)/.test(a));
-    expect(writes).toEqual(['states:StartExecution']);
+    expect([...new Set(writes)].sort()).toEqual([
+      'states:SendTaskFailure',
+      'states:SendTaskSuccess',
+      'states:StartExecution',
+    ]);
   });
 });
 
@@ -128,34 +132,46 @@ describe('on the right resources', () => {
     expect(resourcesFor('cloudformation:DescribeStacks')).toEqual(['<AWS::StackId>']);
   });
 
-  test('StartExecution and ListExecutions on the replacement state machine only', () => {
+  test('StartExecution on the replacement and fleet state machines only, ListExecutions on the replacement one', () => {
     const machine = `<${refOf(stack.orchestrator.stateMachine)}>`;
-    expect(resourcesFor('states:StartExecution')).toEqual([machine]);
+    const fleet = `<${refOf(stack.fleet.stateMachine)}>`;
+    expect(resourcesFor('states:StartExecution').sort()).toEqual([fleet, machine].sort());
     expect(resourcesFor('states:ListExecutions')).toEqual([machine]);
   });
 
-  test("DescribeExecution and GetExecutionHistory on that machine's executions, and no other machine's", () => {
+  test("DescribeExecution on the two machines' executions, GetExecutionHistory on the replacement's, and no other machine's", () => {
     const name = `<${refOf(stack.orchestrator.stateMachine)}.Name>`;
+    const fleetName = `<${refOf(stack.fleet.stateMachine)}.Name>`;
     const mine = `arn:aws:states:${REGION}:${ACCOUNT}:execution:${name}:cli-web-configured-202611270200-abc`;
+    const fleetRun = `arn:aws:states:${REGION}:${ACCOUNT}:execution:${fleetName}:cli-group-all-abc`;
     const other = `arn:aws:states:${REGION}:${ACCOUNT}:execution:Other-Replace:cli-web-x`;
-    for (const action of ['states:DescribeExecution', 'states:GetExecutionHistory']) {
-      const resources = resourcesFor(action);
-      expect(resources).toHaveLength(1);
-      expect(covers(resources[0] ?? '', mine)).toBe(true);
-      expect(covers(resources[0] ?? '', other)).toBe(false);
-    }
+    const history = resourcesFor('states:GetExecutionHistory');
+    expect(history).toHaveLength(1);
+    expect(covers(history[0] ?? '', mine)).toBe(true);
+    expect(covers(history[0] ?? '', fleetRun)).toBe(false);
+    const describe = resourcesFor('states:DescribeExecution');
+    expect(describe).toHaveLength(2);
+    for (const run of [mine, fleetRun]) expect(describe.some((r) => covers(r, run))).toBe(true);
+    expect(describe.some((r) => covers(r, other))).toBe(false);
   });
 
-  test("GetParameter on each target's configuration parameter, and on no other parameter", () => {
+  test("GetParameter on each target's configuration parameter and the approval requests, and on no other parameter", () => {
     const resources = template.toJSON().Resources;
     // A parameter's Ref is its name: read it from the template to see the ARN IAM compares.
     const named = resourcesFor('ssm:GetParameter').map((arn) =>
       arn.replace(/<(\w+)>/, (_ref, id: string) => resources[id].Properties.Name),
     );
     expect(named.sort()).toEqual([
+      `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/understudy/Understudy/approvals/*`,
       `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/understudy/Understudy/targets/api`,
       `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/understudy/Understudy/targets/web`,
     ]);
+  });
+
+  test('SendTaskSuccess and SendTaskFailure on the replacement state machine only', () => {
+    const machine = `<${refOf(stack.orchestrator.stateMachine)}>`;
+    expect(resourcesFor('states:SendTaskSuccess')).toEqual([machine]);
+    expect(resourcesFor('states:SendTaskFailure')).toEqual([machine]);
   });
 
   test('GetObject under runs/ and locks/ of the runs bucket only: never the certificate transfers (tls/)', () => {
@@ -209,6 +225,7 @@ describe('for the user to attach', () => {
     const wildcards = statements()
       .flatMap((s) => asList(s.Resource).map(flatten))
       .filter((r) => r.includes('*'));
-    expect(wildcards).toHaveLength(3);
+    // both machines' executions, runs/ and locks/ objects, and the per-target approval requests.
+    expect(wildcards).toHaveLength(5);
   });
 });

@@ -150,11 +150,11 @@ describe('placeholder checks', () => {
     expect(placeholdersIn(`{"a":"${ref('B')}","b":"${ref('A')}","c":"${ref('B')}"}`)).toEqual(['A', 'B']);
   });
 
-  test("the step table names the eighteen step folders (the trigger function is the stack's, not a step), and placeholders are their PascalCase", () => {
+  test("the step table names the twenty step folders (the trigger function is the stack's, not a step), and placeholders are their PascalCase", () => {
     const folders = readdirSync(join(REPO, 'lambdas'), { withFileTypes: true })
       .filter((entry) => entry.isDirectory() && entry.name !== 'shared')
       .map((entry) => entry.name);
-    expect(STEP_NAMES).toHaveLength(18);
+    expect(STEP_NAMES).toHaveLength(20);
     expect([...STEP_NAMES, TRIGGER_FOLDER].sort()).toEqual(folders.sort());
     expect(placeholderFor('await-command')).toBe('AwaitCommandFunctionArn');
   });

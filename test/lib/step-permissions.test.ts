@@ -234,7 +234,7 @@ describe('other services', () => {
   });
 
   test('SendCommand reaches only the shell document and instances tagged with a configured target', () => {
-    for (const step of ['pack-certificate', 'prepare', 'certificate', 'await-restored'] as const) {
+    for (const step of ['pack-certificate', 'prepare', 'certificate', 'await-restored', 'hook'] as const) {
       const send = stepStatements(step).filter((s) => asList(s.Action).includes('ssm:SendCommand'));
       const document = send.find((s) => s.Condition === undefined);
       expect(asList(document?.Resource).map(flatten)).toEqual([
@@ -250,7 +250,16 @@ describe('other services', () => {
       (s) => grants(stepStatements(s), 'ssm:SendCommand', INSTANCES).length > 0,
     );
     // await-restored: the local app check on a retired box brought back by a rollback.
-    expect(senders.sort()).toEqual(['await-restored', 'certificate', 'pack-certificate', 'prepare']);
+    // hook: the target's lifecycle hooks on the new box and on the box it replaces.
+    expect(senders.sort()).toEqual(['await-restored', 'certificate', 'hook', 'pack-certificate', 'prepare']);
+  });
+
+  test('the approval token is written only by request-approval, and no step reads it', () => {
+    const approval = `${PREFIX_ARN}/approvals/web`;
+    const able = (action: string) =>
+      STEP_NAMES.filter((s) => grants(stepStatements(s), action, approval).length > 0).sort();
+    expect(able('ssm:PutParameter')).toEqual(['request-approval']);
+    expect(able('ssm:GetParameter')).toEqual([]);
   });
 
   test('a task token is written only by await-readiness, read only by the signal function, and deleted only by finish', () => {
@@ -387,6 +396,7 @@ describe('other services', () => {
       'finish',
       'preflight',
       'probe',
+      'request-approval',
       'retire',
       'revert-restore',
       'rollback',

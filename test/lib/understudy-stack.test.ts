@@ -164,6 +164,7 @@ describe('outputs', () => {
     const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
     expect(Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, flatten(v.Value)]))).toEqual({
       StateMachineArn: `<${logicalId(stack.orchestrator.stateMachine)}>`,
+      FleetStateMachineArn: `<${logicalId(stack.fleet.stateMachine)}>`,
       EventBusName: `<${logicalId(stack.eventBus)}>`,
       TopicArn: `<${logicalId(stack.notifications.topic)}>`,
       RunsBucketName: `<${logicalId(stack.runs.bucket)}>`,

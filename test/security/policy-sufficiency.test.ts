@@ -137,6 +137,26 @@ const SPECS: readonly ScenarioSpec[] = [
     },
   },
   {
+    // Lifecycle hooks through SSM on the new box and on the old one, which carries only the target tag's rights.
+    name: 'lifecycle-hooks',
+    outcome: 'replaced',
+    newImage: { cloudInit: 'done', app: 'healthy' },
+    target: (t) => ({
+      ...t,
+      hooks: {
+        beforeSwitch: { newBox: ['true'] },
+        afterSwitch: { oldBox: ['true'], newBox: ['true'] },
+      },
+    }),
+  },
+  {
+    // The approval gate stores its token and announces it; unanswered, it times out and rolls back.
+    name: 'approval-unanswered',
+    outcome: 'rolled-back',
+    newImage: { cloudInit: 'done', app: 'healthy' },
+    target: (t) => ({ ...t, approval: { required: true, timeoutSeconds: 60 } }),
+  },
+  {
     // Rollback within the window: the retired box started, checked, given the EIP back, the newer retired.
     name: 'rollback-within-window',
     outcome: 'rolled-back-by-request',

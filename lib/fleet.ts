@@ -1,0 +1,113 @@
+import { join } from 'node:path';
+import { ArnFormat, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
+
+export interface FleetProps {
+  /** The single-target workflow each item of the fleet runs (`${ReplaceStateMachineArn}`). */
+  readonly replaceStateMachine: sfn.IStateMachine;
+  /** Its fixed name, for the ARNs of its executions. */
+  readonly replaceStateMachineName: string;
+}
+
+/** Fleet waves, in Amazon States Language (a Distributed Map of replace executions). */
+export const FLEET_DEFINITION_PATH = join(__dirname, '..', 'statemachine', 'fleet.asl.json');
+
+/**
+ * The fleet workflow: replaces a group of targets in waves. A Standard state machine built from the ASL
+ * file, logging without execution data (inputs carry target settings), traced with X-Ray.
+ */
+export class Fleet extends Construct {
+  readonly stateMachine: sfn.StateMachine;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: FleetProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    // Named, so the role can be granted its own ARN (child workflow executions) without a cycle.
+    const stateMachineName = `${stack.stackName}-Fleet`;
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineName,
+      definitionBody: sfn.DefinitionBody.fromFile(FLEET_DEFINITION_PATH),
+      definitionSubstitutions: { ReplaceStateMachineArn: props.replaceStateMachine.stateMachineArn },
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      tracingEnabled: true,
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+
+    const states = (resource: string, resourceName: string): string =>
+      stack.formatArn({
+        service: 'states',
+        resource,
+        resourceName,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      });
+    const statements: JustifiedStatement[] = [
+      // startExecution.sync:2 starts the replace run, polls it, and stops it when the item is cancelled.
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'StartReplace',
+          actions: ['states:StartExecution'],
+          resources: [props.replaceStateMachine.stateMachineArn],
+        }),
+      },
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'FollowReplace',
+          actions: ['states:DescribeExecution', 'states:StopExecution'],
+          resources: [states('execution', `${props.replaceStateMachineName}:*`)],
+        }),
+        wildcardReason: 'the replace executions a fleet starts are named per run: known only at run time',
+      },
+      // .sync learns that the run ended through this managed rule, which Step Functions creates.
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'SyncEvents',
+          actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+          resources: [
+            stack.formatArn({
+              service: 'events',
+              resource: 'rule',
+              resourceName: 'StepFunctionsGetEventsForStepFunctionsExecutionRule',
+            }),
+          ],
+        }),
+      },
+      // A Distributed Map runs each item as a child workflow execution of this very state machine.
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'StartChildWorkflows',
+          actions: ['states:StartExecution'],
+          resources: [states('stateMachine', stateMachineName)],
+        }),
+      },
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'FollowChildWorkflows',
+          actions: ['states:DescribeExecution', 'states:StopExecution'],
+          resources: [states('execution', `${stateMachineName}/*`)],
+        }),
+        wildcardReason: 'child workflow executions are named by the Map Run: known only at run time',
+      },
+    ];
+    for (const { statement } of statements) this.stateMachine.addToRolePolicy(statement);
+
+    const defaultPolicy = this.stateMachine.role.node.findChild('DefaultPolicy');
+    acknowledgeWildcards(defaultPolicy, statements);
+    Validations.of(defaultPolicy).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'X-Ray trace writes and CloudWatch Logs delivery management added by CDK for tracing and logging have no ' +
+        'resource-level permissions',
+    });
+  }
+}
