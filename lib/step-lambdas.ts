@@ -8,6 +8,40 @@ import { Construct } from 'constructs';
 import { BUNDLE } from './bundling';
 import { pascalCase, STEPS, type StepName } from './steps';
 
+/** The stack's bundling of every function (lib/bundling.ts's settings, for NodejsFunction). */
+export const NODEJS_BUNDLING: nodejs.BundlingOptions = {
+  format: BUNDLE.format === 'esm' ? nodejs.OutputFormat.ESM : nodejs.OutputFormat.CJS,
+  minify: BUNDLE.minify,
+  sourceMap: BUNDLE.sourcemap,
+  target: BUNDLE.target,
+  mainFields: [...BUNDLE.mainFields],
+  // The SDK is bundled too: the runtime's copy changes under us, and the bundle must carry the exact
+  // client the sandbox was tested with.
+  externalModules: [],
+  banner: BUNDLE.banner,
+  forceDockerBundling: false,
+};
+
+/** What every function's runtime needs besides its own settings. */
+export const RUNTIME_ENVIRONMENT = {
+  POWERTOOLS_SERVICE_NAME: 'understudy',
+  POWERTOOLS_LOG_LEVEL: 'INFO',
+  // The bundles are minified: without this, stack traces name mangled symbols in one long line.
+  NODE_OPTIONS: '--enable-source-maps',
+} as const;
+
+/**
+ * Tracing (ACTIVE) writes its X-Ray wildcard into the role's default policy: acknowledged there only,
+ * so a wildcard added anywhere else under the role is still reported.
+ */
+export const acknowledgeTracing = (role: iam.Role): void => {
+  Validations.of(role.node.findChild('DefaultPolicy')).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      'xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing: ACTIVE) have no resource-level permissions',
+  });
+};
+
 /** The variables every step reads with `readEnv`; nothing else is passed. */
 export interface StepEnvironment {
   /** SSM prefix of this stack's parameters, e.g. `/understudy/Understudy`. */
@@ -71,31 +105,11 @@ export class StepLambdas extends Construct {
           RUNS_BUCKET: props.environment.runsBucketName,
           TOPIC_ARN: props.environment.topicArn,
           EVENT_BUS_NAME: props.environment.eventBusName,
-          POWERTOOLS_SERVICE_NAME: 'understudy',
-          POWERTOOLS_LOG_LEVEL: 'INFO',
-          // The bundles are minified: without this, stack traces name mangled symbols in one long line.
-          NODE_OPTIONS: '--enable-source-maps',
+          ...RUNTIME_ENVIRONMENT,
         },
-        bundling: {
-          format: BUNDLE.format === 'esm' ? nodejs.OutputFormat.ESM : nodejs.OutputFormat.CJS,
-          minify: BUNDLE.minify,
-          sourceMap: BUNDLE.sourcemap,
-          target: BUNDLE.target,
-          mainFields: [...BUNDLE.mainFields],
-          // The SDK is bundled too: the runtime's copy changes under us, and the bundle must carry the
-          // exact client the sandbox was tested with.
-          externalModules: [],
-          banner: BUNDLE.banner,
-          forceDockerBundling: false,
-        },
+        bundling: NODEJS_BUNDLING,
       });
-      // Tracing is set here, so its wildcard is acknowledged here, on the one policy CDK wrote it into: a
-      // wildcard added anywhere else under the role is still reported.
-      Validations.of(role.node.findChild('DefaultPolicy')).acknowledge({
-        id: 'AwsSolutions-IAM5[Resource::*]',
-        reason:
-          'xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing: ACTIVE) have no resource-level permissions',
-      });
+      acknowledgeTracing(role);
       built[step.name] = { fn, role, logGroup };
     }
     this.steps = built as Record<StepName, StepLambda>;

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -11,9 +11,9 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig } from '../lambdas/shared/config';
 import { parameterNames } from '../lambdas/shared/constants';
-import { BUNDLE } from './bundling';
 import type { GoldenImage } from './golden-image';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
+import { acknowledgeTracing, NODEJS_BUNDLING, RUNTIME_ENVIRONMENT } from './step-lambdas';
 import { pascalCase, TRIGGER_FOLDER } from './steps';
 import { storedTarget } from './target-parameters';
 
@@ -95,26 +95,11 @@ export class Triggers extends Construct {
       environment: {
         PARAMETER_PREFIX: props.parameterPrefix,
         STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
-        POWERTOOLS_SERVICE_NAME: 'understudy',
-        POWERTOOLS_LOG_LEVEL: 'INFO',
-        NODE_OPTIONS: '--enable-source-maps',
+        ...RUNTIME_ENVIRONMENT,
       },
-      bundling: {
-        format: BUNDLE.format === 'esm' ? nodejs.OutputFormat.ESM : nodejs.OutputFormat.CJS,
-        minify: BUNDLE.minify,
-        sourceMap: BUNDLE.sourcemap,
-        target: BUNDLE.target,
-        mainFields: [...BUNDLE.mainFields],
-        externalModules: [],
-        banner: BUNDLE.banner,
-        forceDockerBundling: false,
-      },
+      bundling: NODEJS_BUNDLING,
     });
-    Validations.of(role.node.findChild('DefaultPolicy')).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing: ACTIVE) have no resource-level permissions',
-    });
+    acknowledgeTracing(role);
 
     const parameterArn = (name: string) =>
       stack.formatArn({
