@@ -10,5 +10,7 @@ module.exports = {
   },
   // middy, aws-local-stepfunctions and commander ship ESM only (or ESM-first); let swc compile them for jest's CJS runtime.
   transformIgnorePatterns: ['/node_modules/(?!(@middy|aws-local-stepfunctions|commander)/)'],
-  testTimeout: 60000,
+  // A workflow test drives a whole replacement through real HTTPS probes every 50 virtual ms: about
+  // 10 s on a quiet 2-core machine, eight times that on a loaded CI runner (seen: 89 s).
+  testTimeout: 300_000,
 };

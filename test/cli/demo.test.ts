@@ -40,7 +40,7 @@ describe('npx understudy demo --json', () => {
     expect(timeline.map((t) => t.state)).toEqual(
       expect.arrayContaining(['Preflight', 'Launch', 'Switch', 'Finish']),
     );
-  }, 120_000);
+  }, 600_000);
 
   it('shows in one run that restore keeps HTTPS up while the manual order (http-01 after the switch) does not', async () => {
     const { stdout } = await run('npx', ['understudy', 'demo', '--json'], {
@@ -59,7 +59,7 @@ describe('npx understudy demo --json', () => {
     expect(byName.get('manual-order')?.outcome).toBe('replaced');
     expect(byName.get('manual-order')?.failedProbes).toBeGreaterThan(0);
     expect(byName.get('manual-order')?.downtimeMs).toBeGreaterThan(0);
-  }, 180_000);
+  }, 600_000);
 
   it('refuses an unknown scenario with the list of known ones', async () => {
     const failure = await run('npx', ['understudy', 'demo', '--scenario', 'nope'], {
@@ -68,5 +68,5 @@ describe('npx understudy demo --json', () => {
 
     expect((failure as { code: number }).code).toBe(2);
     expect((failure as { stderr: string }).stderr).toContain('happy');
-  }, 60_000);
+  }, 600_000);
 });

@@ -467,7 +467,7 @@ describe('npx understudy tfstate (whole process)', () => {
 
     expect(stdout).toContain('(serial 41 -> 42)');
     expect(ws.read().serial).toBe(42);
-  }, 60_000);
+  });
 
   it('exits non-zero with one line on a refusal', async () => {
     const ws = workspace('terraform-v3.tfstate');
@@ -482,5 +482,5 @@ describe('npx understudy tfstate (whole process)', () => {
 
     expect((failure as { code: number }).code).toBe(1);
     expect((failure as { stderr: string }).stderr.trimEnd().split('\n')).toHaveLength(1);
-  }, 60_000);
+  });
 });

@@ -370,7 +370,7 @@ beforeAll(async () => {
   const handlers = await sourceHandlers();
   // One at a time: each sandbox owns the process-wide SDK plugin while it runs.
   for (const spec of SPECS) runs.set(spec.name, await runScenario(spec, handlers));
-}, 120_000);
+}, 600_000);
 
 const runOf = (name: string): ScenarioRun => {
   const run = runs.get(name);

@@ -26,7 +26,7 @@ beforeAll(async () => {
   const capture = new harness.LogCapture();
   ({ evidence, demoExitCode } = await harness.runEverything(capture));
   logLines = capture.lines;
-}, 180_000);
+}, 600_000);
 
 afterAll(() => {
   if (previousLevel === undefined) delete process.env.POWERTOOLS_LOG_LEVEL;

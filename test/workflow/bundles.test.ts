@@ -26,5 +26,5 @@ describe('the workflow with the minified Lambda bundles', () => {
     expect(byName.happy?.elasticIpInstanceId).toBe(byName.happy?.newInstanceId);
     expect(byName['bad-ami']?.outcome).toBe('rolled-back');
     expect(byName['bad-ami']?.elasticIpInstanceId).toBe(byName['bad-ami']?.oldInstanceId);
-  }, 180_000);
+  }, 600_000);
 });
