@@ -52,7 +52,10 @@ export class Fleet extends Construct {
         arnFormat: ArnFormat.COLON_RESOURCE_NAME,
       });
     const statements: JustifiedStatement[] = [
-      // startExecution.sync:2 starts the replace run, polls it, and stops it when the item is cancelled.
+      // startExecution.sync:2 starts the replace run and follows it. No StopExecution on replace runs, on
+      // purpose: when the Map Run fails (tolerance exceeded) or the fleet is stopped, Step Functions would
+      // stop the in-flight replace runs wherever they are (between Switch and Probe, say), skipping their
+      // rollback and leaving the lock held. Denied that call, each run goes on and ends safe by itself.
       {
         statement: new iam.PolicyStatement({
           sid: 'StartReplace',
@@ -63,7 +66,7 @@ export class Fleet extends Construct {
       {
         statement: new iam.PolicyStatement({
           sid: 'FollowReplace',
-          actions: ['states:DescribeExecution', 'states:StopExecution'],
+          actions: ['states:DescribeExecution'],
           resources: [states('execution', `${props.replaceStateMachineName}:*`)],
         }),
         wildcardReason: 'the replace executions a fleet starts are named per run: known only at run time',

@@ -118,14 +118,14 @@ describe('fleet role', () => {
     );
   };
 
-  test('may start, follow and stop the replace machine and its executions only (startExecution.sync)', () => {
+  test('may start and follow the replace machine and its executions only (startExecution.sync)', () => {
     const sids = bySid();
     expect(sids.StartReplace).toEqual({
       actions: ['states:StartExecution'],
       resources: [`<${logicalId(stack.orchestrator.stateMachine)}>`],
     });
     expect(sids.FollowReplace).toEqual({
-      actions: ['states:DescribeExecution', 'states:StopExecution'],
+      actions: ['states:DescribeExecution'],
       resources: ['arn:aws:states:eu-west-1:123456789012:execution:Understudy-Replace:*'],
     });
     expect(sids.SyncEvents).toEqual({
@@ -134,6 +134,14 @@ describe('fleet role', () => {
         'arn:aws:events:eu-west-1:123456789012:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule',
       ],
     });
+  });
+
+  test('may never stop a replace run, so a failed or stopped fleet leaves each started run to end safe by itself', () => {
+    const roleId = stack.getLogicalId(stack.fleet.stateMachine.role.node.defaultChild as never);
+    const stoppable = statementsOfRole(template, roleId)
+      .filter((s) => [s.Action].flat().some((a) => a === 'states:StopExecution' || a === 'states:*'))
+      .flatMap((s) => [s.Resource].flat().map(flatten));
+    expect(stoppable).toEqual(['arn:aws:states:eu-west-1:123456789012:execution:Understudy-Fleet/*']);
   });
 
   test('may start and follow its own child workflow executions (Distributed Map)', () => {
