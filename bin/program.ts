@@ -3,10 +3,11 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config-loader';
 import { approveCommand } from './approve';
 import { historyCommand } from './history';
 import { initCommand } from './init';
+import { reportError } from './operator';
 import { replaceCommand } from './replace';
 import { rollbackCommand } from './rollback';
 import { statusCommand } from './status';
-import { type CliIo, EXIT, processIo } from './terminal';
+import { type CliIo, EXIT, InputError, processIo } from './terminal';
 import { tfstateCommand } from './tfstate';
 
 /**
@@ -98,6 +99,11 @@ export const runCli = async (argv: readonly string[], io: CliIo = processIo()): 
     if (!(error instanceof CommanderError)) throw error;
     // Help and version exit 0; every parse error is a usage error.
     code = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    // Commander has already said it on stderr; a script that asked for JSON still gets its document.
+    if (code === EXIT.usage && argv.includes('--json')) {
+      const command = argv.find((arg) => program.commands.some((c) => c.name() === arg)) ?? 'understudy';
+      reportError(io, command, true, new InputError('argv', error.message.replace(/^error: /, '')));
+    }
   }
   return code;
 };

@@ -58,4 +58,15 @@ describe('understudy rollback', () => {
     expect(run.stderr).toMatch(/unknown option '--image'/);
     expect(startCalls()).toBe(before);
   });
+
+  it('with --json, an argument commander refuses still answers with the error document on stdout (exit 1)', async () => {
+    const before = startCalls();
+    const run = await world.cli(['rollback', 'web', '--json', '--image', 'ami-0123456789abcdef0']);
+    expect(run.code).toBe(1);
+    expect(JSON.parse(run.stdout)).toEqual({
+      command: 'rollback',
+      error: { exitCode: 1, field: 'argv', message: "argv: unknown option '--image'" },
+    });
+    expect(startCalls()).toBe(before);
+  });
 });
