@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { DescribeExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { type GroupConfig, groupTargets, type UnderstudyConfig } from '../lambdas/shared/config';
+import { type GroupConfig, type GroupedConfig, groupTargets } from '../lambdas/shared/config';
 import type { ExecutionInput } from '../lambdas/shared/schemas';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config-loader';
 import { awsFailure, consoleLink } from './account';
@@ -32,7 +32,7 @@ export interface FleetInput {
 }
 
 /** The fleet execution input for `group`; a refusal names the flag or the config field. */
-export const fleetInput = (config: UnderstudyConfig, name: string, options: FleetOptions): FleetInput => {
+export const fleetInput = (config: GroupedConfig, name: string, options: FleetOptions): FleetInput => {
   const group: GroupConfig | undefined = config.groups?.find((g) => g.name === name);
   if (!group) {
     const known = (config.groups ?? []).map((g) => g.name);
@@ -53,6 +53,25 @@ export const fleetInput = (config: UnderstudyConfig, name: string, options: Flee
     maxConcurrency: group.maxConcurrency,
     toleratedFailurePercentage: group.toleratedFailurePercentage,
   };
+};
+
+/** The second service the `--sandbox` account seeds next to `web`, so a fleet has two targets. */
+export const SANDBOX_FLEET_TARGET = 'api';
+
+/**
+ * The groups `--sandbox` knows when no `--config` is given: the sandbox account's own two services,
+ * one at a time (`replace --group sandbox --sandbox`).
+ */
+export const SANDBOX_FLEET_CONFIG: GroupedConfig = {
+  targets: [{ name: 'web' }, { name: SANDBOX_FLEET_TARGET }],
+  groups: [
+    {
+      name: 'sandbox',
+      targets: ['web', SANDBOX_FLEET_TARGET],
+      maxConcurrency: 1,
+      toleratedFailurePercentage: 0,
+    },
+  ],
 };
 
 /** `fleet-<group>-<UTC minute>-<digest of the input>`: the same command twice in a minute is one run. */
@@ -196,12 +215,16 @@ export const runFleet = async (groupName: string, options: FleetOptions, io: Cli
       return exitCode;
     },
     () => {
-      input = fleetInput(loadConfigForCli(options.config), groupName, options);
+      const config =
+        options.sandbox && options.config === undefined
+          ? SANDBOX_FLEET_CONFIG
+          : loadConfigForCli(options.config);
+      input = fleetInput(config, groupName, options);
     },
   );
 };
 
-const loadConfigForCli = (path: string = DEFAULT_CONFIG_PATH): UnderstudyConfig => {
+const loadConfigForCli = (path: string = DEFAULT_CONFIG_PATH): GroupedConfig => {
   try {
     return loadConfig(path);
   } catch (error) {

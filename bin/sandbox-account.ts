@@ -1,21 +1,33 @@
 import { ListExecutionsCommand } from '@aws-sdk/client-sfn';
 import { sfnClient } from '../lambdas/shared/clients';
 import type { SandboxApi } from '../sandbox/contracts';
-import { applySandboxEnv, type Deployment, deploy, SANDBOX_ENV, SCENARIOS } from '../sandbox/demo';
+import {
+  applySandboxEnv,
+  type Deployment,
+  demoTarget,
+  deploy,
+  putTargetConfig,
+  SANDBOX_ENV,
+  SCENARIOS,
+} from '../sandbox/demo';
+import { LocalFleet, throughStepFunctions } from '../sandbox/fleet';
 import { Sandbox } from '../sandbox/index';
 import { sourceHandlers, substitutedDefinition } from '../sandbox/workflow';
 import { parameterPrefixOf } from './account';
+import { SANDBOX_FLEET_TARGET } from './fleet';
 
 /**
  * `--sandbox`: a fresh simulated account as `cdk deploy` leaves it for the demo's happy scenario (the
- * `web` service behind its EIP, a good new image), plus what the operator commands read there: the
- * state machine behind Step Functions' API and the stack's outputs in CloudFormation. Only ever loaded
+ * `web` service behind its EIP, a good new image, and a second service `api` so `replace --group`
+ * has a fleet to run), plus what the operator commands read there: the replace and fleet state
+ * machines behind Step Functions' API and the stack's outputs in CloudFormation. Only ever loaded
  * with a dynamic import, so commands against a real account never load the sandbox.
  */
 
 /** The sandbox's functions read their parameters under /understudy/sandbox: the stack is named so. */
 export const SANDBOX_STACK = 'sandbox';
 export const STATE_MACHINE_NAME = 'understudy-replace';
+export const FLEET_STATE_MACHINE_NAME = 'understudy-fleet';
 
 export interface SandboxAccount {
   readonly sandbox: SandboxApi;
@@ -45,8 +57,23 @@ export const startSandboxAccount = async (): Promise<SandboxAccount> => {
     definition: substitutedDefinition(sandbox, topic),
     run: (input, options) => workflow.run(input, options),
   });
+  const second = await sandbox.seedTarget({
+    name: SANDBOX_FLEET_TARGET,
+    domain: `${SANDBOX_FLEET_TARGET}.example.test`,
+  });
+  await putTargetConfig(
+    SANDBOX_ENV.PARAMETER_PREFIX,
+    demoTarget(SANDBOX_FLEET_TARGET, second.allocationId, target.image.imageId ?? ''),
+  );
+  const fleet = new LocalFleet(sandbox, stateMachineArn, throughStepFunctions(stateMachineArn));
+  const fleetStateMachineArn = sandbox.registerStateMachine({
+    name: FLEET_STATE_MACHINE_NAME,
+    definition: fleet.localDefinition,
+    run: (input, options) => fleet.run(input, options),
+  });
   sandbox.putStack(SANDBOX_STACK, {
     StateMachineArn: stateMachineArn,
+    FleetStateMachineArn: fleetStateMachineArn,
     RunsBucketName: SANDBOX_ENV.RUNS_BUCKET,
     EventBusName: SANDBOX_ENV.EVENT_BUS_NAME,
     TopicArn: SANDBOX_ENV.TOPIC_ARN,
@@ -56,9 +83,12 @@ export const startSandboxAccount = async (): Promise<SandboxAccount> => {
     // The account lives only as long as the command: runs it started (`--no-watch`) finish first, so
     // none is cut off halfway with its box launched and its lock held.
     const sfn = sfnClient();
+    const running = async (arn: string) =>
+      (await sfn.send(new ListExecutionsCommand({ stateMachineArn: arn, statusFilter: 'RUNNING' })))
+        .executions ?? [];
     for (;;) {
-      const running = await sfn.send(new ListExecutionsCommand({ stateMachineArn, statusFilter: 'RUNNING' }));
-      if ((running.executions ?? []).length === 0) break;
+      // The fleet first: while it runs it may still start replace runs.
+      if ((await running(fleetStateMachineArn)).length + (await running(stateMachineArn)).length === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 5_000));
     }
     await sandbox.stop();

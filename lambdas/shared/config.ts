@@ -465,7 +465,7 @@ export const GroupSchema = z
   .strict();
 export type GroupConfig = z.infer<typeof GroupSchema>;
 
-interface GroupedConfig {
+export interface GroupedConfig {
   readonly targets: readonly { readonly name: string; readonly tags?: Readonly<Record<string, string>> }[];
   readonly groups?: readonly GroupConfig[];
 }

@@ -2,9 +2,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { childExecutionName, type FleetDocument } from '../../bin/fleet';
-import { SANDBOX_STACK, STATE_MACHINE_NAME } from '../../bin/sandbox-account';
-import { demoTarget, putTargetConfig, SANDBOX_ENV } from '../../sandbox/demo';
-import { LocalFleet, throughStepFunctions } from '../../sandbox/fleet';
 import { useAccount } from './operator-world';
 
 const world = useAccount();
@@ -32,28 +29,8 @@ const writeConfig = (): string => {
 
 let config = '';
 
-beforeAll(async () => {
-  const { sandbox, target } = world.account.deployment;
-  // What `cdk deploy` would add for `api` and the fleet machine (the sandbox account seeds only `web`).
-  const seeded = await sandbox.seedTarget({ name: 'api', domain: 'api.example.test' });
-  await putTargetConfig(
-    SANDBOX_ENV.PARAMETER_PREFIX,
-    demoTarget('api', seeded.allocationId, target.image.imageId ?? ''),
-  );
-  const replaceArn = `arn:aws:states:${sandbox.region}:${sandbox.accountId}:stateMachine:${STATE_MACHINE_NAME}`;
-  const fleet = new LocalFleet(sandbox, replaceArn, throughStepFunctions(replaceArn));
-  const fleetArn = sandbox.registerStateMachine({
-    name: 'understudy-fleet',
-    definition: fleet.localDefinition,
-    run: (input, options) => fleet.run(input, options),
-  });
-  sandbox.putStack(SANDBOX_STACK, {
-    StateMachineArn: replaceArn,
-    FleetStateMachineArn: fleetArn,
-    RunsBucketName: SANDBOX_ENV.RUNS_BUCKET,
-    EventBusName: SANDBOX_ENV.EVENT_BUS_NAME,
-    TopicArn: SANDBOX_ENV.TOPIC_ARN,
-  });
+beforeAll(() => {
+  // The sandbox account already has `api` next to `web`, and the fleet machine, as `cdk deploy` would.
   config = writeConfig();
 });
 
