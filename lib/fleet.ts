@@ -1,7 +1,10 @@
 import { join } from 'node:path';
-import { ArnFormat, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
@@ -11,6 +14,8 @@ export interface FleetProps {
   readonly replaceStateMachine: sfn.IStateMachine;
   /** Its fixed name, for the ARNs of its executions. */
   readonly replaceStateMachineName: string;
+  /** The notifications topic: the failed, timed-out and aborted fleet execution alarms go there. */
+  readonly topic: sns.ITopic;
 }
 
 /** Fleet waves, in Amazon States Language (a Distributed Map of replace executions). */
@@ -18,11 +23,13 @@ export const FLEET_DEFINITION_PATH = join(__dirname, '..', 'statemachine', 'flee
 
 /**
  * The fleet workflow: replaces a group of targets in waves. A Standard state machine built from the ASL
- * file, logging without execution data (inputs carry target settings), traced with X-Ray.
+ * file, logging without execution data (inputs carry target settings), traced with X-Ray, with alarms
+ * on fleet executions that fail, time out or are aborted.
  */
 export class Fleet extends Construct {
   readonly stateMachine: sfn.StateMachine;
   readonly logGroup: logs.LogGroup;
+  readonly alarms: readonly cloudwatch.Alarm[];
 
   constructor(scope: Construct, id: string, props: FleetProps) {
     super(scope, id);
@@ -112,5 +119,32 @@ export class Fleet extends Construct {
         'X-Ray trace writes and CloudWatch Logs delivery management added by CDK for tracing and logging have no ' +
         'resource-level permissions',
     });
+
+    // As the replace machine's alarms (lib/orchestrator.ts). The Map's child workflow executions publish
+    // under a labelled ARN (`<machine>/<label>`), so these count fleet runs only: a target that failed
+    // within the tolerance does not fire them (its own run's alarm and outcome message do).
+    const notify = new actions.SnsAction(props.topic);
+    const alarmOn = (name: string, metric: cloudwatch.Metric, what: string): cloudwatch.Alarm => {
+      const alarm = new cloudwatch.Alarm(this, name, {
+        metric,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: `An Understudy fleet execution ${what}: open it in the Step Functions console; each target's run reports its own outcome on the topic.`,
+      });
+      alarm.addAlarmAction(notify);
+      return alarm;
+    };
+    const period = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
+    this.alarms = [
+      alarmOn(
+        'ExecutionsFailed',
+        this.stateMachine.metricFailed(period),
+        'failed (more targets failed than it tolerates, so no further wave started)',
+      ),
+      alarmOn('ExecutionsTimedOut', this.stateMachine.metricTimedOut(period), 'timed out'),
+      alarmOn('ExecutionsAborted', this.stateMachine.metricAborted(period), 'was aborted'),
+    ];
   }
 }

@@ -184,4 +184,29 @@ export class Observability extends Construct {
       'The signal function failed on a readiness event: the waiting run will time out instead of going on. See its log group.',
     );
   }
+
+  /**
+   * A row for the fleet machine (lib/fleet.ts), built after this construct: its executions and the state
+   * of its alarms, whose actions the fleet sets itself.
+   */
+  addFleetRow(fleet: {
+    readonly stateMachine: sfn.IStateMachine;
+    readonly alarms: readonly cloudwatch.IAlarm[];
+  }): void {
+    const sm = fleet.stateMachine;
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Fleet executions',
+        width: 12,
+        left: [
+          sm.metricStarted({ period: PERIOD, label: 'started' }),
+          sm.metricSucceeded({ period: PERIOD, label: 'succeeded' }),
+          sm.metricFailed({ period: PERIOD, label: 'failed' }),
+          sm.metricTimedOut({ period: PERIOD, label: 'timed out' }),
+          sm.metricAborted({ period: PERIOD, label: 'aborted' }),
+        ],
+      }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Fleet alarms', width: 12, alarms: [...fleet.alarms] }),
+    );
+  }
 }

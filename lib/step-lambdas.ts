@@ -26,6 +26,9 @@ export const NODEJS_BUNDLING: nodejs.BundlingOptions = {
 export const RUNTIME_ENVIRONMENT = {
   POWERTOOLS_SERVICE_NAME: 'understudy',
   POWERTOOLS_LOG_LEVEL: 'INFO',
+  // Step outputs hold task tokens and presigned URLs: traces record errors and ids, never a response
+  // (lambdas/shared/tracer.ts).
+  POWERTOOLS_TRACER_CAPTURE_RESPONSE: 'false',
   // The bundles are minified: without this, stack traces name mangled symbols in one long line.
   NODE_OPTIONS: '--enable-source-maps',
 } as const;

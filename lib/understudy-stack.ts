@@ -174,7 +174,9 @@ export class UnderstudyStack extends Stack {
       replaceStateMachine: this.orchestrator.stateMachine,
       // The Orchestrator's fixed name (lib/orchestrator.ts).
       replaceStateMachineName: `${this.stackName}-Replace`,
+      topic: this.notifications.topic,
     });
+    this.observability.addFleetRow(this.fleet);
     new CfnOutput(this, 'FleetStateMachineArn', {
       value: this.fleet.stateMachine.stateMachineArn,
       description: 'Replaces a group of targets in waves: npx understudy replace --group <name>',

@@ -47,6 +47,8 @@ export const applySandboxEnv = (): void => {
   // Finish's metrics are EMF lines on stdout, which Lambda ships to CloudWatch; in this process they would
   // land in the CLI's own output (and break --json).
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+  // Outside Lambda there is no X-Ray daemon to send segments to (Powertools would also infer it off).
+  process.env.POWERTOOLS_TRACE_ENABLED ??= 'false';
   // What `cdk deploy` gives the signal function from that config (lib/understudy-stack.ts).
   process.env[IDENTITY_KEYS_VARIABLE] = identityKeysVariable(
     sandboxReadinessAgent(process.env.AWS_REGION).identityCertificates,

@@ -7,14 +7,18 @@ import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { tracer } from './tracer';
 
 /**
  * The one place AWS SDK clients are built. Domain code never constructs a client: it takes one as a
  * parameter, and handlers get theirs from here (only those their step calls).
  *
- * Plugins (tracing, a simulated account) are kept on `globalThis` under a registered symbol rather than
- * in this module, because every Lambda bundle carries its own copy of this file and a plugin must reach
- * all of them in one process.
+ * Every client is traced (an X-Ray subsegment per call, named after the service) when the tracer is on,
+ * which it is only inside Lambda.
+ *
+ * Plugins (a simulated account) are kept on `globalThis` under a registered symbol rather than in this
+ * module, because every Lambda bundle carries its own copy of this file and a plugin must reach all of
+ * them in one process.
  */
 
 export interface PluggableClient {
@@ -56,7 +60,7 @@ export const addClientPlugin = (plugin: ClientPlugin): void => {
 export const builtClientCount = (): number => (globalThis as PluginHost)[BUILT] ?? 0;
 
 const build = <C extends PluggableClient>(service: ServiceName, make: () => C): C => {
-  const client = make();
+  const client = tracer.captureAWSv3Client(make());
   for (const plugin of plugins()) plugin(client, service);
   const host = globalThis as PluginHost;
   host[BUILT] = (host[BUILT] ?? 0) + 1;

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Stack } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
+import { parseConfig } from '../../lambdas/shared/config';
 import { pascalCase, STEP_NAMES, STEPS } from '../../lib/steps';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
-import { logicalId, REPO, synthesize } from './stack-fixture';
+import { exampleConfig, logicalId, REPO, synthesize } from './stack-fixture';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 
@@ -52,6 +53,7 @@ describe('step functions', () => {
       ...retirement,
       POWERTOOLS_SERVICE_NAME: 'understudy',
       POWERTOOLS_LOG_LEVEL: 'INFO',
+      POWERTOOLS_TRACER_CAPTURE_RESPONSE: 'false',
       NODE_OPTIONS: '--enable-source-maps',
     });
     expect(variables).not.toHaveProperty('POWERTOOLS_LOGGER_LOG_EVENT');
@@ -111,5 +113,30 @@ describe('step functions', () => {
       checked.add(match[1] ?? '');
     }
     expect(checked.size).toBeGreaterThan(8);
+  });
+});
+
+describe('tracing of every function in the stack', () => {
+  /** The example with a trigger on, so the trigger function (not a step) is in the template too. */
+  const withTrigger = () => {
+    const config = exampleConfig();
+    const [first, ...rest] = config.targets;
+    if (!first) throw new Error('the example config has no target');
+    return parseConfig({ ...config, targets: [{ ...first, triggers: { imageParameter: true } }, ...rest] });
+  };
+
+  test('every function traces actively and never records its response (task tokens, presigned URLs)', () => {
+    const triggered = synthesize({ config: withTrigger() });
+    const trigger = triggered.stack.triggers.function;
+    if (!trigger) throw new Error('a target with a trigger must get the trigger function');
+    const functions = Object.entries(triggered.template.findResources('AWS::Lambda::Function'));
+    expect(functions.map(([id]) => id)).toContain(logicalId(trigger));
+    expect(functions.length).toBe(STEP_NAMES.length + 1);
+    for (const [, fn] of functions) {
+      const props = fn.Properties as Record<string, unknown>;
+      expect(props.TracingConfig).toEqual({ Mode: 'Active' });
+      const variables = (props.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(variables.POWERTOOLS_TRACER_CAPTURE_RESPONSE).toBe('false');
+    }
   });
 });
