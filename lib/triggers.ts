@@ -6,11 +6,12 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { TargetConfig } from '../lambdas/shared/config';
-import { parameterNames } from '../lambdas/shared/constants';
+import { parameterNames, runKeys } from '../lambdas/shared/constants';
 import type { GoldenImage } from './golden-image';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
 import { acknowledgeTracing, NODEJS_BUNDLING, RUNTIME_ENVIRONMENT } from './step-lambdas';
@@ -34,6 +35,8 @@ export interface TriggersProps {
   readonly stateMachine: sfn.IStateMachine;
   /** The image pipeline of each target whose image Understudy builds, by target name. */
   readonly goldenImages: Readonly<Record<string, GoldenImage>>;
+  /** Where the target locks live: a trigger reads a target's lock to defer rather than collide. */
+  readonly runsBucket: s3.IBucket;
 }
 
 /**
@@ -48,6 +51,10 @@ export interface TriggersProps {
  * every replacement, so an alarm created at deploy would watch a retired box from the first run on.
  * Its limit: a box is noticed up to five minutes after `impairedMinutes`, and each target costs one
  * short invocation every five minutes.
+ *
+ * A trigger that preflight would refuse for now (outside the maintenance windows, or while another run
+ * holds the target's lock) is deferred instead: the function creates a one-time schedule in its own
+ * group that invokes it again with the same event (lambdas/trigger/defer.ts).
  */
 export class Triggers extends Construct {
   /** Undefined when no target has an automatic trigger: nothing is deployed then. */
@@ -57,6 +64,8 @@ export class Triggers extends Construct {
   readonly rules: Readonly<Record<string, events.Rule>>;
   readonly schedules: Readonly<Record<string, scheduler.CfnSchedule>>;
   readonly schedulerRole?: iam.Role;
+  /** Where the deferral schedules go; undefined when nothing is deployed. */
+  readonly scheduleGroup?: scheduler.CfnScheduleGroup;
 
   constructor(scope: Construct, id: string, props: TriggersProps) {
     super(scope, id);
@@ -81,6 +90,18 @@ export class Triggers extends Construct {
       description: 'Understudy trigger function',
     });
     logGroup.grantWrite(role);
+    // Named: the function creates its deferral schedules in it by name.
+    const groupName = `${stack.stackName}-triggers`;
+    const group = new scheduler.CfnScheduleGroup(this, 'DeferralGroup', { name: groupName });
+    this.scheduleGroup = group;
+    // Every triggered target can be deferred, so the role exists whenever the function does.
+    const schedulerRole = new iam.Role(this, 'SchedulerRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+      }),
+      description: 'Lets EventBridge Scheduler invoke the Understudy trigger function, and nothing else',
+    });
+    this.schedulerRole = schedulerRole;
     const fn = new nodejs.NodejsFunction(this, 'Function', {
       entry: join(__dirname, '..', 'lambdas', TRIGGER_FOLDER, 'handler.ts'),
       handler: 'handler',
@@ -95,12 +116,25 @@ export class Triggers extends Construct {
       environment: {
         PARAMETER_PREFIX: props.parameterPrefix,
         STATE_MACHINE_ARN: props.stateMachine.stateMachineArn,
+        RUNS_BUCKET: props.runsBucket.bucketName,
+        SCHEDULE_GROUP: groupName,
+        SCHEDULER_ROLE_ARN: schedulerRole.roleArn,
         ...RUNTIME_ENVIRONMENT,
       },
       bundling: NODEJS_BUNDLING,
     });
     acknowledgeTracing(role);
+    schedulerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'InvokeTriggerFunction',
+        actions: ['lambda:InvokeFunction'],
+        resources: [fn.functionArn],
+      }),
+    );
 
+    /** The event names the image build version (arn:...:image/<recipe>/<version>/<build>), lowercased. */
+    const imageArnPrefixOf = (image: GoldenImage): string =>
+      `arn:${stack.partition}:imagebuilder:${stack.region}:${stack.account}:image/${image.recipe.name.toLowerCase()}/`;
     const parameterArn = (name: string) =>
       stack.formatArn({
         service: 'ssm',
@@ -133,7 +167,53 @@ export class Triggers extends Construct {
           resources: [props.stateMachine.stateMachineArn],
         }),
       },
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'ReadTargetLocks',
+          actions: ['s3:GetObject'],
+          resources: triggered.map((t) => props.runsBucket.arnForObjects(runKeys.lock(t.name))),
+        }),
+      },
+      {
+        // Without ListBucket a missing lock (the usual case) reads as AccessDenied instead of NoSuchKey.
+        statement: new iam.PolicyStatement({
+          sid: 'TellMissingLocksApart',
+          actions: ['s3:ListBucket'],
+          resources: [props.runsBucket.bucketArn],
+        }),
+      },
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'DeferTriggers',
+          actions: ['scheduler:CreateSchedule'],
+          resources: [
+            stack.formatArn({ service: 'scheduler', resource: 'schedule', resourceName: `${groupName}/*` }),
+          ],
+        }),
+        wildcardReason:
+          'one deferral schedule per execution name and time, named at run time, in the triggers group only',
+      },
+      {
+        statement: new iam.PolicyStatement({
+          sid: 'PassDeferralRole',
+          actions: ['iam:PassRole'],
+          resources: [schedulerRole.roleArn],
+          conditions: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+        }),
+      },
     ];
+    // The AMI of an AVAILABLE build is found by the tag Image Builder puts on it (Ec2ImageBuilderArn).
+    if (triggered.some((t) => t.triggers?.imageBuilder && props.goldenImages[t.name] !== undefined)) {
+      statements.push({
+        statement: new iam.PolicyStatement({
+          sid: 'FindBuiltImages',
+          actions: ['ec2:DescribeImages'],
+          resources: ['*'],
+        }),
+        wildcardReason:
+          'EC2 Describe* calls have no resource-level permissions (Service Authorization Reference), so they take Resource "*"',
+      });
+    }
     if (triggered.some((t) => t.triggers?.selfHeal)) {
       statements.push({
         statement: new iam.PolicyStatement({
@@ -180,9 +260,8 @@ export class Triggers extends Construct {
       }
       const image = props.goldenImages[target.name];
       if (tr?.imageBuilder && image !== undefined) {
-        // The event names the image build version in `resources` (arn:...:image/<recipe>/<version>/<build>),
-        // lowercased, and carries neither the pipeline nor the AMI: the recipe's name picks the target.
-        const imageArnPrefix = `arn:${stack.partition}:imagebuilder:${stack.region}:${stack.account}:image/${image.recipe.name.toLowerCase()}/`;
+        // The event carries neither the pipeline nor the AMI: the recipe's name in its image ARN picks the target.
+        const imageArnPrefix = imageArnPrefixOf(image);
         rules[`${target.name}/imageBuilder`] = new events.Rule(this, `ImageBuilder${id}`, {
           description: `Understudy: an AVAILABLE image of the ${target.name} pipeline replaces the target`,
           eventPattern: {
@@ -207,23 +286,6 @@ export class Triggers extends Construct {
     }
 
     const scheduled = triggered.filter((t) => t.triggers?.schedule || t.triggers?.selfHeal);
-    let schedulerRole: iam.Role | undefined;
-    if (scheduled.length > 0) {
-      schedulerRole = new iam.Role(this, 'SchedulerRole', {
-        assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
-          conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
-        }),
-        description: 'Lets EventBridge Scheduler invoke the Understudy trigger function, and nothing else',
-      });
-      schedulerRole.addToPrincipalPolicy(
-        new iam.PolicyStatement({
-          sid: 'InvokeTriggerFunction',
-          actions: ['lambda:InvokeFunction'],
-          resources: [fn.functionArn],
-        }),
-      );
-      this.schedulerRole = schedulerRole;
-    }
     const schedule = (
       key: string,
       constructId: string,
@@ -233,7 +295,6 @@ export class Triggers extends Construct {
       maxAgeSeconds: number,
       description: string,
     ) => {
-      if (schedulerRole === undefined) return;
       schedules[key] = new scheduler.CfnSchedule(this, constructId, {
         description,
         scheduleExpression: expression,

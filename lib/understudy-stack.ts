@@ -159,6 +159,7 @@ export class UnderstudyStack extends Stack {
       parameterPrefix: this.parameterPrefix,
       stateMachine: this.orchestrator.stateMachine,
       goldenImages,
+      runsBucket: this.runs.bucket,
     });
 
     this.dns01 = new Dns01Policies(this, 'Dns01', { targets: config.targets });

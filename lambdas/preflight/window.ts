@@ -4,11 +4,11 @@ import { refused } from '../shared/errors';
 import type { ExecutionInput } from '../shared/schemas';
 
 /**
- * Maintenance windows (config `triggers.maintenanceWindows`). An automatic trigger that fires outside
- * every window is refused here, before preflight reads anything else, rather than deferred: a deferred
- * run would need somewhere to wait (a parked execution holding no lock, or a one-time schedule per
- * event), while a refusal is one line in the run's history and changes nothing. A `schedule` trigger
- * inside a window then picks up whatever image was published in between.
+ * Maintenance windows (config `triggers.maintenanceWindows`). The trigger function applies the same
+ * rule before it starts anything and defers a trigger outside every window to the next opening
+ * (lambdas/trigger/defer.ts), since a started execution would use up its de-duplication name. A run
+ * that still arrives outside (started by another route) is refused here, before preflight reads
+ * anything else.
  */
 
 const MINUTES_PER_DAY = 24 * 60;

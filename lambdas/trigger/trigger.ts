@@ -1,12 +1,16 @@
 import {
   DescribeAddressesCommand,
+  DescribeImagesCommand,
   DescribeInstanceStatusCommand,
   type EC2Client,
   type InstanceStatus,
 } from '@aws-sdk/client-ec2';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
+import { checkMaintenanceWindow } from '../preflight/window';
 import { awsCall, hasCode } from '../shared/aws-errors';
 import {
   formatIssues,
@@ -15,10 +19,13 @@ import {
   TargetNameSchema,
   type TriggerKind,
 } from '../shared/config';
-import { ErrorNames, refused, UnderstudyError } from '../shared/errors';
+import { runKeys } from '../shared/constants';
+import { ErrorNames, isUnderstudyError, refused, UnderstudyError } from '../shared/errors';
+import { lockHolder } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { type ExecutionInput, ExecutionInputSchema } from '../shared/schemas';
 import { loadTargetConfig, parameterValue } from '../shared/targets';
+import { afterLock, type DeferralSettings, deferTrigger, nextOpening } from './defer';
 
 /**
  * The trigger function: turns an automatic trigger's event (shaped by its rule's input transformer or
@@ -27,10 +34,15 @@ import { loadTargetConfig, parameterValue } from '../shared/targets';
  * Why a function rather than a rule targeting the state machine directly: neither "Parameter Store
  * Change" nor "EC2 Image Builder Image State Change" carries the AMI id, and design §3 wants two triggers
  * for the same image (a build's AVAILABLE event and the parameter its distribution writes) to start
- * one run. Both read the AMI id from the target's image parameter and name the execution
- * `<target>-<ami-id>`; Step Functions refuses a second execution of that name (ExecutionAlreadyExists;
- * or returns the running one for an identical input), which is the de-duplication. The Image Builder
- * event comes after distribution has written the parameter, so both read the same id.
+ * one run. The parameter trigger reads the AMI id from the parameter, the Image Builder trigger from the
+ * AMI the build tagged with its ARN (the parameter's aws:ec2:image data type is validated asynchronously,
+ * so the AVAILABLE event can arrive while it still holds the previous AMI); both name the execution
+ * `<target>-<ami-id>`. Step Functions refuses a second execution of that name (ExecutionAlreadyExists;
+ * or returns the running one for an identical input), which is the de-duplication.
+ *
+ * A name is used up for 90 days once an execution carries it, so what preflight would refuse for now
+ * (outside the maintenance windows, another run holding the target's lock) is not started but deferred
+ * (defer.ts): a one-time schedule brings the same event back when the window opens or a little later.
  */
 
 const SCHEDULED_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -66,16 +78,26 @@ export interface TriggerClients {
   readonly ssm: SSMClient;
   readonly sfn: SFNClient;
   readonly ec2: EC2Client;
+  readonly s3: S3Client;
+  readonly scheduler: SchedulerClient;
 }
 
-export interface TriggerSettings {
+export interface TriggerSettings extends DeferralSettings {
   readonly parameterPrefix: string;
   readonly stateMachineArn: string;
+  /** Where the target locks live (lambdas/shared/lock.ts), read here and never written. */
+  readonly runsBucket: string;
 }
 
 export type TriggerResult =
   | { readonly started: true; readonly executionName: string; readonly executionArn: string }
-  | { readonly started: false; readonly executionName?: string; readonly reason: string };
+  | {
+      readonly started: false;
+      readonly executionName?: string;
+      readonly reason: string;
+      /** When the same event comes back (a deferral), as an ISO time. */
+      readonly deferredUntil?: string;
+    };
 
 const MAX_REASON = 256;
 const clip = (reason: string): string =>
@@ -102,6 +124,41 @@ const publishedImage = async (ssm: SSMClient, target: TargetConfig): Promise<str
   return value;
 };
 
+/** The tag Image Builder puts on every AMI it distributes: the ARN of the image build that made it. */
+export const IMAGE_BUILDER_ARN_TAG = 'Ec2ImageBuilderArn';
+
+/**
+ * The AMI the Image Builder image left in this account and region: EC2's own images tagged with the
+ * build's ARN (so no Image Builder client is needed). Several would mean several distributions to
+ * this region; the newest wins.
+ */
+const builtImage = async (ec2: EC2Client, imageArn: string): Promise<string> => {
+  const out = await awsCall('DescribeImages', () =>
+    ec2.send(
+      new DescribeImagesCommand({
+        Owners: ['self'],
+        Filters: [
+          { Name: `tag:${IMAGE_BUILDER_ARN_TAG}`, Values: [imageArn] },
+          { Name: 'state', Values: ['available'] },
+        ],
+      }),
+    ),
+  );
+  const newest = [...(out.Images ?? [])]
+    .filter((i) => ImageIdSchema.safeParse(i.ImageId).success)
+    .sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? ''))[0];
+  if (newest?.ImageId === undefined) {
+    throw refused(
+      `image.build: no available AMI of this account here is tagged ${IMAGE_BUILDER_ARN_TAG}=${imageArn}; no run was started`,
+      { field: 'image.build' },
+    );
+  }
+  return newest.ImageId;
+};
+
+/** What DescribeInstanceStatus says of a box EC2 has stopped: no checks run, nothing is served. */
+const HALTED = new Set(['stopping', 'stopped']);
+
 const STATUS_PARTS = [
   ['InstanceStatus', 'instance'],
   ['SystemStatus', 'system'],
@@ -111,8 +168,10 @@ const STATUS_PARTS = [
 /** Which status checks fail and since when (the earliest failing detail), or undefined when none do. */
 export const impairment = (
   status: InstanceStatus | undefined,
-): { checks: string[]; since: Date | undefined } | undefined => {
+): { checks: string[]; since: Date | undefined; halted?: string } | undefined => {
   if (!status) return undefined;
+  const state = status.InstanceState?.Name;
+  if (state !== undefined && HALTED.has(state)) return { checks: [], since: undefined, halted: state };
   const failing = STATUS_PARTS.filter(([key]) => status[key]?.Status === 'impaired');
   if (failing.length === 0) return undefined;
   const times = failing
@@ -159,7 +218,7 @@ const decide = async (
     }
     case 'imageBuilder': {
       if (event.status !== 'AVAILABLE') return skip(`image ${event.image} is ${event.status}, not AVAILABLE`);
-      const imageId = await publishedImage(clients.ssm, target);
+      const imageId = await builtImage(clients.ec2, event.image);
       return {
         start: true,
         name: `${target.name}-${imageId}`,
@@ -193,10 +252,24 @@ const decide = async (
       if (!instanceId) return skip(`Elastic IP ${target.allocationId} is associated with no instance`);
       correlate({ instance: instanceId });
       const statuses = await awsCall('DescribeInstanceStatus', () =>
-        clients.ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId] })),
+        // Without IncludeAllInstances a stopped box is left out and would read as healthy.
+        clients.ec2.send(
+          new DescribeInstanceStatusCommand({ InstanceIds: [instanceId], IncludeAllInstances: true }),
+        ),
       );
       const failing = impairment(statuses.InstanceStatuses?.[0]);
       if (!failing) return skip(`the status checks of ${instanceId} pass`);
+      if (failing.halted) {
+        // No threshold: a stopped box does not come back by itself, unlike a flapping status check.
+        return {
+          start: true,
+          name: `${target.name}-heal-${instanceId}`,
+          input: {
+            ...base,
+            reason: clip(`self-heal: ${instanceId} behind the Elastic IP is ${failing.halted}`),
+          },
+        };
+      }
       const { since, checks } = failing;
       if (!since || now.getTime() - since.getTime() < minutes * 60_000) {
         return skip(
@@ -216,6 +289,40 @@ const decide = async (
       };
     }
   }
+};
+
+/**
+ * Why preflight would refuse this run now and when to look again, or undefined when it may start. The
+ * same window rule as preflight's (it stays there for events that come by other routes); the lock only
+ * read, and a lease that ran out counts as free, as preflight would take it over.
+ */
+const holdBack = async (
+  clients: TriggerClients,
+  settings: TriggerSettings,
+  target: TargetConfig,
+  input: ExecutionInput,
+  name: string,
+  now: Date,
+): Promise<{ until: Date; reason: string } | undefined> => {
+  try {
+    checkMaintenanceWindow(target, input, now);
+  } catch (error) {
+    if (!isUnderstudyError(error, ErrorNames.PreflightRefused)) throw error;
+    const opening = nextOpening(target.triggers?.maintenanceWindows ?? [], now);
+    if (opening === undefined) throw error;
+    return {
+      until: opening,
+      reason: `outside every maintenance window of target ${target.name}; the next one opens at ${opening.toISOString()}`,
+    };
+  }
+  const holder = await lockHolder(clients.s3, settings.runsBucket, runKeys.lock(target.name));
+  if (holder && holder.executionName !== name && Date.parse(holder.expiresAt) > now.getTime()) {
+    return {
+      until: afterLock(now),
+      reason: `execution ${holder.executionName} holds the lock of target ${target.name}`,
+    };
+  }
+  return undefined;
 };
 
 const enabled = (target: TargetConfig, kind: TriggerKind): boolean => {
@@ -249,6 +356,24 @@ export const trigger = async (
     throw new UnderstudyError(ErrorNames.InvalidInput, formatIssues(input.error, 'input').join('; '));
   }
   const name = decision.name;
+  const held = await holdBack(clients, settings, target, input.data, name, now);
+  if (held) {
+    const deferral = await deferTrigger(
+      clients.scheduler,
+      settings,
+      { executionName: name, event, at: held.until, now },
+      `Understudy: the ${event.kind} trigger of target ${target.name} again (${name}): ${held.reason}`,
+    );
+    const reason = clip(`deferred until ${deferral.at}: ${held.reason}`);
+    logger.info('trigger deferred', {
+      kind: event.kind,
+      executionName: name,
+      schedule: deferral.schedule,
+      alreadyDeferred: !deferral.created,
+      reason,
+    });
+    return { started: false, executionName: name, reason, deferredUntil: deferral.at };
+  }
   try {
     const out = await awsCall('StartExecution', () =>
       clients.sfn.send(

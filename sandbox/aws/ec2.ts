@@ -117,6 +117,8 @@ export interface ImageRecord {
   readonly rootKmsKeyId?: string;
   readonly behaviour: ImageBehaviour;
   readonly creationDate: string;
+  /** What the image's creator tagged it with (Image Builder adds `Ec2ImageBuilderArn`). */
+  readonly tags: Map<string, string>;
   state: 'available' | 'deregistered';
 }
 
@@ -277,7 +279,13 @@ export class Ec2Model {
 
   registerImage(
     behaviour: ImageBehaviour,
-    options: { architecture?: Architecture; name?: string; rootDeviceName?: string; kmsKeyId?: string } = {},
+    options: {
+      architecture?: Architecture;
+      name?: string;
+      rootDeviceName?: string;
+      kmsKeyId?: string;
+      tags?: Readonly<Record<string, string>>;
+    } = {},
   ): string {
     const imageId = this.ctx.ids.hex('ami');
     this.images.set(imageId, {
@@ -290,6 +298,7 @@ export class Ec2Model {
       ...(options.kmsKeyId ? { rootKmsKeyId: options.kmsKeyId } : {}),
       behaviour,
       creationDate: iso(this.ctx.clock.now()),
+      tags: new Map(Object.entries(options.tags ?? {})),
       state: 'available',
     });
     return imageId;
@@ -974,22 +983,31 @@ export class Ec2Model {
         (id) => this.images.has(id),
         ([id]) => fail('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`),
       );
+      // Every image here is the account's own: `self` or the account id select them all, other owners none.
+      const owners = input.Owners ?? [];
+      const ownedHere = owners.length === 0 || owners.some((o) => o === 'self' || o === this.ctx.accountId);
       const images = [...this.images.values()].filter(
         (image) =>
+          ownedHere &&
           image.state === 'available' &&
           (ids.length === 0 || ids.includes(image.imageId)) &&
-          matchesFilters(input.Filters, {
-            'image-id': image.imageId,
-            name: image.name,
-            state: image.state,
-            architecture: image.architecture,
-          }),
+          matchesFilters(
+            input.Filters,
+            {
+              'image-id': image.imageId,
+              name: image.name,
+              state: image.state,
+              architecture: image.architecture,
+            },
+            image.tags,
+          ),
       );
       return {
         Images: images.map((image) => ({
           ImageId: image.imageId,
           Name: image.name,
           State: image.state,
+          ...(image.tags.size > 0 ? { Tags: tagList(image.tags) } : {}),
           OwnerId: this.ctx.accountId,
           Architecture: image.architecture,
           CreationDate: image.creationDate,
@@ -1401,6 +1419,11 @@ export class Ec2Model {
           return volume.tags;
         }
         if (id.startsWith('eipalloc-')) return this.findAddress(id).tags;
+        if (id.startsWith('ami-')) {
+          const image = this.images.get(id);
+          if (!image) throw fail('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
+          return image.tags;
+        }
         throw fail('InvalidID', `The ID '${id}' is not valid`);
       });
       for (const tags of targets)
@@ -1465,7 +1488,7 @@ export class Ec2Model {
       };
     },
 
-    /** Status checks of running boxes only (IncludeAllInstances is not modelled). */
+    /** Status checks of running boxes; with IncludeAllInstances, the others with checks not-applicable. */
     DescribeInstanceStatus: (input: DescribeInstanceStatusCommandInput) => {
       const instances = input.InstanceIds?.length
         ? this.instancesById(input.InstanceIds)
@@ -1473,8 +1496,18 @@ export class Ec2Model {
       const now = this.ctx.clock.now();
       return {
         InstanceStatuses: instances
-          .filter((i) => i.state === 'running')
+          .filter((i) => i.state === 'running' || input.IncludeAllInstances === true)
           .map((i) => {
+            if (i.state !== 'running') {
+              const none = { Status: 'not-applicable' };
+              return {
+                InstanceId: i.instanceId,
+                AvailabilityZone: i.availabilityZone,
+                InstanceState: { Code: STATE_CODES[i.state], Name: i.state },
+                SystemStatus: none,
+                InstanceStatus: none,
+              };
+            }
             const status =
               i.runningSince === undefined || now - i.runningSince >= Ec2Timing.statusChecksMs
                 ? 'ok'

@@ -403,7 +403,12 @@ export class Sandbox implements SandboxApi, CommandRouter {
 
   registerImage(
     behaviour: ImageBehaviour,
-    options?: { architecture?: 'x86_64' | 'arm64'; name?: string; rootDeviceName?: string },
+    options?: {
+      architecture?: 'x86_64' | 'arm64';
+      name?: string;
+      rootDeviceName?: string;
+      tags?: Readonly<Record<string, string>>;
+    },
   ): string {
     return this.ec2.registerImage(behaviour, options);
   }

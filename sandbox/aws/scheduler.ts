@@ -12,8 +12,10 @@ const fail = errorsFor('scheduler');
 /**
  * EventBridge Scheduler, as far as Understudy uses it: one-time `at(...)` schedules in named groups whose
  * universal target (`arn:aws:scheduler:::aws-sdk:<service>:<apiAction>`) calls another service's API as
- * the schedule's execution role. Rate and cron expressions, templated targets, flexible windows and
- * retries are not modelled (CreateSchedule refuses the first two).
+ * the schedule's execution role, or whose templated Lambda target (the function's ARN) invokes a function
+ * a test registered (`registerFunction`) with the schedule's Input as its event. Rate and cron
+ * expressions, other templated targets, flexible windows and retries are not modelled (CreateSchedule
+ * refuses the first two).
  *
  * A schedule fires when the virtual clock has passed its time, at the account's next API call (or an
  * explicit `fireDue()`), instead of on a timer of its own: a pending timer would let the clock jump a
@@ -67,12 +69,16 @@ export interface SchedulerHooks {
 const AT = /^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$/;
 const UNIVERSAL = /^arn:aws[a-z-]*:scheduler:::aws-sdk:([a-z0-9-]+):([a-zA-Z0-9]+)$/;
 const NAME = /^[0-9a-zA-Z-_.]{1,64}$/;
+/** The Lambda templated target: Scheduler calls Invoke on the function, asynchronously. */
+const FUNCTION = /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9-_]+$/;
+export type ScheduledFunction = (event: unknown) => Promise<unknown>;
 
 export class SchedulerModel {
   readonly schedules = new Map<string, ScheduleRecord>();
   readonly invocations: Invocation[] = [];
   private readonly groups = new Set(['default']);
   private readonly roles = new Map<string, RoleDecision>();
+  private readonly functions = new Map<string, ScheduledFunction>();
   private firing = false;
 
   constructor(
@@ -87,6 +93,11 @@ export class SchedulerModel {
 
   registerRole(roleArn: string, decide: RoleDecision): void {
     this.roles.set(roleArn, decide);
+  }
+
+  /** A Lambda function a schedule may target by its ARN (what the stack deploys behind that ARN). */
+  registerFunction(functionArn: string, run: ScheduledFunction): void {
+    this.functions.set(functionArn, run);
   }
 
   private key(group: string | undefined, name: string | undefined): string {
@@ -115,6 +126,10 @@ export class SchedulerModel {
   }
 
   private async fire(schedule: ScheduleRecord): Promise<void> {
+    if (FUNCTION.test(schedule.target.arn)) {
+      this.invokeFunction(schedule);
+      return;
+    }
     const [, service, apiAction] = UNIVERSAL.exec(schedule.target.arn) ?? [];
     const action = `${(apiAction ?? '').charAt(0).toUpperCase()}${(apiAction ?? '').slice(1)}`;
     const input = JSON.parse(schedule.target.input) as Record<string, unknown>;
@@ -133,6 +148,39 @@ export class SchedulerModel {
       }
     }
     // One-time schedules complete after their invocation, refused or not (retries are not modelled).
+    if (schedule.actionAfterCompletion === 'DELETE')
+      this.schedules.delete(this.key(schedule.group, schedule.name));
+  }
+
+  /**
+   * Invoke with the Event invocation type: the schedule completes once Lambda has accepted the event, and
+   * the function runs on its own afterwards (its failure is recorded, as its log would show it).
+   */
+  private invokeFunction(schedule: ScheduleRecord): void {
+    const input: unknown = JSON.parse(schedule.target.input);
+    const base = {
+      schedule: schedule.name,
+      at: this.ctx.clock.now(),
+      service: 'lambda',
+      action: 'Invoke',
+      input,
+    };
+    const decide = this.roles.get(schedule.target.roleArn);
+    const run = this.functions.get(schedule.target.arn);
+    const request = { action: 'lambda:InvokeFunction', resource: schedule.target.arn, context: {} };
+    if (!decide?.(request)) {
+      this.invocations.push({ ...base, error: 'AccessDenied' });
+    } else if (!run) {
+      this.invocations.push({ ...base, error: 'ResourceNotFoundException' });
+    } else {
+      this.ctx.spawn(
+        async () => {
+          await run(input);
+          this.invocations.push(base);
+        },
+        (error) => this.invocations.push({ ...base, error: (error as Error)?.name ?? 'Error' }),
+      );
+    }
     if (schedule.actionAfterCompletion === 'DELETE')
       this.schedules.delete(this.key(schedule.group, schedule.name));
   }
@@ -165,8 +213,11 @@ export class SchedulerModel {
       const target = input.Target;
       if (!target?.Arn || !target.RoleArn)
         throw fail('ValidationException', 'Target Arn and RoleArn are required');
-      if (!UNIVERSAL.test(target.Arn)) {
-        throw fail('ValidationException', `The sandbox models universal targets only: ${target.Arn}`);
+      if (!UNIVERSAL.test(target.Arn) && !FUNCTION.test(target.Arn)) {
+        throw fail(
+          'ValidationException',
+          `The sandbox models universal and Lambda function targets only: ${target.Arn}`,
+        );
       }
       try {
         JSON.parse(target.Input ?? '{}');

@@ -231,7 +231,17 @@ describe('roles', () => {
 
   test("the trigger function's grants are exactly the calls its code makes", () => {
     const folder = join(REPO, 'lambdas', 'trigger');
-    const prefix: Record<string, string> = { ec2: 'ec2', ssm: 'ssm', sfn: 'states' };
+    const prefix: Record<string, string> = {
+      ec2: 'ec2',
+      ssm: 'ssm',
+      sfn: 'states',
+      s3: 's3',
+      scheduler: 'scheduler',
+    };
+    // lock.ts also takes, renews and releases locks; the trigger imports only its reader.
+    const trigger = readFileSync(join(folder, 'trigger.ts'), 'utf8');
+    expect(/import \{([^}]*)\} from '\.\.\/shared\/lock'/.exec(trigger)?.[1]?.trim()).toBe('lockHolder');
+    const readsOnly: Record<string, string[]> = { lock: ['s3:GetObject'] };
     const called = new Set<string>();
     const own = readdirSync(folder).map((file) => join(folder, file));
     // The shared modules it imports make calls on its behalf too (the target's parameter read).
@@ -241,6 +251,11 @@ describe('roles', () => {
       ),
     );
     for (const file of new Set([...own, ...shared])) {
+      const reads = readsOnly[file.replace(/^.*\/(\w[\w-]*)\.ts$/, '$1')];
+      if (file.includes('/shared/') && reads) {
+        for (const action of reads) called.add(action);
+        continue;
+      }
       const text = readFileSync(file, 'utf8');
       const serviceOf = new Map<string, string>();
       for (const [, names, pkg] of text.matchAll(
@@ -261,8 +276,48 @@ describe('roles', () => {
       'logs:PutLogEvents',
       'xray:PutTraceSegments',
       'xray:PutTelemetryRecords',
+      // A deferral schedule runs as the scheduler role, which its creator must be allowed to pass.
+      'iam:PassRole',
+      // Without ListBucket a missing lock reads as AccessDenied instead of NoSuchKey.
+      's3:ListBucket',
     ];
     expect([...granted].sort()).toEqual([...called, ...baseline].sort());
+  });
+
+  test('the trigger function defers only into its own schedule group, passing only the scheduler role, to Scheduler', () => {
+    const statements = triggerStatements();
+    const create = statements.filter((s) => asList(s.Action).includes('scheduler:CreateSchedule'));
+    expect(create.map((s) => [s.Action, asList(s.Resource).map(flatten)])).toEqual([
+      ['scheduler:CreateSchedule', [`arn:aws:scheduler:${REGION}:${ACCOUNT}:schedule/Understudy-triggers/*`]],
+    ]);
+    const pass = statements.filter((s) => asList(s.Action).includes('iam:PassRole'));
+    expect(pass).toHaveLength(1);
+    expect(asList(pass[0]?.Resource).map(flatten)).toEqual([
+      `<${logicalId(stack.triggers.schedulerRole as never)}.Arn>`,
+    ]);
+    expect(pass[0]?.Condition).toEqual({
+      StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' },
+    });
+    const group = resources()[stack.resolve(stack.triggers.scheduleGroup?.logicalId) as string];
+    expect(group?.Properties.Name).toBe('Understudy-triggers');
+  });
+
+  test("the trigger function reads the triggered targets' locks, and the images of the pipelines it listens to", () => {
+    const statements = triggerStatements();
+    const locks = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('s3:Get')));
+    expect(locks.map((s) => s.Action)).toEqual(['s3:GetObject']);
+    expect(asList(locks[0]?.Resource).map(flatten).sort()).toEqual(
+      [
+        `<${logicalId(stack.runs.bucket)}.Arn>/locks/web.json`,
+        `<${logicalId(stack.runs.bucket)}.Arn>/locks/api.json`,
+      ].sort(),
+    );
+    // Image Builder tags each AMI it distributes with the build's ARN: EC2 finds it, no Image Builder read.
+    const images = statements.filter((s) => asList(s.Action).includes('ec2:DescribeImages'));
+    expect(images.map((s) => asList(s.Resource))).toEqual([['*']]);
+    expect(statements.flatMap((s) => asList(s.Action)).filter((a) => a.startsWith('imagebuilder:'))).toEqual(
+      [],
+    );
   });
 
   test('the trigger function gets the state machine and the parameter prefix, and never logs its events', () => {
@@ -272,6 +327,11 @@ describe('roles', () => {
     const variables = (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     expect(variables.PARAMETER_PREFIX).toBe('/understudy/Understudy');
     expect(variables.STATE_MACHINE_ARN).toEqual({ Ref: logicalId(stack.orchestrator.stateMachine) });
+    expect(variables.RUNS_BUCKET).toEqual({ Ref: logicalId(stack.runs.bucket) });
+    expect(variables.SCHEDULE_GROUP).toBe('Understudy-triggers');
+    expect(variables.SCHEDULER_ROLE_ARN).toEqual({
+      'Fn::GetAtt': [logicalId(stack.triggers.schedulerRole as never), 'Arn'],
+    });
     expect(variables).not.toHaveProperty('POWERTOOLS_LOGGER_LOG_EVENT');
   });
 

@@ -1,3 +1,5 @@
+import { StopInstancesCommand } from '@aws-sdk/client-ec2';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   type DescribeExecutionCommandOutput,
@@ -7,17 +9,19 @@ import {
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Context } from 'aws-lambda';
 import type { z } from 'zod';
 import { clients, sfnClient } from '../../lambdas/shared/clients';
 import { ImageBuildSchema, type TargetConfig, TriggersSchema } from '../../lambdas/shared/config';
 import { parameterNames } from '../../lambdas/shared/constants';
-import type { TriggerResult } from '../../lambdas/trigger/trigger';
+import { IMAGE_BUILDER_ARN_TAG, type TriggerResult } from '../../lambdas/trigger/trigger';
 import { GoldenImage } from '../../lib/golden-image';
 import { Triggers } from '../../lib/triggers';
 import { applyInputTransformer, type InputTransformer } from '../../sandbox/aws/events';
 import type { Sandbox } from '../../sandbox/aws/sandbox';
+import { SchedulerModel } from '../../sandbox/aws/scheduler';
 import { SANDBOX_ENV } from '../../sandbox/demo';
 import { substitutedDefinition } from '../../sandbox/workflow';
 import { startWorld, type World } from './helpers';
@@ -34,6 +38,9 @@ type TriggersInput = z.input<typeof TriggersSchema>;
 const PREFIX = SANDBOX_ENV.PARAMETER_PREFIX;
 const IMAGE_PARAMETER = parameterNames(PREFIX).image('web');
 const MACHINE = 'understudy-replace';
+const FUNCTION_ARN = 'arn:aws:lambda:eu-west-1:123456789012:function:understudy-trigger';
+const SCHEDULE_GROUP = 'sandbox-triggers';
+const SCHEDULER_ROLE_ARN = 'arn:aws:iam::123456789012:role/sandbox-trigger-scheduler';
 
 type TriggerHandler = (event: unknown, context: Context) => Promise<TriggerResult>;
 let handler: TriggerHandler;
@@ -42,7 +49,7 @@ const context = (): Context => ({
   callbackWaitsForEmptyEventLoop: false,
   functionName: 'understudy-trigger',
   functionVersion: '$LATEST',
-  invokedFunctionArn: 'understudy-trigger',
+  invokedFunctionArn: FUNCTION_ARN,
   memoryLimitInMB: '256',
   awsRequestId: 'trigger-request',
   logGroupName: '/aws/lambda/understudy-trigger',
@@ -95,6 +102,10 @@ const deployWithTriggers = async (written: TriggersInput): Promise<Harness> => {
     run: (input, options) => world.workflow.run(input as Record<string, unknown>, options),
   });
   process.env.STATE_MACHINE_ARN = stateMachineArn;
+  process.env.RUNS_BUCKET = SANDBOX_ENV.RUNS_BUCKET;
+  process.env.SCHEDULE_GROUP = SCHEDULE_GROUP;
+  process.env.SCHEDULER_ROLE_ARN = SCHEDULER_ROLE_ARN;
+  sandbox.createScheduleGroup(SCHEDULE_GROUP);
   handler ??= ((await import('../../lambdas/trigger/handler')) as { handler: TriggerHandler }).handler;
 
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
@@ -111,6 +122,7 @@ const deployWithTriggers = async (written: TriggersInput): Promise<Harness> => {
     parameterPrefix: PREFIX,
     stateMachine: sfn.StateMachine.fromStateMachineArn(stack, 'Replace', stateMachineArn),
     goldenImages: { web: image },
+    runsBucket: s3.Bucket.fromBucketName(stack, 'Runs', SANDBOX_ENV.RUNS_BUCKET),
   });
   const template = Template.fromStack(stack);
 
@@ -130,6 +142,12 @@ const deployWithTriggers = async (written: TriggersInput): Promise<Harness> => {
       invoke(applyInputTransformer(target.InputTransformer, event)),
     );
   }
+  // The scheduler role's one grant (asserted in test/lib/triggers.test.ts): invoke this function.
+  sandbox.scheduler.registerRole(
+    SCHEDULER_ROLE_ARN,
+    (r) => r.action === 'lambda:InvokeFunction' && r.resource === FUNCTION_ARN,
+  );
+  sandbox.scheduler.registerFunction(FUNCTION_ARN, invoke);
   const scheduleInputs: Record<string, string> = {};
   for (const schedule of Object.values(template.findResources('AWS::Scheduler::Schedule'))) {
     const input = schedule.Properties.Target.Input as string;
@@ -164,15 +182,29 @@ const publish = (value: string) =>
     new PutParameterCommand({ Name: IMAGE_PARAMETER, Value: value, Type: 'String', Overwrite: true }),
   );
 
-const imageAvailable = (sandbox: Sandbox) =>
+const imageArn = (sandbox: Sandbox, build = 1) =>
+  `arn:aws:imagebuilder:${sandbox.region}:${sandbox.accountId}:image/understudy-sandbox-web/1.0.0/${build}`;
+
+/** A build of the pipeline finished: its AMI distributed here, tagged with the build, then the event. */
+const imageAvailable = (sandbox: Sandbox, ami: string, build = 1) => {
+  // What Image Builder's distribution does to every AMI it creates.
+  sandbox.ec2.actions.CreateTags({
+    Resources: [ami],
+    Tags: [{ Key: IMAGE_BUILDER_ARN_TAG, Value: imageArn(sandbox, build) }],
+  });
   sandbox.events.deliverServiceEvent({
     source: 'aws.imagebuilder',
     detailType: 'EC2 Image Builder Image State Change',
-    resources: [
-      `arn:aws:imagebuilder:${sandbox.region}:${sandbox.accountId}:image/understudy-sandbox-web/1.0.0/1`,
-    ],
+    resources: [imageArn(sandbox, build)],
     detail: { 'previous-state': { status: 'INTEGRATING' }, state: { status: 'AVAILABLE' } },
   });
+};
+
+/** Lets virtual time pass; the account's next call fires the schedules that came due. */
+const passTime = async (harness: Harness, ms: number) => {
+  await (harness.world.sandbox as unknown as Sandbox).clock.sleep(ms);
+  await executions(harness.stateMachineArn);
+};
 
 /** A window of every day around the sandbox's now (UTC), or one that starts three hours later. */
 const windowAround = (offsetHours: number) => {
@@ -238,12 +270,12 @@ describe('automatic triggers on the sandbox account', () => {
 
     await publish(candidate);
     await until(() => results.length === 1);
-    imageAvailable(sandbox);
+    imageAvailable(sandbox, candidate);
     await until(() => results.length === 2);
     const [first] = await executions(stateMachineArn);
     await settled(first?.executionArn ?? '');
     // A late redelivery of the same AVAILABLE event, after the run ended.
-    imageAvailable(sandbox);
+    imageAvailable(sandbox, candidate);
     await until(() => results.length === 3);
 
     const name = `web-${candidate}`;
@@ -255,6 +287,30 @@ describe('automatic triggers on the sandbox account', () => {
     expect(results[1]).toMatchObject({ reason: expect.stringMatching(/de-duplicated by target and image/) });
     expect((await executions(stateMachineArn)).map((e) => e.name)).toEqual([name]);
     expect(harness.failures).toEqual([]);
+  });
+
+  it("the Image Builder event replaces with the image's own AMI while the parameter still holds the previous one", async () => {
+    harness = await deployWithTriggers({ imageBuilder: true });
+    const { candidate, results, world } = harness;
+    const sandbox = world.sandbox as unknown as Sandbox;
+    // The parameter's aws:ec2:image validation has not finished: it still names the running image.
+    await publish(world.seeded.oldImageId);
+
+    imageAvailable(sandbox, candidate, 2);
+    await until(() => results.length === 1);
+
+    const name = `web-${candidate}`;
+    expect(results[0]).toMatchObject({ started: true, executionName: name });
+    const run = await settled((results[0] as { executionArn: string }).executionArn);
+    expect(JSON.parse(run.input ?? '{}')).toMatchObject({
+      imageId: candidate,
+      trigger: 'imageBuilder',
+      reason: `Image Builder image ${imageArn(sandbox, 2)} is AVAILABLE`,
+    });
+    expect(run.status).toBe('SUCCEEDED');
+    expect(sandbox.ec2.instances.get(sandbox.eipInstance(world.seeded.allocationId) ?? '')?.imageId).toBe(
+      candidate,
+    );
   });
 
   it('a changed parameter that holds no AMI id starts nothing and says why', async () => {
@@ -301,28 +357,86 @@ describe('automatic triggers on the sandbox account', () => {
     });
   });
 
-  it('a trigger outside every maintenance window is refused by preflight with the reason, and nothing changes', async () => {
-    harness = await deployWithTriggers({
-      schedule: { expression: 'cron(0 * * * ? *)', timezone: 'UTC' },
-      maintenanceWindows: [windowAround(3)],
+  it('an image published outside every window starts nothing and comes back when the window opens, under <target>-<ami>', async () => {
+    harness = await deployWithTriggers({ imageParameter: true, maintenanceWindows: [windowAround(3)] });
+    const { candidate, results, stateMachineArn, world } = harness;
+    const sandbox = world.sandbox as unknown as Sandbox;
+    const opening = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 + 2 * 3_600_000).toISOString();
+
+    await publish(candidate);
+    await until(() => results.length === 1);
+
+    const name = `web-${candidate}`;
+    expect(results[0]).toMatchObject({
+      started: false,
+      executionName: name,
+      deferredUntil: opening,
+      reason: expect.stringMatching(
+        new RegExp(`^deferred until ${opening}: outside every maintenance window of target web`),
+      ),
     });
-    const { scheduleInputs, stateMachineArn, world } = harness;
-    const slot = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const input = JSON.parse((scheduleInputs.schedule ?? '').replace('<aws.scheduler.scheduled-time>', slot));
+    expect(await executions(stateMachineArn)).toEqual([]);
+    const schedules = [...sandbox.scheduler.schedules.values()];
+    expect(schedules.map((s) => [s.group, SchedulerModel.timeOf(s), s.target.arn])).toEqual([
+      [SCHEDULE_GROUP, opening, FUNCTION_ARN],
+    ]);
+    expect(schedules[0]?.actionAfterCompletion).toBe('DELETE');
+    // The same change delivered again before the window opens: still one schedule.
+    await publish(candidate);
+    await until(() => results.length === 2);
+    expect(results[1]).toMatchObject({ started: false, deferredUntil: opening });
+    expect(sandbox.scheduler.schedules.size).toBe(1);
+    expect(world.mutatingCalls((c) => c.service === 'ec2')).toEqual([]);
 
-    const result = await handler(input, context());
-    expect(result.started).toBe(true);
-    const [execution] = await executions(stateMachineArn);
-    const run = await settled(execution?.executionArn ?? '');
+    await passTime(harness, Date.parse(opening) - Date.now() + 1_000);
+    await until(() => results.length === 3);
 
-    expect(run.status).toBe('FAILED');
-    expect(run.cause).toMatch(
-      /triggers\.maintenanceWindows: the schedule trigger fired at .* outside every maintenance window of target web/,
+    expect(results[2]).toMatchObject({ started: true, executionName: name });
+    expect(sandbox.scheduler.invocations.map((i) => [i.service, i.action, i.error])).toEqual([
+      ['lambda', 'Invoke', undefined],
+    ]);
+    expect(sandbox.scheduler.schedules.size).toBe(0);
+    const run = await settled(`${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`);
+    expect(run.status).toBe('SUCCEEDED');
+    expect(JSON.parse(run.input ?? '{}')).toMatchObject({ imageId: candidate, trigger: 'imageParameter' });
+  });
+
+  it('a trigger while another run holds the lock waits for it instead of using up the name', async () => {
+    harness = await deployWithTriggers(IMAGE_TRIGGERS);
+    const { candidate, results, stateMachineArn } = harness;
+    const lock = { Bucket: SANDBOX_ENV.RUNS_BUCKET, Key: 'locks/web.json' };
+    const now = Date.now();
+    await clients().s3.send(
+      new PutObjectCommand({
+        ...lock,
+        Body: JSON.stringify({
+          owner: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:web-by-hand`,
+          executionName: 'web-by-hand',
+          target: 'web',
+          acquiredAt: new Date(now).toISOString(),
+          expiresAt: new Date(now + 3_600_000).toISOString(),
+        }),
+      }),
     );
-    expect(world.mutatingCalls((c) => c.service === 'ec2' || c.service === 'ssm')).toEqual([]);
-    expect(
-      world.mutatingCalls((c) => c.service === 's3').every((c) => JSON.stringify(c.input).includes('runs/')),
-    ).toBe(true);
+
+    await publish(candidate);
+    await until(() => results.length === 1);
+    expect(results[0]).toMatchObject({
+      started: false,
+      reason: expect.stringMatching(/: execution web-by-hand holds the lock of target web$/),
+    });
+    const until15 = Date.parse((results[0] as { deferredUntil: string }).deferredUntil) - now;
+    expect(until15).toBeGreaterThanOrEqual(15 * 60_000);
+    expect(until15).toBeLessThanOrEqual(30 * 60_000);
+    expect(await executions(stateMachineArn)).toEqual([]);
+
+    // The other run ends; the deferred trigger comes back and starts the run for the image.
+    await clients().s3.send(new DeleteObjectCommand(lock));
+    await passTime(harness, until15 + 1_000);
+    await until(() => results.length === 2);
+    expect(results[1]).toMatchObject({ started: true, executionName: `web-${candidate}` });
+    const run = await settled((results[1] as { executionArn: string }).executionArn);
+    expect(run.status).toBe('SUCCEEDED');
   });
 
   it('a replacement requested by hand is not held to the windows', async () => {
@@ -385,6 +499,28 @@ describe('automatic triggers on the sandbox account', () => {
       started: false,
       reason: `the status checks of ${serving} pass`,
     });
+  });
+
+  it('self-healing sees a box EC2 stopped behind the Elastic IP as broken, and starts one healing run for it', async () => {
+    harness = await deployWithTriggers({ selfHeal: { impairedMinutes: 10 } });
+    const { world, scheduleInputs } = harness;
+    const old = world.seeded.oldInstanceId;
+    await clients().ec2.send(new StopInstancesCommand({ InstanceIds: [old] }));
+    const check = JSON.parse(scheduleInputs.selfHeal ?? '{}');
+
+    const result = await handler(check, context());
+
+    expect(result).toMatchObject({ started: true, executionName: `web-heal-${old}` });
+    const run = await sfnClient().send(
+      new DescribeExecutionCommand({ executionArn: (result as { executionArn: string }).executionArn }),
+    );
+    expect(JSON.parse(run.input ?? '{}')).toMatchObject({
+      trigger: 'selfHeal',
+      reason: expect.stringMatching(
+        new RegExp(`^self-heal: ${old} behind the Elastic IP is (stopping|stopped)$`),
+      ),
+    });
+    await settled((result as { executionArn: string }).executionArn);
   });
 
   it("bad trigger input is refused naming the field, at the function's boundary and at preflight", async () => {
