@@ -665,6 +665,7 @@ const stepStatements = (
       ...endOfWindow(['scheduler:CreateSchedule', 'scheduler:GetSchedule']),
       ...renewLock,
       ...publish,
+      phaseEvents,
     ],
 
     finish: [

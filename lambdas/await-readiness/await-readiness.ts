@@ -1,18 +1,14 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
 import { parameterNames } from '../shared/constants';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { LaunchResultSchema, RunStateSchema } from '../shared/schemas';
+import { type CallbackTaskInput, CallbackTaskInputSchema } from '../shared/schemas';
 import { completeTask, decide, readEarlyEvent, writeTokenRecord } from '../signal/callback';
 
-export const AwaitReadinessInputSchema = z.object({
-  taskToken: z.string().min(1),
-  state: RunStateSchema.extend({ launch: LaunchResultSchema }),
-});
-export type AwaitReadinessInput = z.infer<typeof AwaitReadinessInputSchema>;
+export const AwaitReadinessInputSchema = CallbackTaskInputSchema;
+export type AwaitReadinessInput = CallbackTaskInput;
 
 export interface AwaitReadinessClients {
   readonly ssm: SSMClient;
@@ -47,7 +43,8 @@ export const awaitReadiness = async (
   const result = await completeTask(
     clients.sfn,
     input.taskToken,
-    decide(early.detailType, early.detail, policy),
+    // An early record written before records carried the time is dated now: the best still known.
+    decide(early.detailType, early.detail, policy, early.receivedAt ?? new Date().toISOString()),
   );
   logger.info('completed the readiness task from an event that arrived before the token', { result });
   return { stored: true, completedFromEarlyEvent: result !== 'closed' };

@@ -4,12 +4,12 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { z } from 'zod';
 import { localCheckCommands } from '../prepare/prepare';
 import { awsCall, failAs } from '../shared/aws-errors';
-import { assertAgentOnline, type CommandRef, SCRIPT_PREAMBLE, sendForInstance } from '../shared/commands';
+import { assertAgentOnline, SCRIPT_PREAMBLE, sendForInstance } from '../shared/commands';
 import type { TargetConfig } from '../shared/config';
 import { describeInstanceById } from '../shared/ec2';
 import { ErrorNames, failure } from '../shared/errors';
 import { correlate } from '../shared/logger';
-import { LaunchResultSchema, RunStateSchema } from '../shared/schemas';
+import { LaunchResultSchema, type RestoredResult, RunStateSchema } from '../shared/schemas';
 
 /**
  * Await restored: the retired server is back when EC2 says it runs and both status checks pass, its
@@ -46,15 +46,12 @@ export const restoreCheckScript = (target: TargetConfig): string[] => [
 export const awaitRestored = (
   clients: AwaitRestoredClients,
   state: AwaitRestoredEvent,
-): Promise<{ command: CommandRef }> =>
+): Promise<RestoredResult> =>
   check(clients, state).catch(
     failAs(ErrorNames.InstanceLost, `waiting for the restored server ${state.launch.instanceId}`),
   );
 
-const check = async (
-  clients: AwaitRestoredClients,
-  state: AwaitRestoredEvent,
-): Promise<{ command: CommandRef }> => {
+const check = async (clients: AwaitRestoredClients, state: AwaitRestoredEvent): Promise<RestoredResult> => {
   const { ec2, ssm } = clients;
   const id = state.launch.instanceId;
   correlate({ target: state.run.target.name, execution: state.execution.name, instance: id });
@@ -81,5 +78,7 @@ const check = async (
   }
 
   await assertAgentOnline(ssm, id);
-  return sendForInstance(clients, state, id, PURPOSE, restoreCheckScript(state.run.target));
+  const readyAt = new Date().toISOString();
+  const sent = await sendForInstance(clients, state, id, PURPOSE, restoreCheckScript(state.run.target));
+  return { ...sent, readyAt };
 };

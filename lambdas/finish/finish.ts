@@ -33,6 +33,7 @@ import {
   LockSchema,
   type Plan,
   PlanSchema,
+  RestoredResultSchema,
   SwitchResultSchema,
 } from '../shared/schemas';
 import { manualReconcileCommand } from '../shared/tfstate/manual';
@@ -57,6 +58,7 @@ export const FinishInputSchema = z.looseObject({
   run: z.unknown().optional(),
   launch: z.unknown().optional(),
   readiness: z.unknown().optional(),
+  restore: z.unknown().optional(),
   pack: z.unknown().optional(),
   prepare: z.unknown().optional(),
   switch: z.unknown().optional(),
@@ -104,7 +106,11 @@ const ReconcileSummarySchema = z.object({
   command: z.string().optional(),
 });
 type ReconcileSummary = z.infer<typeof ReconcileSummarySchema>;
-const ReadinessSummarySchema = z.object({ status: z.string().optional(), exitCode: z.number().optional() });
+const ReadinessSummarySchema = z.object({
+  status: z.string().optional(),
+  exitCode: z.number().optional(),
+  readyAt: z.iso.datetime().optional(),
+});
 /** A command step whose await state recorded success (`$.prepare.result`, `$.certificate.result`). */
 const CommandSentSchema = z.object({ command: CommandRefSchema });
 const ProbeSummarySchema = z.object({
@@ -480,7 +486,8 @@ export const finish = async (
     plan?.target.name ?? (input.success ? input.data.target : (state.input as { target?: unknown })?.target);
   // The name becomes part of an S3 key: only a valid target name is used as it is.
   const target = pick(TargetNameSchema, rawTarget) ?? '_invalid-target';
-  const candidate = pick(LaunchResultSchema, state.launch)?.instanceId;
+  const launched = pick(LaunchResultSchema, state.launch);
+  const candidate = launched?.instanceId;
   correlate({ target, execution: execution.name, instance: candidate });
 
   const facts: Facts = {
@@ -585,6 +592,12 @@ export const finish = async (
   const sw = pick(SwitchResultSchema, state.switch);
   const readiness = pick(ReadinessSummarySchema, state.readiness);
   const probe = pick(ProbeSummarySchema, state.probe);
+  // The timeline's dated moments, the same in the run record and the message's JSON.
+  const moments = {
+    launchedAt: launched?.launchedAt,
+    readyAt:
+      plan?.action === 'rollback' ? pick(RestoredResultSchema, state.restore)?.readyAt : readiness?.readyAt,
+  };
   const planSummary = plan && {
     action: plan.action,
     imageId: plan.image.imageId,
@@ -617,6 +630,7 @@ export const finish = async (
     summary: decision.summary,
     plan: planSummary,
     candidateInstanceId: candidate,
+    ...moments,
     readiness: readiness && { status: readiness.status, exitCode: readiness.exitCode },
     switch: sw && { moved: sw.moved, at: sw.at, previousInstanceId: sw.previousInstanceId },
     probe,
@@ -662,7 +676,9 @@ export const finish = async (
     ...(plan ? { action: plan.action, imageId: plan.image.imageId, oldInstanceId: plan.old.instanceId } : {}),
     ...(plan?.eip.publicIp ? { publicIp: plan.eip.publicIp } : {}),
     ...(candidate ? { newInstanceId: candidate } : {}),
+    ...(moments.launchedAt ? { launchedAt: moments.launchedAt } : {}),
     ...(readiness?.status ? { readiness: readiness.status } : {}),
+    ...(moments.readyAt ? { readyAt: moments.readyAt } : {}),
     ...(sw?.moved ? { switchedAt: sw.at } : {}),
     ...(probe ? { probe: { ...pick(ProbeTimesSchema, state.probe), ...probe } } : {}),
     ...(facts.rollback ? { rollback: facts.rollback } : {}),
@@ -688,6 +704,8 @@ export const finish = async (
       ...(warnings.length ? { warnings } : {}),
       startedAt: execution.startTime,
       finishedAt,
+      ...(report.launchedAt ? { launchedAt: report.launchedAt } : {}),
+      ...(report.readyAt ? { readyAt: report.readyAt } : {}),
       ...(report.switchedAt ? { switchedAt: report.switchedAt } : {}),
       ...(report.probe ? { probe: report.probe } : {}),
       ...(report.terraform
@@ -709,12 +727,15 @@ export const finish = async (
   });
   // Last, after everything that can throw: a retried Finish must not count the run twice.
   if (clients.metrics) emitRunMetrics(clients.metrics, measure(report, facts, execution.name));
-  // Phase events tell a replacement's story: a run that never started one (refused, no-op, dry run) has none.
-  const bus = plan?.action === 'replace' ? phaseBus(clients.events, env.eventBusName) : undefined;
+  // Phase events tell the story of a replacement or a rollback within the window: a run that never
+  // started one (refused, no-op, dry run) has none.
+  const told = plan?.action === 'replace' || plan?.action === 'rollback';
+  const bus = told ? phaseBus(clients.events, env.eventBusName) : undefined;
   await putPhaseEvent(bus, 'finished', {
     target,
     execution: execution.name,
     summary: decision.summary,
+    ...(plan ? { action: plan.action } : {}),
     outcome: decision.outcome,
     succeeded: SUCCESSFUL.includes(decision.outcome),
     ...(report.oldInstanceId ? { oldInstanceId: report.oldInstanceId } : {}),

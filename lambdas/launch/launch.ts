@@ -282,9 +282,16 @@ const findByToken = async (ec2: EC2Client, token: string): Promise<Instance | un
   return out.Reservations?.flatMap((r) => r.Instances ?? []).find((i) => i.InstanceId !== undefined);
 };
 
+/** EC2's own launch time, so an attempt that reuses the candidate reports when it really launched. */
+const launchedAt = (instance: Instance): string => {
+  const at = instance.LaunchTime === undefined ? Number.NaN : new Date(instance.LaunchTime).getTime();
+  return new Date(Number.isFinite(at) ? at : Date.now()).toISOString();
+};
+
 const resultFor = (instance: Instance, token: string, old: Instance): LaunchResult => ({
   instanceId: instance.InstanceId as string,
   clientToken: token,
+  launchedAt: launchedAt(instance),
   ...(instance.PrivateIpAddress ? { privateIpAddress: instance.PrivateIpAddress } : {}),
   // Source/dest check has no RunInstances parameter; await-running applies it once the box runs.
   ...(old.SourceDestCheck === false ? { sourceDestCheck: false } : {}),

@@ -2,7 +2,6 @@ import {
   CreateTagsCommand,
   DescribeAddressesCommand,
   DescribeImagesCommand,
-  DescribeInstancesCommand,
   DescribeInstanceTypesCommand,
   DescribeRouteTablesCommand,
   DescribeVpcEndpointsCommand,
@@ -37,7 +36,7 @@ import {
   type TlsMode,
 } from '../shared/config';
 import { LOCK_LEASE_SECONDS, runKeys, Tags } from '../shared/constants';
-import { describeInstanceById, type ParkAction, parkCandidate } from '../shared/ec2';
+import { describeInstanceById, describeTargetBoxes, type ParkAction, parkCandidate } from '../shared/ec2';
 import { ErrorNames, invalidInput, isUnderstudyError, refused, UnderstudyError } from '../shared/errors';
 import { httpGet, type ProbeResponse } from '../shared/http';
 import { acquireLock, lockHolder, readLock, releaseLock } from '../shared/lock';
@@ -58,6 +57,7 @@ import { TfStateError } from '../shared/tfstate/errors';
 import { findInstance } from '../shared/tfstate/lookup';
 import { parseS3StateUrl, stateObjectKey } from '../shared/tfstate/s3-keys';
 import { readStateUtf8, type StateV4 } from '../shared/tfstate/state';
+import { servingPlanFields } from './plan-fields';
 import { planRollback } from './rollback-plan';
 import { checkMaintenanceWindow } from './window';
 
@@ -715,26 +715,7 @@ const runPreflight = async (
       architecture: image.Architecture as string,
       rootDeviceName: image.RootDeviceName as string,
     },
-    old: {
-      instanceId: eip.instanceId,
-      imageId: instance.ImageId as string,
-      instanceType,
-      subnetId: instance.SubnetId as string,
-      ...(instance.PrivateIpAddress ? { privateIpAddress: instance.PrivateIpAddress } : {}),
-      ...(instance.Placement?.AvailabilityZone
-        ? { availabilityZone: instance.Placement.AvailabilityZone }
-        : {}),
-    },
-    eip: {
-      allocationId: target.allocationId,
-      publicIp: eip.publicIp,
-      ...(eip.associationId ? { associationId: eip.associationId } : {}),
-    },
-    baseline: {
-      healthy: baseline.healthy,
-      detail: baseline.detail,
-      ...(baseline.status !== undefined ? { status: baseline.status } : {}),
-    },
+    ...servingPlanFields(instance, eip, target.allocationId, baseline),
     needsPublicIp: egress.needsPublicIp,
     ...(input.reason ? { reason: input.reason } : {}),
   };
@@ -786,6 +767,7 @@ const runPreflight = async (
     target: plan.target.name,
     execution: execution.name,
     summary: `replacing ${plan.old.instanceId} with a clone on ${plan.image.imageId}`,
+    action: 'replace',
     oldInstanceId: plan.old.instanceId,
     imageId: plan.image.imageId,
     ...(plan.reason ? { reason: plan.reason } : {}),
@@ -804,20 +786,9 @@ const parkLeftCandidates = async (
   target: TargetConfig,
   servingId: string,
 ): Promise<{ instanceId: string; action: ParkAction }[]> => {
-  const out = await awsCall('DescribeInstances', () =>
-    ec2.send(
-      new DescribeInstancesCommand({
-        Filters: [
-          { Name: `tag:${Tags.target}`, Values: [target.name] },
-          { Name: `tag:${Tags.role}`, Values: ['candidate'] },
-          { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
-        ],
-      }),
-    ),
-  );
-  const left = (out.Reservations ?? [])
-    .flatMap((r) => r.Instances ?? [])
-    .filter((i) => i.InstanceId !== undefined && i.InstanceId !== servingId);
+  const left = (
+    await describeTargetBoxes(ec2, target.name, 'candidate', ['pending', 'running', 'stopping', 'stopped'])
+  ).filter((i) => i.InstanceId !== servingId);
   const parked: { instanceId: string; action: ParkAction }[] = [];
   for (const instance of left) {
     parked.push({

@@ -1,22 +1,18 @@
-import {
-  DescribeImagesCommand,
-  DescribeInstancesCommand,
-  type EC2Client,
-  type Instance,
-} from '@aws-sdk/client-ec2';
+import { DescribeImagesCommand, type Instance } from '@aws-sdk/client-ec2';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { awsCall, hasCode } from '../shared/aws-errors';
 import type { TargetConfig } from '../shared/config';
 import { LOCK_LEASE_SECONDS, runKeys, Tags } from '../shared/constants';
-import { describeInstanceById } from '../shared/ec2';
+import { describeInstanceById, describeTargetBoxes } from '../shared/ec2';
 import { refused, type UnderstudyError } from '../shared/errors';
 import type { ProbeResponse } from '../shared/http';
 import { acquireLock, lockHolder } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publishQuietly } from '../shared/notify';
+import { type PhaseBus, phaseBus, publishQuietly, putPhaseEvent } from '../shared/notify';
 import { judge } from '../shared/probe';
 import { scheduleName } from '../shared/retirement';
 import type { ExecutionContext, ExecutionInput, Plan, RestoreTarget } from '../shared/schemas';
+import { servingPlanFields } from './plan-fields';
 import type { PreflightClients, PreflightEnv } from './preflight';
 
 /**
@@ -48,21 +44,6 @@ const tagOf = (instance: Instance, key: string): string | undefined =>
   instance.Tags?.find((t) => t.Key === key)?.Value;
 
 const GONE = new Set(['shutting-down', 'terminated']);
-
-/** The target's retired boxes EC2 still shows (terminated ones stay visible for about an hour). */
-const retiredBoxes = async (ec2: EC2Client, target: string): Promise<Instance[]> => {
-  const out = await awsCall('DescribeInstances', () =>
-    ec2.send(
-      new DescribeInstancesCommand({
-        Filters: [
-          { Name: `tag:${Tags.target}`, Values: [target] },
-          { Name: `tag:${Tags.role}`, Values: ['retired'] },
-        ],
-      }),
-    ),
-  );
-  return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => i.InstanceId);
-};
 
 const windowEndOf = (instance: Instance): number => {
   const value = tagOf(instance, Tags.retireAfter);
@@ -124,7 +105,9 @@ export const planRollback = async (
     );
   }
   // The window is what an operator asks about first: its reason comes before any other refusal.
-  const chosen = chooseRestoreTarget(configured.name, await retiredBoxes(ec2, configured.name), Date.now());
+  // Every state: a terminated box, still shown for a while, lets the refusal say its window closed.
+  const retired = await describeTargetBoxes(ec2, configured.name, 'retired');
+  const chosen = chooseRestoreTarget(configured.name, retired, Date.now());
   const owner = tagOf(serving, Tags.target);
   if (owner !== configured.name) {
     throw refused(
@@ -168,26 +151,7 @@ export const planRollback = async (
       architecture: image?.Architecture ?? chosen.Architecture ?? 'unknown',
       rootDeviceName: image?.RootDeviceName ?? chosen.RootDeviceName ?? 'unknown',
     },
-    old: {
-      instanceId: eip.instanceId,
-      imageId: serving.ImageId ?? 'unknown',
-      instanceType: serving.InstanceType ?? 'unknown',
-      subnetId: serving.SubnetId ?? 'unknown',
-      ...(serving.PrivateIpAddress ? { privateIpAddress: serving.PrivateIpAddress } : {}),
-      ...(serving.Placement?.AvailabilityZone
-        ? { availabilityZone: serving.Placement.AvailabilityZone }
-        : {}),
-    },
-    eip: {
-      allocationId: configured.allocationId,
-      publicIp: eip.publicIp,
-      ...(eip.associationId ? { associationId: eip.associationId } : {}),
-    },
-    baseline: {
-      healthy: baseline.healthy,
-      detail: baseline.detail,
-      ...(baseline.status !== undefined ? { status: baseline.status } : {}),
-    },
+    ...servingPlanFields(serving, eip, configured.allocationId, baseline),
     needsPublicIp: false,
     restore,
     ...(input.reason ? { reason: input.reason } : {}),
@@ -208,8 +172,21 @@ export const planRollback = async (
     leaseSeconds: LOCK_LEASE_SECONDS,
   });
   await announceRollback(sns, env.TOPIC_ARN, plan, execution);
+  await announceRollbackPhase(phaseBus(clients.events, env.EVENT_BUS_NAME), plan, execution);
   return { ...plan, lock };
 };
+
+/** `Replacement Started`, as a replacement announces itself, with `action` telling the two apart. */
+const announceRollbackPhase = (bus: PhaseBus | undefined, plan: Plan, execution: ExecutionContext) =>
+  putPhaseEvent(bus, 'started', {
+    target: plan.target.name,
+    execution: execution.name,
+    summary: `rolling back from ${plan.old.instanceId} to the retired ${plan.restore?.instanceId}`,
+    action: 'rollback',
+    oldInstanceId: plan.old.instanceId,
+    ...(plan.restore ? { restoreInstanceId: plan.restore.instanceId, imageId: plan.restore.imageId } : {}),
+    ...(plan.reason ? { reason: plan.reason } : {}),
+  });
 
 const announceRollback = (sns: SNSClient, topicArn: string, plan: Plan, execution: ExecutionContext) =>
   publishQuietly(

@@ -1,20 +1,16 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
 import { type ApprovalRecord, approvalCommands } from '../shared/approval';
 import { parameterNames } from '../shared/constants';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { publish } from '../shared/notify';
-import { LaunchResultSchema, RunStateSchema } from '../shared/schemas';
+import { type CallbackTaskInput, CallbackTaskInputSchema } from '../shared/schemas';
 import { putParameter } from '../signal/callback';
 
-export const RequestApprovalInputSchema = z.object({
-  taskToken: z.string().min(1),
-  state: RunStateSchema.extend({ launch: LaunchResultSchema }),
-});
-export type RequestApprovalInput = z.infer<typeof RequestApprovalInputSchema>;
+export const RequestApprovalInputSchema = CallbackTaskInputSchema;
+export type RequestApprovalInput = CallbackTaskInput;
 
 export interface RequestApprovalClients {
   readonly ssm: SSMClient;

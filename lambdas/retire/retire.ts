@@ -1,6 +1,5 @@
 import {
   CreateTagsCommand,
-  DescribeInstancesCommand,
   type EC2Client,
   type Instance,
   StopInstancesCommand,
@@ -11,7 +10,7 @@ import type { SchedulerClient } from '@aws-sdk/client-scheduler';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { awsCall, describeAwsError, failAs, hasCode } from '../shared/aws-errors';
 import { Tags } from '../shared/constants';
-import { describeInstanceById, instanceAttribute } from '../shared/ec2';
+import { describeInstanceById, describeTargetBoxes, instanceAttribute } from '../shared/ec2';
 import { ErrorNames } from '../shared/errors';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
@@ -218,23 +217,10 @@ const terminateExpiredCandidates = async (
   const days = state.run.target.retention?.failedCandidateDays;
   if (days === undefined) return [];
   const { ec2 } = clients;
-  const out = await awsCall('DescribeInstances', () =>
-    ec2.send(
-      new DescribeInstancesCommand({
-        Filters: [
-          { Name: `tag:${Tags.target}`, Values: [state.run.target.name] },
-          { Name: `tag:${Tags.role}`, Values: ['failed'] },
-          { Name: 'instance-state-name', Values: ['stopped'] },
-        ],
-      }),
-    ),
-  );
   const cutoff = Date.now() - days * DAY_MS;
-  const old = (out.Reservations ?? [])
-    .flatMap((r) => r.Instances ?? [])
-    .filter(
-      (i) => i.InstanceId !== undefined && i.LaunchTime !== undefined && i.LaunchTime.getTime() < cutoff,
-    );
+  const old = (await describeTargetBoxes(ec2, state.run.target.name, 'failed', ['stopped'])).filter(
+    (i) => i.LaunchTime !== undefined && i.LaunchTime.getTime() < cutoff,
+  );
   const results: { instanceId: string; action: PreviousRetired['action'] }[] = [];
   for (const instance of old) {
     const id = instance.InstanceId as string;
@@ -264,20 +250,9 @@ const terminatePrevious = async (
   const { ec2, scheduler } = clients;
   const target = state.run.target.name;
   const exclude = new Set([...keep, ...(state.launch ? [state.launch.instanceId] : [])]);
-  const out = await awsCall('DescribeInstances', () =>
-    ec2.send(
-      new DescribeInstancesCommand({
-        Filters: [
-          { Name: `tag:${Tags.target}`, Values: [target] },
-          { Name: `tag:${Tags.role}`, Values: ['retired'] },
-          { Name: 'instance-state-name', Values: LIVE_STATES },
-        ],
-      }),
-    ),
+  const found = (await describeTargetBoxes(ec2, target, 'retired', LIVE_STATES)).filter(
+    (i) => !exclude.has(i.InstanceId as string),
   );
-  const found = (out.Reservations ?? [])
-    .flatMap((r) => r.Instances ?? [])
-    .filter((i) => i.InstanceId !== undefined && !exclude.has(i.InstanceId));
   const results: PreviousRetired[] = [];
   for (const instance of found) {
     const id = instance.InstanceId as string;

@@ -1,17 +1,18 @@
 import { type EC2Client, StopInstancesCommand } from '@aws-sdk/client-ec2';
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SchedulerClient } from '@aws-sdk/client-scheduler';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { awsCall, describeAwsError } from '../shared/aws-errors';
 import { associateAndConfirm, describeInstanceById, readAddress } from '../shared/ec2';
 import { ErrorNames, isUnderstudyError, UnderstudyError } from '../shared/errors';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
-import { publishQuietly } from '../shared/notify';
+import { phaseBus, publishQuietly, putPhaseEvent } from '../shared/notify';
 import { probeUntilHealthy, schemeFor } from '../shared/probe';
 import { type RetirementEnv, scheduleTermination } from '../shared/retirement';
-import { PlanSchema, RunStateSchema } from '../shared/schemas';
+import { RollbackRunStateSchema } from '../shared/schemas';
 import { shellQuote } from '../shared/shell';
 
 /**
@@ -21,9 +22,7 @@ import { shellQuote } from '../shared/shell';
  * cannot do itself ends as `manual-action-needed` with the exact commands.
  */
 
-export const RevertRestoreEventSchema = RunStateSchema.extend({
-  run: PlanSchema.extend({ action: z.literal('rollback'), restore: PlanSchema.shape.restore.unwrap() }),
-});
+export const RevertRestoreEventSchema = RollbackRunStateSchema;
 export type RevertRestoreEvent = z.infer<typeof RevertRestoreEventSchema>;
 
 export interface RevertRestoreClients {
@@ -31,10 +30,13 @@ export interface RevertRestoreClients {
   readonly s3: S3Client;
   readonly sns: SNSClient;
   readonly scheduler: SchedulerClient;
+  /** For the `Replacement Rolled Back` event on the Understudy bus, as Rollback puts it. */
+  readonly events?: EventBridgeClient;
 }
 
 export interface RevertRestoreEnv extends RetirementEnv {
   readonly TOPIC_ARN: string;
+  readonly EVENT_BUS_NAME?: string;
 }
 
 export interface RevertRestoreOptions {
@@ -167,6 +169,18 @@ export const revertRestore = async (
       },
       'the revert warning',
     );
+    if (result.outcome === 'rolled-back') {
+      await putPhaseEvent(phaseBus(clients.events, env.EVENT_BUS_NAME), 'rolled-back', {
+        target: plan.target.name,
+        execution: state.execution.name,
+        summary,
+        action: plan.action,
+        ...(eipInstanceId ? { eipInstanceId } : {}),
+        oldInstanceId: servingId,
+        newInstanceId: restoreId,
+        serviceHealthy,
+      });
+    }
     return result;
   } catch (error) {
     if (isUnderstudyError(error, ErrorNames.Transient)) throw error;

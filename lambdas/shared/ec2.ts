@@ -14,7 +14,7 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { awsCall, hasCode } from './aws-errors';
-import { Tags } from './constants';
+import { type InstanceRole, Tags } from './constants';
 import { ErrorNames, UnderstudyError } from './errors';
 import { sleep } from './probe';
 
@@ -38,6 +38,30 @@ export const describeInstanceById = async (
     if (hasCode(error, 'InvalidInstanceID.NotFound')) return undefined;
     throw error;
   }
+};
+
+/**
+ * The target's boxes in one role, only in the given states when `states` is set. Without it the
+ * answer includes terminated boxes, which EC2 keeps showing for about an hour.
+ */
+export const describeTargetBoxes = async (
+  ec2: EC2Client,
+  target: string,
+  role: InstanceRole,
+  states?: readonly string[],
+): Promise<Instance[]> => {
+  const out = await awsCall('DescribeInstances', () =>
+    ec2.send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: `tag:${Tags.target}`, Values: [target] },
+          { Name: `tag:${Tags.role}`, Values: [role] },
+          ...(states ? [{ Name: 'instance-state-name', Values: [...states] }] : []),
+        ],
+      }),
+    ),
+  );
+  return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => i.InstanceId !== undefined);
 };
 
 /** One attribute DescribeInstances leaves out (user data, protection flags, shutdown behaviour). */

@@ -165,8 +165,12 @@ export interface OutcomeReport {
   readonly oldInstanceId?: string;
   readonly newInstanceId?: string;
   readonly publicIp?: string;
+  /** When the new box was launched; for a rollback, when the retired box was started. */
+  readonly launchedAt?: string;
   /** The readiness agent's verdict, when it gave one. */
   readonly readiness?: string;
+  /** When the readiness agent reported; for a rollback, when the retired box was found up again. */
+  readonly readyAt?: string;
   readonly switchedAt?: string;
   readonly probe?: {
     readonly startedAt?: string;
@@ -238,13 +242,24 @@ export const outcomeTimeline = (r: OutcomeReport): { at?: string; what: string }
   const steps: { at?: string; what: string }[] = [{ at: r.startedAt, what: 'started' }];
   if (r.newInstanceId) {
     steps.push({
+      at: r.launchedAt,
       what:
         r.action === 'rollback'
           ? `started the retired ${r.newInstanceId}`
           : `launched ${r.newInstanceId}${r.imageId ? ` from ${r.imageId}` : ''}`,
     });
   }
-  if (r.readiness) steps.push({ what: `readiness: ${r.readiness}` });
+  if (r.action === 'rollback') {
+    // A retired box may have no readiness agent: it counts as up once EC2 and SSM say so.
+    if (r.readyAt) {
+      steps.push({
+        at: r.readyAt,
+        what: `${r.newInstanceId ?? 'the retired box'} is up: status checks passed, SSM agent online`,
+      });
+    }
+  } else if (r.readiness) {
+    steps.push({ at: r.readyAt, what: `readiness: ${r.readiness}` });
+  }
   if (r.switchedAt) {
     steps.push({
       at: r.switchedAt,

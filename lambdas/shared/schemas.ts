@@ -111,6 +111,11 @@ export const LaunchResultSchema = z.object({
   privateIpAddress: z.string().optional(),
   /** False when the old box had source/destination checking off (NAT/router); await-running applies it. */
   sourceDestCheck: z.boolean().optional(),
+  /**
+   * When the box began to serve the run: EC2's launch time of the candidate, or, for a rollback, when
+   * StartRetired found or started the retired box. Optional: a state from before the field lacks it.
+   */
+  launchedAt: z.iso.datetime().optional(),
 });
 export type LaunchResult = z.infer<typeof LaunchResultSchema>;
 
@@ -127,6 +132,10 @@ export const CommandRefSchema = z.object({
   commandId: z.string(),
   instanceId: z.string(),
 });
+
+/** `$.restore`: the restored box's local check, and when the box was found up (running, checks passed, agent Online). */
+export const RestoredResultSchema = z.object({ command: CommandRefSchema, readyAt: z.iso.datetime() });
+export type RestoredResult = z.infer<typeof RestoredResultSchema>;
 
 /** Caught error as Step Functions writes it with a Catch ResultPath. */
 export const CaughtErrorSchema = z.object({
@@ -145,6 +154,21 @@ export const RunStateSchema = z.object({
   error: CaughtErrorSchema.optional(),
 });
 export type RunState = z.infer<typeof RunStateSchema>;
+
+/** The state of a rollback within the window: its plan names the retired box to bring back. */
+export const RollbackRunStateSchema = RunStateSchema.extend({
+  run: PlanSchema.extend({ action: z.literal('rollback'), restore: RestoreTargetSchema }),
+});
+
+/**
+ * The input of a `.waitForTaskToken` step after Launch (readiness, approval): the token it parks for
+ * whoever completes the task, and the run's state.
+ */
+export const CallbackTaskInputSchema = z.object({
+  taskToken: z.string().min(1),
+  state: RunStateSchema.extend({ launch: LaunchResultSchema }),
+});
+export type CallbackTaskInput = z.infer<typeof CallbackTaskInputSchema>;
 
 /** The readiness agent's event detail (source `understudy.agent`). */
 export const AgentEventDetailSchema = z.object({

@@ -40,6 +40,8 @@ export type AgentDetail = z.infer<typeof AgentEventDetailSchema>;
 export const EarlyEventSchema = z.object({
   detailType: FinalDetailTypeSchema,
   detail: AgentEventDetailSchema,
+  /** When the signal function received it: the candidate was ready then, not when the token came. */
+  receivedAt: z.iso.datetime().optional(),
 });
 export type EarlyEvent = z.infer<typeof EarlyEventSchema>;
 
@@ -50,19 +52,35 @@ const CAUSE_LIMIT = 32_768;
 /** cloud-init exit code for "finished with recoverable errors". */
 const RECOVERABLE_EXIT = 2;
 
+/** The readiness task's result (`$.readiness`); `readyAt` dates the agent's final event for the timeline. */
+export const ReadinessResultSchema = z.object({
+  status: z.string(),
+  exitCode: z.number(),
+  errors: z.array(z.string()),
+  readyAt: z.iso.datetime(),
+});
+export type ReadinessResult = z.infer<typeof ReadinessResultSchema>;
+
 export type Completion =
-  | { readonly kind: 'success'; readonly output: { status: string; exitCode: number; errors: string[] } }
+  | { readonly kind: 'success'; readonly output: ReadinessResult }
   | { readonly kind: 'failure'; readonly cause: string };
 
-/** What the agent's final event means for the task, under the target's policy for exit code 2. */
+/**
+ * What the agent's final event means for the task, under the target's policy for exit code 2.
+ * `receivedAt` is when the signal function received the event.
+ */
 export const decide = (
   detailType: FinalDetailType,
   detail: AgentDetail,
   policy: RecoverablePolicy,
+  receivedAt: string,
 ): Completion => {
   const exitCode = detail.exitCode ?? (detailType === 'Instance Ready' ? 0 : 1);
   const status = detail.status ?? (detailType === 'Instance Ready' ? 'done' : 'error');
-  const success: Completion = { kind: 'success', output: { status, exitCode, errors: detail.errors } };
+  const success: Completion = {
+    kind: 'success',
+    output: { status, exitCode, errors: detail.errors, readyAt: receivedAt },
+  };
   const failure = (why: string): Completion => ({
     kind: 'failure',
     cause:
@@ -205,7 +223,12 @@ export const readEarlyEvent = (ssm: SSMClient, name: string): Promise<EarlyEvent
  */
 export const earlyEventValue = (event: EarlyEvent): string => {
   const errors = [...event.detail.errors];
-  const render = () => JSON.stringify({ detailType: event.detailType, detail: { ...event.detail, errors } });
+  const render = () =>
+    JSON.stringify({
+      detailType: event.detailType,
+      detail: { ...event.detail, errors },
+      ...(event.receivedAt ? { receivedAt: event.receivedAt } : {}),
+    });
   let value = render();
   while (Buffer.byteLength(value) > PARAMETER_VALUE_LIMIT && errors.length > 0) {
     const last = errors.length - 1;

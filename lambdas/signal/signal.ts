@@ -96,12 +96,13 @@ export const signal = async (
   }
 
   const final: FinalDetailType = detailType;
+  const receivedAt = new Date().toISOString();
   /** Completes the task under the policy the token record carries; a task already closed is ignored. */
   const complete = async (found: TokenRecord): Promise<{ action: SignalAction }> => {
     const result = await completeTask(
       clients.sfn,
       found.token,
-      decide(final, detail, found.onRecoverableErrors),
+      decide(final, detail, found.onRecoverableErrors, receivedAt),
     );
     return { action: result === 'closed' ? 'ignored' : result };
   };
@@ -117,7 +118,11 @@ export const signal = async (
 
   // The agent can finish before await-readiness stored the token. Keep the event for it, then look for
   // the token once more: if it was stored meanwhile, await-readiness may already have missed our event.
-  await writeEarlyEvent(clients.ssm, names.earlyEvent(detail.instanceId), { detailType: final, detail });
+  await writeEarlyEvent(clients.ssm, names.earlyEvent(detail.instanceId), {
+    detailType: final,
+    detail,
+    receivedAt,
+  });
   const late = await readTokenRecord(clients.ssm, tokenName);
   if (late) return complete(late);
   logger.info('kept the readiness event until the task token is stored', { detailType: final });

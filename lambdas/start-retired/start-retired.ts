@@ -1,7 +1,7 @@
 import { type EC2Client, StartInstancesCommand } from '@aws-sdk/client-ec2';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SchedulerClient } from '@aws-sdk/client-scheduler';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { awsCall, describeAwsError, failAs, hasCode } from '../shared/aws-errors';
 import { Tags } from '../shared/constants';
 import { describeInstanceById } from '../shared/ec2';
@@ -9,7 +9,7 @@ import { ErrorNames, failure, UnderstudyError } from '../shared/errors';
 import { renewHeldLock } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { cancelTermination, type RetirementEnv } from '../shared/retirement';
-import { type LaunchResult, PlanSchema, RunStateSchema } from '../shared/schemas';
+import { type LaunchResult, RollbackRunStateSchema } from '../shared/schemas';
 
 /**
  * Start retired (rollback within the window, design §2.10): cancels the end-of-window schedule of the
@@ -19,9 +19,7 @@ import { type LaunchResult, PlanSchema, RunStateSchema } from '../shared/schemas
  * Reconcile and Retire work on it unchanged.
  */
 
-export const StartRetiredEventSchema = RunStateSchema.extend({
-  run: PlanSchema.extend({ action: z.literal('rollback'), restore: PlanSchema.shape.restore.unwrap() }),
-});
+export const StartRetiredEventSchema = RollbackRunStateSchema;
 export type StartRetiredEvent = z.infer<typeof StartRetiredEventSchema>;
 
 export interface StartRetiredClients {
@@ -87,6 +85,7 @@ const run = async (
     instanceId: id,
     // Nothing is launched: the field keeps the candidate's shape, and names what took its place.
     clientToken: `restore-${id}`,
+    launchedAt: new Date().toISOString(),
     ...(instance.PrivateIpAddress ? { privateIpAddress: instance.PrivateIpAddress } : {}),
   };
 };

@@ -100,6 +100,19 @@ describe('awaitReadiness', () => {
     expect(tasks.tasks.get(TOKEN)?.cause).toContain('runcmd failed');
   });
 
+  it('dates readiness by when the early event arrived, not by when the token was stored', async () => {
+    await signalIt(readyEvent());
+    const kept = JSON.parse(params.get(names.earlyEvent(CANDIDATE_ID))?.value ?? '{}') as {
+      receivedAt?: string;
+    };
+    await new Promise((resolve) => setTimeout(resolve, 20));
+
+    await awaitIt();
+
+    expect(kept.receivedAt).toEqual(expect.any(String));
+    expect(tasks.tasks.get(TOKEN)?.output).toMatchObject({ readyAt: kept.receivedAt });
+  });
+
   it("applies the target's policy to an early exit-code-2 event", async () => {
     await signalIt(readyEvent({ exitCode: 2, errors: ['deprecated'] }));
 

@@ -659,6 +659,74 @@ describe('the outcome message a human reads (issue 6)', () => {
     expect(timeline).toMatch(/finished: replaced$/m);
   });
 
+  it('dates the launch and the readiness report from what Launch and the readiness task returned', async () => {
+    const state = fullRun();
+    await run({
+      ...state,
+      launch: { ...state.launch, launchedAt: '2026-05-01T10:00:40.000Z' },
+      readiness: { ...state.readiness, readyAt: '2026-05-01T10:07:15.000Z' },
+    });
+
+    const timeline = text().slice(text().indexOf('Timeline (UTC)'));
+    expect(timeline).toMatch(
+      new RegExp(`^ {2}10:00:40 \\+40s +launched ${CANDIDATE_ID} from ami-0123456789abcdef0$`, 'm'),
+    );
+    expect(timeline).toMatch(/^ {2}10:07:15 \+7m 15s +readiness: done$/m);
+    // The machine-readable forms carry the same moments under the same names.
+    const moments = { launchedAt: '2026-05-01T10:00:40.000Z', readyAt: '2026-05-01T10:07:15.000Z' };
+    expect(outcomeDocument()).toMatchObject(moments);
+    expect(record()).toMatchObject(moments);
+  });
+
+  it('lists the launch and readiness without a time when the steps returned none', async () => {
+    await run(fullRun());
+
+    const timeline = text().slice(text().indexOf('Timeline (UTC)'));
+    expect(timeline).toMatch(new RegExp(`^ {11,}launched ${CANDIDATE_ID}`, 'm'));
+    expect(outcomeDocument().launchedAt).toBeUndefined();
+    expect(record().readyAt).toBeUndefined();
+  });
+
+  it('dates a rollback on request by when the retired box was started and found up again', async () => {
+    const state = makeState(makeTarget(), {
+      action: 'rollback',
+      restore: {
+        instanceId: OLD_ID,
+        imageId: 'ami-0aaaaaaaaaaaaaaa0',
+        state: 'stopped',
+        retireAfter: '2026-05-02T09:00:00.000Z',
+        scheduleName: `web-${OLD_ID}`,
+      },
+    });
+    await run({
+      ...state,
+      launch: {
+        instanceId: OLD_ID,
+        clientToken: `restore-${OLD_ID}`,
+        launchedAt: '2026-05-01T10:00:20.000Z',
+      },
+      restore: {
+        command: { commandId: 'c-1', instanceId: OLD_ID },
+        readyAt: '2026-05-01T10:01:50.000Z',
+        result: { status: 'Success', output: '' },
+      },
+      switch: { moved: true, at: '2026-05-01T10:02:10.000Z', previousInstanceId: CANDIDATE_ID },
+      retire: { oldInstanceId: CANDIDATE_ID, stopped: true, retireAfter: '2026-05-02T10:10:00.000Z' },
+    });
+
+    expect(outcomeDocument().event).toBe('rolled-back-by-request');
+    const timeline = text().slice(text().indexOf('Timeline (UTC)'));
+    expect(timeline).toMatch(new RegExp(`^ {2}10:00:20 \\+20s +started the retired ${OLD_ID}$`, 'm'));
+    expect(timeline).toMatch(
+      new RegExp(`^ {2}10:01:50 \\+1m 50s +${OLD_ID} is up: status checks passed, SSM agent online$`, 'm'),
+    );
+    expect(timeline).not.toContain('readiness');
+    expect(record()).toMatchObject({
+      launchedAt: '2026-05-01T10:00:20.000Z',
+      readyAt: '2026-05-01T10:01:50.000Z',
+    });
+  });
+
   it('links the execution in the console and gives the exact rollback commands after a replacement', async () => {
     await run(fullRun());
 

@@ -82,6 +82,7 @@ describe('launch', () => {
       instanceId: NEW_INSTANCE_ID,
       clientToken: clientTokenFor(runState().execution),
       privateIpAddress: '10.0.1.77',
+      launchedAt: expect.any(String),
     });
     expect(request()).toEqual({
       ImageId: NEW_IMAGE_ID,
@@ -221,13 +222,16 @@ describe('launch', () => {
         ClientToken: token,
         PrivateIpAddress: '10.0.1.77',
         State: { Code: 16, Name: 'running' },
+        LaunchTime: new Date('2026-03-01T08:00:05Z'),
       }),
     );
     const result = await launch(createClients(), runState());
+    // The launch time is EC2's, not this attempt's: the timeline dates the launch that happened.
     expect(result).toEqual({
       instanceId: NEW_INSTANCE_ID,
       clientToken: token,
       privateIpAddress: '10.0.1.77',
+      launchedAt: '2026-03-01T08:00:05.000Z',
     });
     expect(ec2).toHaveReceivedCommandTimes(RunInstancesCommand, 0);
   });

@@ -75,6 +75,18 @@ describe('signal', () => {
     });
   });
 
+  it('dates the readiness result with the moment the final event arrived', async () => {
+    storeToken();
+    const before = Date.now();
+
+    await run(readyEvent());
+
+    const output = tasks.tasks.get(TOKEN)?.output as { readyAt?: string } | undefined;
+    const readyAt = Date.parse(output?.readyAt ?? '');
+    expect(readyAt).toBeGreaterThanOrEqual(before);
+    expect(readyAt).toBeLessThanOrEqual(Date.now());
+  });
+
   it('turns a progress event into a heartbeat', async () => {
     storeToken();
 
@@ -130,6 +142,7 @@ describe('signal', () => {
       status: 'done',
       exitCode: 2,
       errors: ['deprecated key'],
+      readyAt: expect.any(String),
     });
   });
 
@@ -160,6 +173,7 @@ describe('signal', () => {
     expect(JSON.parse(stored?.value ?? '{}')).toEqual({
       detailType: 'Instance Ready',
       detail: { instanceId: CANDIDATE_ID, status: 'done', exitCode: 0, errors: [] },
+      receivedAt: expect.any(String),
     });
     expect(sfn).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 0);
   });

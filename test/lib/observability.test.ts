@@ -136,7 +136,7 @@ describe('cdk-nag AwsSolutions', () => {
 });
 
 describe('phase event grants', () => {
-  const PHASE_EMITTERS = ['preflight', 'switch', 'rollback', 'finish'] as const;
+  const PHASE_EMITTERS = ['preflight', 'switch', 'rollback', 'revert-restore', 'finish'] as const;
   const putEvents = (step: string) =>
     statementsOfRole(template, logicalId(synth.stack.lambdas.steps[step as StepName].role)).filter((s) =>
       asList(s.Action).includes('events:PutEvents'),

@@ -3,6 +3,8 @@ import type { Template } from 'aws-cdk-lib/assertions';
 import { clients } from '../../lambdas/shared/clients';
 import { PHASE_DETAIL_TYPES, PHASE_EVENT_SOURCE } from '../../lambdas/shared/notify';
 import type { BusEvent } from '../../sandbox/aws/events';
+import type { Sandbox } from '../../sandbox/aws/sandbox';
+import type { ImageBehaviour } from '../../sandbox/contracts';
 import { SANDBOX_ENV } from '../../sandbox/demo';
 import { logicalId, synthesize } from '../lib/stack-fixture';
 import { startWorld, type World } from './helpers';
@@ -114,6 +116,70 @@ describe('phase events on the Understudy bus', () => {
       eipInstanceId: seen.world.seeded.oldInstanceId,
     });
     expect(seen.phases[2]?.detail).toMatchObject({ outcome: 'rolled-back', succeeded: false });
+  });
+
+  it('announces a rollback within the window like a replacement: started, switched and finished, marked action rollback', async () => {
+    const seen = await observe();
+    current = seen.world;
+    await seen.world.run({ target: 'web' }, { name: 'replace-1' });
+    const newer = seen.world.sandbox.eipInstance(seen.world.seeded.allocationId);
+    await settle();
+    seen.phases.length = 0;
+
+    const run = await seen.world.run({ target: 'web', action: 'rollback' }, { name: 'rollback-1' });
+    await settle();
+
+    expect(run.outcome).toBe('rolled-back-by-request');
+    expect(seen.phases.map((e) => e['detail-type'])).toEqual([
+      'Replacement Started',
+      'Replacement Switched',
+      'Replacement Finished',
+    ]);
+    const [started, switched, finished] = seen.phases.map((e) => e.detail as Record<string, unknown>);
+    const old = seen.world.seeded.oldInstanceId;
+    for (const detail of [started, switched, finished]) {
+      expect(detail).toMatchObject({ target: 'web', execution: 'rollback-1' });
+    }
+    expect(started).toMatchObject({ action: 'rollback', oldInstanceId: newer, restoreInstanceId: old });
+    expect(switched).toMatchObject({ oldInstanceId: newer, newInstanceId: old });
+    expect(finished).toMatchObject({
+      action: 'rollback',
+      outcome: 'rolled-back-by-request',
+      succeeded: true,
+      newInstanceId: old,
+    });
+    expect(seen.stackHits.filter((h) => h.event.source === PHASE_EVENT_SOURCE)).toEqual([]);
+  });
+
+  it('announces a rollback within the window that had to be undone as rolled back, then finished', async () => {
+    const seen = await observe();
+    current = seen.world;
+    await seen.world.run({ target: 'web' }, { name: 'replace-1' });
+    const newer = seen.world.sandbox.eipInstance(seen.world.seeded.allocationId);
+    await settle();
+    seen.phases.length = 0;
+    // The old box comes back broken: its app fails shortly after its local check passed.
+    const model = seen.world.sandbox as unknown as Sandbox;
+    const image = model.ec2.image(seen.world.seeded.oldImageId) as { behaviour: ImageBehaviour };
+    image.behaviour = { cloudInit: 'done', app: { healthyForMs: 45_000 } };
+
+    const run = await seen.world.run({ target: 'web', action: 'rollback' }, { name: 'rollback-broken' });
+    await settle();
+
+    expect(run.outcome).toBe('failed');
+    expect(seen.phases.map((e) => e['detail-type'])).toEqual([
+      'Replacement Started',
+      'Replacement Switched',
+      'Replacement Rolled Back',
+      'Replacement Finished',
+    ]);
+    expect(seen.phases[2]?.detail).toMatchObject({
+      phase: 'rolled-back',
+      action: 'rollback',
+      execution: 'rollback-broken',
+      eipInstanceId: newer,
+    });
+    expect(seen.phases[3]?.detail).toMatchObject({ action: 'rollback', outcome: 'failed', succeeded: false });
   });
 
   it('announces nothing for a dry run: no replacement started', async () => {

@@ -142,6 +142,23 @@ describe('the rollback window on the sandbox account', () => {
     ]);
   });
 
+  it("dates every step of both runs' timelines: the launch and readiness, then the retired box's start and return", async () => {
+    world = await startWorld();
+    registerRetirementRole(world);
+    await replaceOnce(world, 'replace-1');
+    const old = world.seeded.oldInstanceId;
+    await world.run({ target: 'web', action: 'rollback' }, { name: 'rollback-1' });
+
+    const [replacement, rollback] = outcomeMessages(world).map((m) => m.message);
+    const dated = /^ {2}\d\d:\d\d:\d\d \+\S+/;
+    const line = (message: string | undefined, what: RegExp) =>
+      message?.split('\n').find((l) => what.test(l));
+    expect(line(replacement, /launched i-/)).toMatch(dated);
+    expect(line(replacement, /readiness: done/)).toMatch(dated);
+    expect(line(rollback, new RegExp(`started the retired ${old}`))).toMatch(dated);
+    expect(line(rollback, new RegExp(`${old} is up: status checks passed`))).toMatch(dated);
+  });
+
   it('puts the Elastic IP back on the newer box when the restored one fails after the switch, and lets the old box sleep again', async () => {
     world = await startWorld();
     registerRetirementRole(world);
