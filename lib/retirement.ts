@@ -1,6 +1,10 @@
-import { Stack } from 'aws-cdk-lib';
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { Tags } from '../lambdas/shared/constants';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
@@ -10,10 +14,16 @@ import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
  * creates, and the role those schedules run as. The role can do one thing: terminate an instance that
  * still carries `understudy:role=retired` and the tag of a configured target. A box that a rollback
  * brought back to serving no longer matches, so a schedule left behind cannot touch it.
+ *
+ * A termination that still fails after Scheduler's retries (termination protection, a denied condition)
+ * would leave no trace: the one-time schedule deletes itself after its run. Each schedule therefore names
+ * a dead-letter queue, and an alarm on that queue tells the operators a retired box outlived its window.
  */
 
 export interface RetirementProps {
   readonly targetNames: readonly string[];
+  /** The stack's notification topic: the failed-termination alarm goes where the other alarms go. */
+  readonly alarmTopic: sns.ITopic;
 }
 
 export interface ArnParts {
@@ -43,6 +53,9 @@ export class Retirement extends Construct {
   readonly role: iam.Role;
   readonly group: scheduler.CfnScheduleGroup;
   readonly groupName: string;
+  /** Where Scheduler puts a terminate call it gave up on (the schedules' DeadLetterConfig). */
+  readonly deadLetterQueue: sqs.Queue;
+  readonly terminationFailedAlarm: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: RetirementProps) {
     super(scope, id);
@@ -72,6 +85,44 @@ export class Retirement extends Construct {
       statements: [terminate.statement],
     });
     acknowledgeWildcards(policy, [terminate]);
+
+    // Scheduler takes standard queues only. SQS-managed encryption needs no key policy for Scheduler to
+    // write, unlike a customer managed key; 14 days (the maximum) outlasts a long weekend off call.
+    this.deadLetterQueue = new sqs.Queue(this, 'FailedTerminations', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    // Scheduler delivers a schedule's dead letter as the schedule's role: SendMessage alone, on this queue.
+    policy.addStatements(
+      new iam.PolicyStatement({
+        sid: 'DeliverFailedTerminations',
+        actions: ['sqs:SendMessage'],
+        resources: [this.deadLetterQueue.queueArn],
+      }),
+    );
+    Validations.of(this.deadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason:
+        'this queue is itself the dead-letter queue of the end-of-window schedules (their DeadLetterConfig); ' +
+        'nothing consumes it, its messages are read by an operator after the alarm',
+    });
+
+    this.terminationFailedAlarm = new cloudwatch.Alarm(this, 'TerminationFailedAlarm', {
+      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(5),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      threshold: 0,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // SQS publishes the metric for an idle queue too; missing data still means nothing failed.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription:
+        'The end-of-window termination of a retired Understudy box failed after its retries: the box still runs ' +
+        'up costs. See docs/operations.md, "the end-of-window termination failed".',
+    });
+    this.terminationFailedAlarm.addAlarmAction(new actions.SnsAction(props.alarmTopic));
   }
 
   /** ARN of every schedule in the group: Retire and the rollback steps create and delete only there. */

@@ -100,10 +100,14 @@ export class UnderstudyStack extends Stack {
       topicKey: this.notifications.key,
     });
 
-    this.retirement = new Retirement(this, 'Retirement', { targetNames: config.targets.map((t) => t.name) });
+    this.retirement = new Retirement(this, 'Retirement', {
+      targetNames: config.targets.map((t) => t.name),
+      alarmTopic: this.notifications.topic,
+    });
     for (const name of ['retire', 'start-retired', 'revert-restore'] as const) {
       steps[name].fn.addEnvironment('SCHEDULE_GROUP', this.retirement.groupName);
       steps[name].fn.addEnvironment('SCHEDULER_ROLE_ARN', this.retirement.role.roleArn);
+      steps[name].fn.addEnvironment('SCHEDULE_DEAD_LETTER_ARN', this.retirement.deadLetterQueue.queueArn);
     }
 
     this.permissions = new StepPermissions(this, 'Permissions', {

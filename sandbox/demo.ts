@@ -29,6 +29,7 @@ export const SANDBOX_ENV = {
   // What `cdk deploy` gives Retire and the rollback steps (lib/retirement.ts).
   SCHEDULE_GROUP: 'understudy-sandbox-retirement',
   SCHEDULER_ROLE_ARN: 'arn:aws:iam::111122223333:role/understudy-sandbox-retirement',
+  SCHEDULE_DEAD_LETTER_ARN: 'arn:aws:sqs:eu-west-1:111122223333:understudy-sandbox-failed-terminations',
 } as const;
 
 /**

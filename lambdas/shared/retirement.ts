@@ -12,18 +12,43 @@ import { awsCall, hasCode } from './aws-errors';
  * universal target calls ec2:TerminateInstances as the stack's retirement role. That role may terminate
  * only boxes still tagged `understudy:role=retired` (lib/retirement.ts), so a box flipped back to
  * serving before the schedule fires is protected by IAM itself even if its schedule were left behind.
+ * A terminate call Scheduler gives up on goes to the stack's dead-letter queue, which is alarmed on:
+ * the schedule deletes itself after its run, so without the queue a failure would leave no trace.
  */
 
-/** The universal target (service `ec2`, action `terminateInstances`, camel-cased as Scheduler wants it). */
-export const TERMINATE_TARGET_ARN = 'arn:aws:scheduler:::aws-sdk:ec2:terminateInstances';
+/**
+ * The universal target (service `ec2`, action `terminateInstances`, camel-cased as Scheduler wants it),
+ * in the partition of the account (aws, aws-cn, aws-us-gov).
+ */
+export const terminateTargetArn = (partition: string): string =>
+  `arn:${partition}:scheduler:::aws-sdk:ec2:terminateInstances`;
+
+const PARTITION = /^arn:(aws(?:-[a-z]+)*):/;
+
+/** The partition an ARN of this account names; the stack's own ARNs tell the function where it runs. */
+export const partitionOf = (arn: string): string => {
+  const partition = PARTITION.exec(arn)?.[1];
+  if (partition === undefined) throw new Error(`not an AWS ARN: ${arn}`);
+  return partition;
+};
 
 export const RetirementEnvSchema = {
   SCHEDULE_GROUP: z.string().min(1),
-  SCHEDULER_ROLE_ARN: z.string().startsWith('arn:'),
+  SCHEDULER_ROLE_ARN: z
+    .string()
+    .regex(/^arn:aws(-[a-z]+)*:iam::\d{12}:role\/\S+$/, "set the ARN of the stack's retirement role"),
+  /** Standard SQS queue (Scheduler takes no FIFO queue), the pattern Scheduler's DeadLetterConfig accepts. */
+  SCHEDULE_DEAD_LETTER_ARN: z
+    .string()
+    .regex(
+      /^arn:aws(-[a-z]+)*:sqs:[a-z0-9-]+:\d{12}:[a-zA-Z0-9_-]+$/,
+      "set the ARN of the stack's failed-terminations queue (lib/retirement.ts)",
+    ),
 };
 export interface RetirementEnv {
   readonly SCHEDULE_GROUP: string;
   readonly SCHEDULER_ROLE_ARN: string;
+  readonly SCHEDULE_DEAD_LETTER_ARN: string;
 }
 
 /**
@@ -69,10 +94,14 @@ export const scheduleTermination = async (
           ActionAfterCompletion: 'DELETE',
           State: 'ENABLED',
           Target: {
-            Arn: TERMINATE_TARGET_ARN,
+            // The role is the stack's, so its partition is the one the schedule runs in.
+            Arn: terminateTargetArn(partitionOf(env.SCHEDULER_ROLE_ARN)),
             RoleArn: env.SCHEDULER_ROLE_ARN,
             Input: JSON.stringify({ InstanceIds: [request.instanceId] }),
+            // Scheduler retries with backoff until either bound is reached, then hands the event to the
+            // dead-letter queue; without one it would drop it, and DELETE would remove the schedule too.
             RetryPolicy: { MaximumRetryAttempts: 10, MaximumEventAgeInSeconds: 86_400 },
+            DeadLetterConfig: { Arn: env.SCHEDULE_DEAD_LETTER_ARN },
           },
         }),
       ),

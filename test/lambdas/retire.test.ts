@@ -30,6 +30,7 @@ const env = {
   TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:understudy',
   SCHEDULE_GROUP: 'understudy-retirement',
   SCHEDULER_ROLE_ARN: 'arn:aws:iam::123456789012:role/understudy-retirement',
+  SCHEDULE_DEAD_LETTER_ARN: 'arn:aws:sqs:eu-west-1:123456789012:understudy-failed-terminations',
 };
 const clients = () => ({ ...createClients(), scheduler: new SchedulerClient({ region: 'eu-west-1' }) });
 const NEW_INSTANCE_ID = 'i-0c0ffee000000beef';
@@ -254,6 +255,7 @@ describe('retire', () => {
     process.env.TOPIC_ARN = env.TOPIC_ARN;
     process.env.SCHEDULE_GROUP = env.SCHEDULE_GROUP;
     process.env.SCHEDULER_ROLE_ARN = env.SCHEDULER_ROLE_ARN;
+    process.env.SCHEDULE_DEAD_LETTER_ARN = env.SCHEDULE_DEAD_LETTER_ARN;
     const { handler } = await import('../../lambdas/retire/handler');
     await expect(handler(runState(), lambdaContext('retire'))).resolves.toMatchObject({ stopped: true });
   });

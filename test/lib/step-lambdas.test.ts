@@ -45,6 +45,7 @@ describe('step functions', () => {
       ? Stack.of(stack).resolve({
           SCHEDULE_GROUP: stack.retirement.groupName,
           SCHEDULER_ROLE_ARN: stack.retirement.role.roleArn,
+          SCHEDULE_DEAD_LETTER_ARN: stack.retirement.deadLetterQueue.queueArn,
         })
       : {};
     expect(variables).toEqual({

@@ -201,7 +201,7 @@ describe('cdk-nag AwsSolutions', () => {
     expect(reported).toEqual(roles.map((role) => `${role.node.path}/Stray/Resource`).sort());
   });
 
-  test('every acknowledgement carries a specific reason, and only resource wildcards (IAM5), access logs (S1) and the AWS policies Image Builder documents for build instances and lifecycle rules (IAM4) are acknowledged', () => {
+  test('every acknowledgement carries a specific reason, and only resource wildcards (IAM5), access logs (S1), the AWS policies Image Builder documents for build instances and lifecycle rules (IAM4) and the missing DLQ of the queue that is itself the DLQ of the schedules (SQS3) are acknowledged', () => {
     const acknowledged = stack.node
       .findAll()
       .flatMap((c) => c.node.metadata.filter((m) => m.type === 'aws:cdk:acknowledged-rules'))
@@ -209,7 +209,7 @@ describe('cdk-nag AwsSolutions', () => {
     expect(acknowledged.length).toBeGreaterThan(0);
     for (const [id, reason] of acknowledged) {
       expect(id).toMatch(
-        /^(\w+::)?AwsSolutions-(IAM5\[Resource::.+\]|S1|IAM4\[Policy::arn:<AWS::Partition>:iam::aws:policy\/(AmazonSSMManagedInstanceCore|EC2InstanceProfileForImageBuilder|service-role\/EC2ImageBuilderLifecycleExecutionPolicy)\])$/,
+        /^(\w+::)?AwsSolutions-(IAM5\[Resource::.+\]|S1|SQS3|IAM4\[Policy::arn:<AWS::Partition>:iam::aws:policy\/(AmazonSSMManagedInstanceCore|EC2InstanceProfileForImageBuilder|service-role\/EC2ImageBuilderLifecycleExecutionPolicy)\])$/,
       );
       expect(reason.length).toBeGreaterThan(30);
     }
