@@ -71,6 +71,7 @@ export const FinishInputSchema = z.looseObject({
   retireError: z.unknown().optional(),
   reconcile: z.unknown().optional(),
   reconcileError: z.unknown().optional(),
+  hookRuns: z.record(z.string(), z.unknown()).optional(),
 });
 export type FinishInput = z.infer<typeof FinishInputSchema>;
 
@@ -461,14 +462,38 @@ const measure = (r: OutcomeReport, f: Facts, execution: string) => ({
   ...(r.probe?.phase === 'bake'
     ? { timeToHealthySeconds: secondsBetween(r.switchedAt ?? r.probe.startedAt, r.probe.phaseStartedAt) }
     : {}),
-  // Only runs that launched a candidate could have rolled back or reconciled.
-  ...(f.candidate ? { rolledBack: f.rollback !== undefined || f.rollbackError !== undefined } : {}),
+  // Only replacements that launched a candidate could have rolled back. A rollback by request is the
+  // operator's decision, not a failed image: it counts in OutcomeRolledBackByRequest (or OutcomeFailed
+  // when it was undone), never in the Rollbacks alarm.
+  ...(f.candidate && f.plan?.action !== 'rollback'
+    ? { rolledBack: f.rollback !== undefined || f.rollbackError !== undefined }
+    : {}),
   ...(f.reconcile?.status === 'not-reconciled' || f.reconcileError
     ? { reconcileFailed: true }
     : f.reconcile?.status === 'reconciled' || f.reconcile?.status === 'already-reconciled'
       ? { reconcileFailed: false }
       : {}),
 });
+
+/**
+ * Hooks are not undone: when the afterSwitch hook for the box losing traffic was sent and the run then
+ * put traffic back on that box (a replacement rolled back, or a rollback on request undone), whatever
+ * the hook stopped there (cron, queue workers) is still stopped on the box that serves again.
+ */
+const undoneHookWarning = (
+  state: FinishInput,
+  outcome: Outcome,
+  plan: Plan | undefined,
+): string | undefined => {
+  if (!plan) return undefined;
+  const hookRuns = state.hookRuns ?? {};
+  const servesAgain =
+    (plan.action === 'replace' && outcome === 'rolled-back' && hookRuns.afterSwitchOld !== undefined) ||
+    (plan.action === 'rollback' && outcome === 'failed' && hookRuns.afterSwitchNewer !== undefined);
+  return servesAgain
+    ? `the afterSwitch.oldBox hook ran on ${plan.old.instanceId} before traffic went back to it: start again what it stopped there (cron jobs, workers)`
+    : undefined;
+};
 
 export const finish = async (
   clients: FinishClients,
@@ -517,6 +542,8 @@ export const finish = async (
   };
   const decision = decideOutcome(facts);
   const warnings = [...decision.warnings];
+  const hookWarning = undoneHookWarning(state, decision.outcome, plan);
+  if (hookWarning) warnings.push(hookWarning);
 
   // Release only the lock this execution took: the state says which, the lock object says whose it is now.
   const lock = pick(LockSchema, run.lock);

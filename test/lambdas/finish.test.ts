@@ -262,6 +262,20 @@ describe('finish', () => {
     expect(outcomeMessages()[0]?.Subject).toBe(`web: ROLLED BACK to ${OLD_ID}`);
   });
 
+  it("warns that the old box's afterSwitch hook is not undone when traffic went back to it, and only then", async () => {
+    const hookRuns = { afterSwitchOld: { command: { commandId: 'c-9', instanceId: OLD_ID } } };
+
+    await run({ ...rolledBack(), hookRuns });
+    const afterHook = record().warnings as string[];
+    await run(rolledBack());
+    const withoutHook = record().warnings as string[];
+
+    expect(afterHook).toEqual([
+      `the afterSwitch.oldBox hook ran on ${OLD_ID} before traffic went back to it: start again what it stopped there (cron jobs, workers)`,
+    ]);
+    expect(withoutHook).toEqual([]);
+  });
+
   it('does not claim a healthy service after a rollback when the baseline was already unhealthy', async () => {
     const state = {
       ...rolledBack(),
@@ -879,6 +893,43 @@ describe('the run metrics Finish emits (issue 6)', () => {
 
     expect(byDimensions(docs, ['service'])).toMatchObject({ Runs: 1, OutcomeRolledBack: 1, Rollbacks: 1 });
     expect(byDimensions(docs, ['service'])).not.toHaveProperty('ReplacementDuration');
+  });
+
+  it('does not count a rollback on request in Rollbacks, whether it held or was undone', async () => {
+    const state = makeState(makeTarget(), {
+      action: 'rollback',
+      restore: {
+        instanceId: OLD_ID,
+        imageId: 'ami-0aaaaaaaaaaaaaaa0',
+        state: 'stopped',
+        retireAfter: '2026-05-02T09:00:00.000Z',
+        scheduleName: `web-${OLD_ID}`,
+      },
+    });
+    const restored = {
+      ...state,
+      launch: { instanceId: OLD_ID, clientToken: `restore-${OLD_ID}` },
+      switch: { moved: true, at: '2026-05-01T10:02:10.000Z', previousInstanceId: CANDIDATE_ID },
+      retire: { oldInstanceId: CANDIDATE_ID, stopped: true, retireAfter: '2026-05-02T10:10:00.000Z' },
+    };
+
+    const held = byDimensions(await emfDuring(viaHandler(restored)), ['service']);
+    const undone = byDimensions(
+      await emfDuring(
+        viaHandler({
+          ...restored,
+          error: { Error: 'ProbeFailed', Cause: 'the restored box failed the probe' },
+          rollback: rolledBack().rollback,
+        }),
+      ),
+      ['service'],
+    );
+
+    expect(held).toMatchObject({ Runs: 1, OutcomeRolledBackByRequest: 1 });
+    expect(undone).toMatchObject({ Runs: 1 });
+    expect(undone).not.toHaveProperty('OutcomeRolledBackByRequest');
+    expect(held).not.toHaveProperty('Rollbacks');
+    expect(undone).not.toHaveProperty('Rollbacks');
   });
 
   it('counts a Terraform state that could not be reconciled', async () => {
