@@ -1,12 +1,12 @@
 import { join } from 'node:path';
-import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { ArnFormat, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { executionAlarms } from './execution-alarms';
 import { acknowledgeWildcards, type JustifiedStatement } from './nag-findings';
 
 export interface FleetProps {
@@ -123,28 +123,10 @@ export class Fleet extends Construct {
     // As the replace machine's alarms (lib/orchestrator.ts). The Map's child workflow executions publish
     // under a labelled ARN (`<machine>/<label>`), so these count fleet runs only: a target that failed
     // within the tolerance does not fire them (its own run's alarm and outcome message do).
-    const notify = new actions.SnsAction(props.topic);
-    const alarmOn = (name: string, metric: cloudwatch.Metric, what: string): cloudwatch.Alarm => {
-      const alarm = new cloudwatch.Alarm(this, name, {
-        metric,
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription: `An Understudy fleet execution ${what}: open it in the Step Functions console; each target's run reports its own outcome on the topic.`,
-      });
-      alarm.addAlarmAction(notify);
-      return alarm;
-    };
-    const period = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
-    this.alarms = [
-      alarmOn(
-        'ExecutionsFailed',
-        this.stateMachine.metricFailed(period),
-        'failed (more targets failed than it tolerates, so no further wave started)',
-      ),
-      alarmOn('ExecutionsTimedOut', this.stateMachine.metricTimedOut(period), 'timed out'),
-      alarmOn('ExecutionsAborted', this.stateMachine.metricAborted(period), 'was aborted'),
-    ];
+    this.alarms = executionAlarms(this, this.stateMachine, props.topic, {
+      failed: 'failed (more targets failed than it tolerates, so no further wave started)',
+      description: (what) =>
+        `An Understudy fleet execution ${what}: open it in the Step Functions console; each target's run reports its own outcome on the topic.`,
+    });
   }
 }

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -10,6 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { executionAlarms } from './execution-alarms';
 import { NOTIFICATION_TOPIC_PLACEHOLDER, placeholderFor, STEPS, type StepName } from './steps';
 
 export interface OrchestratorProps {
@@ -103,24 +103,11 @@ export class Orchestrator extends Construct {
         'for tracing and logging have no resource-level permissions',
     });
 
-    const alarmOn = (name: string, metric: cloudwatch.Metric, what: string): cloudwatch.Alarm => {
-      const alarm = new cloudwatch.Alarm(this, name, {
-        metric,
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription: `An Understudy execution ${what}: open the execution in the Step Functions console.`,
-      });
-      alarm.addAlarmAction(new actions.SnsAction(props.topic));
-      return alarm;
-    };
-    const period = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
-    this.alarms = [
-      alarmOn('ExecutionsFailed', this.stateMachine.metricFailed(period), 'failed'),
-      alarmOn('ExecutionsTimedOut', this.stateMachine.metricTimedOut(period), 'timed out'),
-      alarmOn('ExecutionsAborted', this.stateMachine.metricAborted(period), 'was aborted'),
-    ];
+    this.alarms = executionAlarms(this, this.stateMachine, props.topic, {
+      failed: 'failed',
+      description: (what) =>
+        `An Understudy execution ${what}: open the execution in the Step Functions console.`,
+    });
   }
 }
 

@@ -1,7 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { TargetConfig } from '../../lambdas/shared/config';
 import { startWorld, type World } from './helpers';
+import { logOf, withHooks } from './hook-fixtures';
 
 /**
  * Hook lines run through SSM Run Command in the box's own directory (the sandbox runs each script in a
@@ -13,15 +12,6 @@ const HOOKS: NonNullable<TargetConfig['hooks']> = {
     oldBox: ['echo stop-workers >> hooks.log'],
     newBox: ['echo start-workers >> hooks.log', 'echo second-line >> hooks.log'],
   },
-};
-
-const withHooks =
-  (hooks: NonNullable<TargetConfig['hooks']>) =>
-  (t: TargetConfig): TargetConfig => ({ ...t, hooks });
-
-const logOf = (world: World, instanceId: string): string[] => {
-  const path = join(world.sandbox.instanceDir(instanceId), 'hooks.log');
-  return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n') : [];
 };
 
 /** Sequence numbers of the successful calls in the account, to order them across services. */

@@ -63,6 +63,17 @@ afterEach(async () => {
 /** Rules deliver asynchronously: wait until the bus has handed over what was put. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
 
+/** A run that replaced the box, its events forgotten: what a rollback within the window starts from. */
+const replacedFirst = async () => {
+  const seen = await observe();
+  current = seen.world;
+  await seen.world.run({ target: 'web' }, { name: 'replace-1' });
+  const newer = seen.world.sandbox.eipInstance(seen.world.seeded.allocationId);
+  await settle();
+  seen.phases.length = 0;
+  return { seen, newer };
+};
+
 describe('phase events on the Understudy bus', () => {
   it('announces a replacement as started, switched and finished, with the target, the execution and both boxes', async () => {
     const seen = await observe();
@@ -119,12 +130,7 @@ describe('phase events on the Understudy bus', () => {
   });
 
   it('announces a rollback within the window like a replacement: started, switched and finished, marked action rollback', async () => {
-    const seen = await observe();
-    current = seen.world;
-    await seen.world.run({ target: 'web' }, { name: 'replace-1' });
-    const newer = seen.world.sandbox.eipInstance(seen.world.seeded.allocationId);
-    await settle();
-    seen.phases.length = 0;
+    const { seen, newer } = await replacedFirst();
 
     const run = await seen.world.run({ target: 'web', action: 'rollback' }, { name: 'rollback-1' });
     await settle();
@@ -152,12 +158,7 @@ describe('phase events on the Understudy bus', () => {
   });
 
   it('announces a rollback within the window that had to be undone as rolled back, then finished', async () => {
-    const seen = await observe();
-    current = seen.world;
-    await seen.world.run({ target: 'web' }, { name: 'replace-1' });
-    const newer = seen.world.sandbox.eipInstance(seen.world.seeded.allocationId);
-    await settle();
-    seen.phases.length = 0;
+    const { seen, newer } = await replacedFirst();
     // The old box comes back broken: its app fails shortly after its local check passed.
     const model = seen.world.sandbox as unknown as Sandbox;
     const image = model.ec2.image(seen.world.seeded.oldImageId) as { behaviour: ImageBehaviour };

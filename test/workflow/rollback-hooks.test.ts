@@ -1,7 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { TargetConfig } from '../../lambdas/shared/config';
 import { outcomeMessages, startWorld, type World } from './helpers';
+import { logOf, withHooks } from './hook-fixtures';
 
 /**
  * A rollback by request moves singleton work like a replacement does: beforeSwitch runs on the box about
@@ -15,15 +14,6 @@ const HOOKS: NonNullable<TargetConfig['hooks']> = {
     oldBox: ['echo stop-workers >> hooks.log'],
     newBox: ['echo start-workers >> hooks.log'],
   },
-};
-
-const withHooks =
-  (hooks: NonNullable<TargetConfig['hooks']>) =>
-  (t: TargetConfig): TargetConfig => ({ ...t, hooks });
-
-const logOf = (world: World, instanceId: string): string[] => {
-  const path = join(world.sandbox.instanceDir(instanceId), 'hooks.log');
-  return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n') : [];
 };
 
 /** Successful calls made from `from` on (a sequence number), to order them across services. */
