@@ -18,7 +18,7 @@ export interface SourceRun {
 export const sourceRun = async (source: Source): Promise<SourceRun> => {
   const world = await startFaultWorld(undefined, source.options, source.setup);
   try {
-    const run = await world.run();
+    const run = await world.run(source.input);
     const calls = world.runCalls();
     const sites = callSitesOf(world, calls);
     const rollback = run.inputs.Rollback as { error?: unknown } | undefined;

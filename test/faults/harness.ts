@@ -1,4 +1,15 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { DefaultRateLimiter } from '@smithy/core/retry';
+import {
+  dynamodbClient,
+  ec2Client,
+  eventsClient,
+  s3Client,
+  schedulerClient,
+  sfnClient,
+  snsClient,
+  ssmClient,
+} from '../../lambdas/shared/clients';
 import { STEPS } from '../../lib/steps';
 import type { Sandbox } from '../../sandbox/aws/sandbox';
 import type { CallRecord, FaultRule } from '../../sandbox/contracts';
@@ -32,7 +43,10 @@ export interface CallSite {
   readonly action: string;
   /** 1-based position among this invocation's calls of `service:action`. */
   readonly ordinal: number;
-  /** 1-based position among all calls of `service:action` in its source run (what `injectFault` counts). */
+  /**
+   * 1-based position among all calls of `service:action` in its source run: where the site was seen,
+   * for the reader; a cell faults the site's first call by its owner, not by this count.
+   */
   readonly nth: number;
 }
 
@@ -77,6 +91,31 @@ const namedError = (name: string, message: string): Error => {
 const timeoutMsOf = (step: string): number =>
   (STEPS.find((s) => s.name === step)?.timeoutSeconds ?? 900) * 1000;
 
+/**
+ * Each world is a new account whose virtual clock starts from real time, behind where the previous
+ * world's clock ended, while the handlers' SDK clients stay warm across worlds. An adaptive-retry rate
+ * limiter that saw a throttle in one world keeps timestamps from that world's future, and in the next
+ * world it waits for them: the signal function's sends stalled after a throttled SendTaskFailure cell.
+ * Each world starts with the limiters of cold Lambda containers; within a world, throttling still
+ * slows the client as AWS's SDK does.
+ */
+const coldRateLimiters = async (): Promise<void> => {
+  const warm = [
+    ec2Client,
+    ssmClient,
+    s3Client,
+    snsClient,
+    sfnClient,
+    eventsClient,
+    dynamodbClient,
+    schedulerClient,
+  ];
+  for (const client of warm) {
+    const strategy = (await client().config.retryStrategy()) as { rateLimiter?: unknown };
+    if (strategy.rateLimiter !== undefined) strategy.rateLimiter = new DefaultRateLimiter();
+  }
+};
+
 /** Who made a call: a function's invocation or a service-integration state, and its how-many-th there. */
 export interface Owner {
   readonly step: string;
@@ -102,14 +141,17 @@ export interface FaultWorld extends World {
 export const startFaultWorld = async (
   fault?: Fault,
   options: Omit<WorldOptions, 'wrap' | 'aroundIntegration'> = {},
-  setup?: (world: World) => void,
+  setup?: (world: World) => void | Promise<void>,
 ): Promise<FaultWorld> => {
   const context = new AsyncLocalStorage<Invocation>();
   let fired = false;
+  // A setup may run the workflow itself (the replacement a rollback-by-request undoes): no fault before
+  // the run under test starts.
+  let armed = false;
 
   const instrument = (step: string, handler: LambdaHandler): LambdaHandler => {
     return (event, lambdaContext) => {
-      if (fault?.kind === 'lambda-error' && fault.step === step && !fired) {
+      if (armed && fault?.kind === 'lambda-error' && fault.step === step && !fired) {
         fired = true;
         return Promise.reject(namedError(fault.error, `${fault.error} (injected before ${step} ran)`));
       }
@@ -137,13 +179,30 @@ export const startFaultWorld = async (
     aroundIntegration: (state, call) =>
       context.run({ step: state, caller: 'state-machine', made: new Map(), frozen: false }, call),
   });
-  setup?.(world);
+  await coldRateLimiters();
+  try {
+    await setup?.(world);
+  } catch (error) {
+    // The cell never gets the world to stop: its clock and servers would outlive it into the next cell.
+    await world.stop();
+    throw error;
+  }
   const before = await captureBefore(world);
   const sandbox = world.sandbox as unknown as Sandbox;
   const setupCalls = sandbox.calls.length;
   const owners = new WeakMap<CallRecord, Owner & { readonly nth: number }>();
   const counts = new Map<string, number>();
   const original = sandbox.dispatch.bind(sandbox);
+  const isSite = (owner: Owner | undefined, site: CallSite) =>
+    owner?.step === site.step && owner.caller === site.caller && owner.ordinal === site.ordinal;
+  // The faulted call is the site's first call in this run, picked by who makes it, not by its position
+  // among all calls of its action: a function run by an event (signal, when a started box's agent
+  // reports) interleaves its calls with the workflow's as timing has it, so a count would drift.
+  let targeted: CallRecord | undefined;
+  const answer =
+    fault?.kind === 'throttle' || fault?.kind === 'server-error' || fault?.kind === 'hang'
+      ? fault
+      : undefined;
 
   // Each call is attributed when the sandbox records it, not when dispatch is entered: dispatch may
   // first fire due schedules (an await), so its record can come after other calls' records. Recording
@@ -159,7 +218,27 @@ export const startFaultWorld = async (
       if (invocation) {
         const ordinal = (invocation.made.get(key) ?? 0) + 1;
         invocation.made.set(key, ordinal);
-        owners.set(record, { step: invocation.step, caller: invocation.caller, ordinal, nth });
+        const owner = { step: invocation.step, caller: invocation.caller, ordinal, nth };
+        owners.set(record, owner);
+        const site = answer?.site;
+        if (armed && answer && site && !targeted && site.service === record.service) {
+          if (site.action === record.action && isSite(owner, site)) {
+            targeted = record;
+            // The sandbox matches its rules right after recording the call: a rule for the next call
+            // of this action is a rule for this very call.
+            sandbox.injectFault({
+              service: site.service,
+              action: site.action,
+              nth: 1,
+              fault:
+                answer.kind === 'hang'
+                  ? 'hang'
+                  : answer.kind === 'throttle'
+                    ? throttleError(site.service)
+                    : serverError(site.service),
+            });
+          }
+        }
       }
       const slot = slots.getStore();
       if (slot && !slot.record) slot.record = record;
@@ -185,8 +264,7 @@ export const startFaultWorld = async (
       // function dies before it can act on it.
       const crash = () => {
         const owner = slot.record && owners.get(slot.record);
-        const { step, ordinal, nth } = fault.site;
-        if (fired || owner?.step !== step || owner.ordinal !== ordinal || owner.nth !== nth) return pending;
+        if (fired || !isSite(owner, fault.site)) return pending;
         fired = true;
         invocation.frozen = true;
         invocation.die?.(
@@ -202,15 +280,7 @@ export const startFaultWorld = async (
     return pending;
   };
 
-  if (fault && fault.kind !== 'crash-after-effect' && fault.kind !== 'lambda-error') {
-    const rule = fault.kind === 'throttle' ? throttleError(fault.site.service) : undefined;
-    sandbox.injectFault({
-      service: fault.site.service,
-      action: fault.site.action,
-      nth: fault.site.nth,
-      fault: fault.kind === 'hang' ? 'hang' : (rule ?? serverError(fault.site.service)),
-    });
-  }
+  armed = true;
 
   return {
     ...world,
@@ -220,12 +290,7 @@ export const startFaultWorld = async (
     faultFired: () => {
       if (!fault) return false;
       if (fault.kind === 'crash-after-effect' || fault.kind === 'lambda-error') return fired;
-      const { service, action, nth, step, ordinal } = fault.site;
-      const hit = sandbox.calls.slice(setupCalls).filter((c) => c.service === service && c.action === action)[
-        nth - 1
-      ];
-      const owner = hit && owners.get(hit);
-      return hit?.error !== undefined && owner?.step === step && owner.ordinal === ordinal;
+      return targeted?.error !== undefined;
     },
   };
 };
@@ -235,8 +300,7 @@ export const siteId = (step: string, call: string, ordinal: number): string => `
 
 /**
  * The call sites of a run: each distinct (function, service, action, ordinal in the invocation), first
- * occurrence, with its position among all calls of that action (so injectFault with `nth` hits that
- * very call). A poll invoked ten times is one site. Presigned requests (a box's curl) and calls neither
+ * occurrence, with its position among all calls of that action. A poll invoked ten times is one site. Presigned requests (a box's curl) and calls neither
  * a function nor an integration state made are not the workflow's call sites.
  */
 export const callSitesOf = (world: FaultWorld, calls: readonly CallRecord[]): CallSite[] => {

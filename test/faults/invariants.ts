@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import {
   DescribeAddressesCommand,
@@ -7,9 +9,11 @@ import {
   type Instance,
 } from '@aws-sdk/client-ec2';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { clients } from '../../lambdas/shared/clients';
+import { GetScheduleCommand } from '@aws-sdk/client-scheduler';
+import { clients, schedulerClient } from '../../lambdas/shared/clients';
 import { runKeys, Tags } from '../../lambdas/shared/constants';
 import { httpGet } from '../../lambdas/shared/http';
+import { atExpression, scheduleName } from '../../lambdas/shared/retirement';
 import { reconcileState } from '../../lambdas/shared/tfstate/reconcile';
 import { readState, writeState } from '../../lambdas/shared/tfstate/state';
 import { SANDBOX_ENV } from '../../sandbox/demo';
@@ -27,11 +31,25 @@ import type { World } from '../workflow/helpers';
 export interface Before {
   /** The Terraform state object's text before the run (undefined when the server is not managed). */
   readonly stateText: string | undefined;
+  /**
+   * The box behind the Elastic IP before the run: the seeded one, or after a setup replacement the
+   * newer box a rollback-by-request undoes (what "the old box" means for that run).
+   */
+  readonly serving: string;
+  /** The target's boxes sleeping in a rollback window before the run (a rollback's box to restore). */
+  readonly retired: readonly string[];
+  /** Messages published before the run (a setup run's own outcome is not this run's). */
+  readonly messages: number;
 }
 
 /** What to capture before the run, to compare after it. */
 export const captureBefore = async (world: World): Promise<Before> => ({
   stateText: world.target.terraform ? await objectText(DEMO_TERRAFORM.bucket, DEMO_TERRAFORM.key) : undefined,
+  serving: world.sandbox.eipInstance(world.seeded.allocationId) ?? world.seeded.oldInstanceId,
+  retired: (await allInstances())
+    .filter((i) => tag(i, Tags.target) === world.target.name && tag(i, Tags.role) === 'retired' && !gone(i))
+    .flatMap((i) => (i.InstanceId ? [i.InstanceId] : [])),
+  messages: world.sandbox.messages.length,
 });
 
 const objectText = async (bucket: string, key: string): Promise<string | undefined> => {
@@ -99,7 +117,7 @@ const eipServes = async (world: World, run: WorkflowRun, outcome: string | undef
 };
 
 /** 2. At most one candidate; every instance Understudy launched is tagged and serving, retired or failed. */
-const instancesAccountedFor = async (world: World, run: WorkflowRun): Promise<string[]> => {
+const instancesAccountedFor = async (world: World, run: WorkflowRun, before: Before): Promise<string[]> => {
   const problems: string[] = [];
   const instances = await allInstances();
   const serving = world.sandbox.eipInstance(world.seeded.allocationId);
@@ -111,7 +129,10 @@ const instancesAccountedFor = async (world: World, run: WorkflowRun): Promise<st
     problems.push(`2: ${candidates.length} candidates for ${target}: ${candidates.map((i) => i.InstanceId)}`);
   }
   const execution = run.executionArn.split(':').pop() ?? '';
-  const launched = instances.filter((i) => i.InstanceId !== world.seeded.oldInstanceId);
+  const prior = before.serving;
+  const launched = instances.filter(
+    (i) => i.InstanceId !== world.seeded.oldInstanceId && i.InstanceId !== prior,
+  );
   const ours = launched.filter((i) => tag(i, Tags.execution) === execution);
   if (ours.length > 1) problems.push(`2: the run launched ${ours.length} instances`);
   for (const instance of launched) {
@@ -131,11 +152,22 @@ const instancesAccountedFor = async (world: World, run: WorkflowRun): Promise<st
       );
     }
   }
-  const old = instances.find((i) => i.InstanceId === world.seeded.oldInstanceId);
+  const old = instances.find((i) => i.InstanceId === prior);
   if (old && old.InstanceId !== serving && stateOf(old) !== 'running') {
     const retired = tag(old, Tags.role) === 'retired' && tag(old, Tags.retireAfter) !== undefined;
     if (!retired)
       problems.push(`2: the old box is ${stateOf(old)} but not tagged retired with a retire-after time`);
+  }
+  // A box brought back from its window either serves again or sleeps again in that window: never left
+  // running beside the box that serves.
+  for (const id of before.retired) {
+    const box = instances.find((i) => i.InstanceId === id);
+    if (id === serving && stateOf(box) === 'running') continue;
+    if (!halted(box) || tag(box, Tags.role) !== 'retired' || tag(box, Tags.retireAfter) === undefined) {
+      problems.push(
+        `2: the retired box ${id} does not serve and is ${stateOf(box)} with role ${tag(box, Tags.role) ?? 'none'}, not asleep in its window`,
+      );
+    }
   }
   return problems;
 };
@@ -153,7 +185,12 @@ const lockItem = async (lockId: string) =>
   ).Item;
 
 /** The state the reconcile must have written for the instance serving now, from the original state. */
-const expectedReconciled = async (original: string, serving: string, world: World): Promise<string> => {
+const expectedReconciled = async (
+  original: string,
+  serving: string,
+  world: World,
+  prior: string,
+): Promise<string> => {
   const { ec2 } = clients();
   const [described, addresses, volumes] = await Promise.all([
     ec2.send(new DescribeInstancesCommand({ InstanceIds: [serving] })),
@@ -169,7 +206,7 @@ const expectedReconciled = async (original: string, serving: string, world: Worl
     instance,
     addresses: addresses.Addresses ?? [],
     volumes: volumes.Volumes ?? [],
-    expectInstanceId: world.seeded.oldInstanceId,
+    expectInstanceId: prior,
   });
   return writeState(result.state);
 };
@@ -183,9 +220,9 @@ const stateConsistent = async (world: World, before: Before): Promise<string[]> 
   if (now === undefined) return ['3: the Terraform state object is gone'];
   if (now !== original) {
     const serving = world.sandbox.eipInstance(world.seeded.allocationId);
-    if (!serving || serving === world.seeded.oldInstanceId) {
+    if (!serving || serving === before.serving) {
       problems.push('3: the state changed although the old box still serves');
-    } else if (now !== (await expectedReconciled(original, serving, world))) {
+    } else if (now !== (await expectedReconciled(original, serving, world, before.serving))) {
       problems.push(`3: the state is neither the original nor the state reconciled to ${serving}`);
     }
     const backups = world.sandbox
@@ -216,16 +253,24 @@ const noLockLeft = async (world: World): Promise<string[]> => {
 };
 
 /** 5. Exactly one outcome message, and what it claims is where the EIP is. */
-const oneTruthfulOutcome = (world: World, run: WorkflowRun): string[] => {
-  const outcomes = world.sandbox.messages.filter((m) => m.attributes.kind === 'outcome');
+const runOutcomes = (world: World, before: Before) =>
+  world.sandbox.messages.slice(before.messages).filter((m) => m.attributes.kind === 'outcome');
+
+const oneTruthfulOutcome = (world: World, run: WorkflowRun, before: Before): string[] => {
+  const outcomes = runOutcomes(world, before);
   if (outcomes.length !== 1) return [`5: ${outcomes.length} outcome messages`];
   const event = outcomes[0]?.attributes.event;
   const on = world.sandbox.eipInstance(world.seeded.allocationId);
-  const moved = on !== world.seeded.oldInstanceId;
-  const launched = (run.outputs.Launch as { launch?: { instanceId?: string } } | undefined)?.launch
-    ?.instanceId;
+  const moved = on !== before.serving;
+  const launchedBy = (state: string) =>
+    (run.outputs[state] as { launch?: { instanceId?: string } } | undefined)?.launch?.instanceId;
+  const launched = launchedBy('Launch');
   if (event === 'replaced' && (!moved || (launched && on !== launched))) {
     return [`5: the message says replaced but the EIP is on ${on}`];
+  }
+  const restored = launchedBy('StartRetired');
+  if (event === 'rolled-back-by-request' && (!moved || (restored && on !== restored))) {
+    return [`5: the message says rolled back by request but the EIP is on ${on}`];
   }
   if ((event === 'rolled-back' || event === 'failed' || event === 'no-op') && moved) {
     return [`5: the message says ${event} but the EIP is on ${on}, not the old box`];
@@ -241,24 +286,88 @@ const oneTruthfulOutcome = (world: World, run: WorkflowRun): string[] => {
  * the Elastic IP back on the old box and an outcome that says rolled-back. The health checks of
  * invariant 1 alone could miss the EIP left on the candidate while its app still answers.
  */
-const rolledBackFromBadCandidate = (world: World): string[] => {
+const rolledBackFromBadCandidate = (world: World, before: Before, event: string): string[] => {
   const problems: string[] = [];
   const on = world.sandbox.eipInstance(world.seeded.allocationId);
-  if (on !== world.seeded.oldInstanceId) {
-    problems.push(`1: the new image is bad, but the Elastic IP is on ${on ?? 'nothing'}, not the old box`);
+  if (on !== before.serving) {
+    problems.push(
+      `1: the box brought in is bad, but the Elastic IP is on ${on ?? 'nothing'}, not the box that served before`,
+    );
   }
-  const events = world.sandbox.messages
-    .filter((m) => m.attributes.kind === 'outcome')
-    .map((m) => m.attributes.event);
-  if (events.length === 1 && events[0] !== 'rolled-back') {
-    problems.push(`5: the new image is bad, but the outcome is ${events[0]}, not rolled-back`);
+  const events = runOutcomes(world, before).map((m) => m.attributes.event);
+  if (events.length === 1 && events[0] !== event) {
+    problems.push(`5: the box brought in is bad, but the outcome is ${events[0]}, not ${event}`);
   }
   return problems;
 };
 
+/**
+ * The end of each rollback window is a Scheduler schedule (design §2.10): every box asleep in its window
+ * has the one that terminates it when the window ends, not earlier; the box serving has none and is not
+ * tagged retired (the retirement role may terminate exactly the boxes tagged so).
+ */
+const windowsScheduled = async (world: World): Promise<string[]> => {
+  const problems: string[] = [];
+  const serving = world.sandbox.eipInstance(world.seeded.allocationId);
+  const schedule = async (id: string) => {
+    try {
+      return await schedulerClient().send(
+        new GetScheduleCommand({
+          Name: scheduleName(world.target.name, id),
+          GroupName: SANDBOX_ENV.SCHEDULE_GROUP,
+        }),
+      );
+    } catch (error) {
+      if ((error as Error).name === 'ResourceNotFoundException') return undefined;
+      throw error;
+    }
+  };
+  const boxes = (await allInstances()).filter((i) => tag(i, Tags.target) === world.target.name && !gone(i));
+  for (const box of boxes) {
+    const id = box.InstanceId ?? '';
+    const found = await schedule(id);
+    if (id === serving) {
+      if (found)
+        problems.push(`2: ${id} serves, but a schedule will terminate it at ${found.ScheduleExpression}`);
+      if (tag(box, Tags.role) === 'retired') problems.push(`2: ${id} serves, but is tagged retired`);
+      continue;
+    }
+    const retireAfter = tag(box, Tags.retireAfter);
+    if (tag(box, Tags.role) !== 'retired' || retireAfter === undefined) continue;
+    if (!found) {
+      problems.push(`2: ${id} is retired until ${retireAfter}, but no schedule ends its window`);
+    } else if (
+      found.ScheduleExpression !== atExpression(retireAfter) &&
+      Date.parse(retireAfter) > Date.now()
+    ) {
+      problems.push(
+        `2: ${id} is retired until ${retireAfter}, but its schedule says ${found.ScheduleExpression}`,
+      );
+    } else if (found.Target?.Input !== JSON.stringify({ InstanceIds: [id] })) {
+      problems.push(`2: the schedule of ${id} terminates ${found.Target?.Input ?? 'nothing'}`);
+    }
+  }
+  return problems;
+};
+
+/** A hook's lines run once per box and run (its SSM command is one per execution and hook point). */
+const hooksRanOnce = async (world: World): Promise<string[]> =>
+  (await allInstances()).flatMap(({ InstanceId: id = '' }) => {
+    const path = join(world.sandbox.instanceDir(id), 'hooks.log');
+    const lines = existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n') : [];
+    const repeated = [...new Set(lines.filter((line, i) => lines.indexOf(line) !== i))];
+    return repeated.map((line) => `hooks: "${line}" ran more than once on ${id}`);
+  });
+
 /** What the source run tells about how any run of it must end. */
 export interface Expectation {
   readonly candidateIsBad: boolean;
+  /** How the source run ends: with a bad candidate, the only outcome any of its cells may announce. */
+  readonly outcome?: string;
+  /** Whether the rollback windows' schedules are checked (the sources that retire or restore a box). */
+  readonly windows?: boolean;
+  /** Whether the hooks' lines are checked to have run at most once per box. */
+  readonly hooks?: boolean;
 }
 
 /** Every broken invariant, in words; empty when the run left the service safe. */
@@ -268,13 +377,17 @@ export const violations = async (
   before: Before,
   expected: Expectation = { candidateIsBad: false },
 ): Promise<string[]> => {
-  const outcome = world.sandbox.messages.find((m) => m.attributes.kind === 'outcome')?.message;
+  const outcome = runOutcomes(world, before)[0]?.message;
   return [
-    ...(expected.candidateIsBad ? rolledBackFromBadCandidate(world) : []),
+    ...(expected.candidateIsBad
+      ? rolledBackFromBadCandidate(world, before, expected.outcome ?? 'rolled-back')
+      : []),
     ...(await eipServes(world, run, outcome)),
-    ...(await instancesAccountedFor(world, run)),
+    ...(await instancesAccountedFor(world, run, before)),
+    ...(expected.windows ? await windowsScheduled(world) : []),
+    ...(expected.hooks ? await hooksRanOnce(world) : []),
     ...(await stateConsistent(world, before)),
     ...(await noLockLeft(world)),
-    ...oneTruthfulOutcome(world, run),
+    ...oneTruthfulOutcome(world, run, before),
   ];
 };

@@ -114,7 +114,7 @@ describe('the fault matrix', () => {
   it.each(cells)('$name', async ({ source: name, fault }) => {
     const source = sourceNamed(name);
     world = await startFaultWorld(fault, source.options, source.setup);
-    const run = await world.run();
+    const run = await world.run(source.input);
 
     expect(world.faultFired()).toBe(true);
     expect(await violations(world, run, world.before, source)).toEqual([]);
