@@ -109,6 +109,9 @@ export const revertRestore = async (
     const restoredState = restored?.State?.Name ?? 'gone';
     if (eipInstanceId === restoreId) {
       candidates.push({ instanceId: restoreId, action: 'kept: holds the Elastic IP' });
+      notes.push(
+        `${restoreId} holds the Elastic IP and is still tagged retired: no end-of-window termination was scheduled for it; tag it understudy:role=serving once it should stay`,
+      );
     } else if (restoredState === 'pending') {
       throw new UnderstudyError(ErrorNames.Transient, `${restoreId} is still pending; retrying the revert`);
     } else if (restoredState === 'running') {
@@ -117,7 +120,15 @@ export const revertRestore = async (
     } else {
       candidates.push({ instanceId: restoreId, action: `already ${restoredState}` });
     }
-    if (restoredState !== 'gone' && restoredState !== 'terminated' && restoredState !== 'shutting-down') {
+    // Never schedule the end of the window for the box that holds the Elastic IP: it is still tagged
+    // retired, so the retirement role could terminate the box serving the site.
+    const holdsTraffic = eipInstanceId === restoreId;
+    if (
+      !holdsTraffic &&
+      restoredState !== 'gone' &&
+      restoredState !== 'terminated' &&
+      restoredState !== 'shutting-down'
+    ) {
       const at = new Date(
         Math.max(Date.parse(plan.restore.retireAfter), Date.now() + GRACE_MS),
       ).toISOString();
