@@ -60,6 +60,15 @@ export const RUNS_QUERY = [
   'limit 50',
 ];
 
+/** A state machine's executions by how they ended, for a dashboard graph. */
+const executionMetrics = (sm: sfn.IStateMachine): cloudwatch.IMetric[] => [
+  sm.metricStarted({ period: PERIOD, label: 'started' }),
+  sm.metricSucceeded({ period: PERIOD, label: 'succeeded' }),
+  sm.metricFailed({ period: PERIOD, label: 'failed' }),
+  sm.metricTimedOut({ period: PERIOD, label: 'timed out' }),
+  sm.metricAborted({ period: PERIOD, label: 'aborted' }),
+];
+
 /**
  * The stack's dashboard and alarms. The run metrics come from Finish's EMF lines (one per target and one
  * for the stack); the rest are the metrics Step Functions and Lambda publish on their own.
@@ -91,13 +100,7 @@ export class Observability extends Construct {
       new cloudwatch.GraphWidget({
         title: 'Executions',
         width: 8,
-        left: [
-          sm.metricStarted({ period: PERIOD, label: 'started' }),
-          sm.metricSucceeded({ period: PERIOD, label: 'succeeded' }),
-          sm.metricFailed({ period: PERIOD, label: 'failed' }),
-          sm.metricTimedOut({ period: PERIOD, label: 'timed out' }),
-          sm.metricAborted({ period: PERIOD, label: 'aborted' }),
-        ],
+        left: executionMetrics(sm),
       }),
       new cloudwatch.GraphWidget({ title: 'Run outcomes', width: 8, left: outcomes, stacked: true }),
       new cloudwatch.GraphWidget({
@@ -198,13 +201,7 @@ export class Observability extends Construct {
       new cloudwatch.GraphWidget({
         title: 'Fleet executions',
         width: 12,
-        left: [
-          sm.metricStarted({ period: PERIOD, label: 'started' }),
-          sm.metricSucceeded({ period: PERIOD, label: 'succeeded' }),
-          sm.metricFailed({ period: PERIOD, label: 'failed' }),
-          sm.metricTimedOut({ period: PERIOD, label: 'timed out' }),
-          sm.metricAborted({ period: PERIOD, label: 'aborted' }),
-        ],
+        left: executionMetrics(sm),
       }),
       new cloudwatch.AlarmStatusWidget({ title: 'Fleet alarms', width: 12, alarms: [...fleet.alarms] }),
     );

@@ -61,6 +61,18 @@ const rolledBack = () => ({
     commands: [],
   },
 });
+/** The state of a rollback within the window, as Preflight planned it: the retired OLD_ID comes back. */
+const rollbackPlanState = () =>
+  makeState(makeTarget(), {
+    action: 'rollback',
+    restore: {
+      instanceId: OLD_ID,
+      imageId: 'ami-0aaaaaaaaaaaaaaa0',
+      state: 'stopped',
+      retireAfter: '2026-05-02T09:00:00.000Z',
+      scheduleName: `web-${OLD_ID}`,
+    },
+  });
 const record = () => JSON.parse(s3.objects.get(recordKey)?.text ?? 'null');
 /** The JSON document after the text of the run's first outcome message. */
 // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary fields of the document
@@ -702,16 +714,7 @@ describe('the outcome message a human reads (issue 6)', () => {
   });
 
   it('dates a rollback on request by when the retired box was started and found up again', async () => {
-    const state = makeState(makeTarget(), {
-      action: 'rollback',
-      restore: {
-        instanceId: OLD_ID,
-        imageId: 'ami-0aaaaaaaaaaaaaaa0',
-        state: 'stopped',
-        retireAfter: '2026-05-02T09:00:00.000Z',
-        scheduleName: `web-${OLD_ID}`,
-      },
-    });
+    const state = rollbackPlanState();
     await run({
       ...state,
       launch: {
@@ -896,16 +899,7 @@ describe('the run metrics Finish emits (issue 6)', () => {
   });
 
   it('does not count a rollback on request in Rollbacks, whether it held or was undone', async () => {
-    const state = makeState(makeTarget(), {
-      action: 'rollback',
-      restore: {
-        instanceId: OLD_ID,
-        imageId: 'ami-0aaaaaaaaaaaaaaa0',
-        state: 'stopped',
-        retireAfter: '2026-05-02T09:00:00.000Z',
-        scheduleName: `web-${OLD_ID}`,
-      },
-    });
+    const state = rollbackPlanState();
     const restored = {
       ...state,
       launch: { instanceId: OLD_ID, clientToken: `restore-${OLD_ID}` },
