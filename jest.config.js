@@ -13,4 +13,10 @@ module.exports = {
   // A workflow test drives a whole replacement through real HTTPS probes every 50 virtual ms: about
   // 10 s on a quiet 2-core machine, eight times that on a loaded CI runner (seen: 89 s).
   testTimeout: 300_000,
+  // One test file at a time (suites share cdk.out and ports), but in a worker process, not in band: the
+  // workflow, fault and CLI suites start thousands of sandbox accounts, and one long-lived process grew
+  // past 6 GB in CI. With a memory limit jest uses a worker even for one, and replaces it once a test
+  // file leaves it above the limit.
+  maxWorkers: 1,
+  workerIdleMemoryLimit: '1GB',
 };
