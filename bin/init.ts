@@ -25,7 +25,7 @@ import { TfStateError } from '../lambdas/shared/tfstate/errors';
 import { instanceAddressOf } from '../lambdas/shared/tfstate/lookup';
 import type { StateV4 } from '../lambdas/shared/tfstate/state';
 import { awsFailure } from './account';
-import { printJson, reportError } from './operator';
+import { printJson, reportError, withAccount } from './operator';
 import { type CliIo, EXIT, type ExitCode, InputError } from './terminal';
 
 /**
@@ -496,34 +496,17 @@ export const runInit = async (name: string, options: InitOptions, io: CliIo): Pr
   } catch (error) {
     return reportError(io, 'init', json, error);
   }
-  let stopSandbox: (() => Promise<void>) | undefined;
-  let code: ExitCode = EXIT.ok;
-  try {
-    if (options.sandbox) {
-      const { startSandboxAccount } = await import('./sandbox-account');
-      const account = await startSandboxAccount();
-      stopSandbox = account.stop;
-      if (!json) {
-        io.stderr.write(
-          `sandbox account ${account.sandbox.accountId} in ${account.sandbox.region}: the web server is behind ${account.deployment.seeded.allocationId}${account.deployment.target.terraform ? `, its state at ${account.deployment.target.terraform.state}` : ''}\n`,
-        );
-      }
+  return withAccount('init', options.sandbox, io, json, async (account) => {
+    if (account && !json) {
+      io.stderr.write(
+        `sandbox account ${account.sandbox.accountId} in ${account.sandbox.region}: the web server is behind ${account.deployment.seeded.allocationId}${account.deployment.target.terraform ? `, its state at ${account.deployment.target.terraform.state}` : ''}\n`,
+      );
     }
     const doc = await initTarget(name, options, await defaultReader());
     if (json) printJson(io, doc);
     else printHuman(io, doc);
-  } catch (error) {
-    code = reportError(io, 'init', json, error);
-  }
-  if (stopSandbox) {
-    try {
-      await stopSandbox();
-    } catch (error) {
-      io.stderr.write(`sandbox: ${error instanceof Error ? error.message : String(error)}\n`);
-      return EXIT.aws;
-    }
-  }
-  return code;
+    return EXIT.ok;
+  });
 };
 
 export const initCommand = (io: CliIo, onExit: (code: ExitCode) => void): Command =>

@@ -62,10 +62,51 @@ export const reportError = (io: CliIo, command: string, json: boolean, error: un
   return failure.code;
 };
 
+/** The `--sandbox` account a command runs against (loaded lazily: real-account runs never load it). */
+export type SandboxAccountHandle = Awaited<
+  ReturnType<typeof import('./sandbox-account')['startSandboxAccount']>
+>;
+
 /**
- * Runs one command against the account: AWS (default credential chain and region), or with `--sandbox`
- * a fresh simulated account, started before the first SDK client and stopped afterwards. `validate`
- * runs first, before any AWS call, so bad input never reaches the account.
+ * Runs `work` against the account: as it is, or with `sandbox` a fresh simulated account, started
+ * before the first SDK client and stopped afterwards. Its errors become the command's error document.
+ */
+export const withAccount = async (
+  command: string,
+  sandbox: boolean | undefined,
+  io: CliIo,
+  json: boolean,
+  work: (account: SandboxAccountHandle | undefined) => Promise<ExitCode>,
+): Promise<ExitCode> => {
+  let stopSandbox: (() => Promise<void>) | undefined;
+  let code: ExitCode;
+  try {
+    let account: SandboxAccountHandle | undefined;
+    if (sandbox) {
+      const { startSandboxAccount } = await import('./sandbox-account');
+      account = await startSandboxAccount();
+      stopSandbox = account.stop;
+    }
+    code = await work(account);
+  } catch (error) {
+    code = reportError(io, command, json, error);
+  }
+  if (stopSandbox) {
+    try {
+      await stopSandbox();
+    } catch (error) {
+      // Work the sandbox ran in the background failed: the run's answer cannot be trusted.
+      io.stderr.write(`sandbox: ${error instanceof Error ? error.message : String(error)}\n`);
+      return EXIT.aws;
+    }
+  }
+  return code;
+};
+
+/**
+ * Runs one command against the deployed stack: AWS (default credential chain and region), or with
+ * `--sandbox` a fresh simulated account. `validate` runs first, before any AWS call, so bad input never
+ * reaches the account.
  */
 export const runOperator = async (
   command: string,
@@ -80,35 +121,15 @@ export const runOperator = async (
   } catch (error) {
     return reportError(io, command, json, error);
   }
-  let stopSandbox: (() => Promise<void>) | undefined;
-  let code: ExitCode;
-  try {
-    let stackName = options.stack ?? DEFAULT_STACK;
-    if (options.sandbox) {
-      const { startSandboxAccount } = await import('./sandbox-account');
-      const account = await startSandboxAccount();
-      stopSandbox = account.stop;
-      stackName = options.stack ?? account.stackName;
-      if (!json) {
-        io.stderr.write(
-          `sandbox account ${account.sandbox.accountId} in ${account.sandbox.region}, stack ${stackName}\n`,
-        );
-      }
+  return withAccount(command, options.sandbox, io, json, async (account) => {
+    const stackName = options.stack ?? account?.stackName ?? DEFAULT_STACK;
+    if (account && !json) {
+      io.stderr.write(
+        `sandbox account ${account.sandbox.accountId} in ${account.sandbox.region}, stack ${stackName}\n`,
+      );
     }
     const clients = operatorClients();
     const stack = await describeStack(clients, stackName);
-    code = await body({ io, clients, stack, colors: colorsFor(io), json });
-  } catch (error) {
-    code = reportError(io, command, json, error);
-  }
-  if (stopSandbox) {
-    try {
-      await stopSandbox();
-    } catch (error) {
-      // Work the sandbox ran in the background failed: the run's answer cannot be trusted.
-      io.stderr.write(`sandbox: ${error instanceof Error ? error.message : String(error)}\n`);
-      return EXIT.aws;
-    }
-  }
-  return code;
+    return body({ io, clients, stack, colors: colorsFor(io), json });
+  });
 };
