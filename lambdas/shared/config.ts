@@ -478,19 +478,31 @@ export const groupTargets = (config: GroupedConfig, group: GroupConfig): string[
   return config.targets.filter((t) => t.tags?.[key] === value).map((t) => t.name);
 };
 
+/** An issue at `<list>[i].name` for every entry whose name an earlier entry already has. */
+const flagDuplicateNames = (
+  entries: readonly { readonly name: string }[],
+  list: 'targets' | 'groups',
+  what: 'target' | 'group',
+  ctx: z.RefinementCtx,
+): void => {
+  const seen = new Set<string>();
+  entries.forEach((entry, i) => {
+    if (seen.has(entry.name)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [list, i, 'name'],
+        message: `duplicate ${what} name "${entry.name}"`,
+      });
+    }
+    seen.add(entry.name);
+  });
+};
+
 /** Every group's targets are configured, its name is unique, and a tag selects at least one target. */
 const checkGroups = (config: GroupedConfig, ctx: z.RefinementCtx): void => {
   const names = new Set(config.targets.map((t) => t.name));
-  const seen = new Set<string>();
+  flagDuplicateNames(config.groups ?? [], 'groups', 'group', ctx);
   (config.groups ?? []).forEach((group, i) => {
-    if (seen.has(group.name)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['groups', i, 'name'],
-        message: `duplicate group name "${group.name}"`,
-      });
-    }
-    seen.add(group.name);
     const selector = group.targets;
     if (Array.isArray(selector)) {
       selector.forEach((name, j) => {
@@ -579,18 +591,8 @@ export const ConfigSchema = z
   .strict()
   .superRefine((config, ctx) => {
     checkGroups(config, ctx);
-    const seen = new Set<string>();
-    config.targets.forEach((t, i) => {
-      if (seen.has(t.name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['targets', i, 'name'],
-          message: `duplicate target name "${t.name}"`,
-        });
-      }
-      seen.add(t.name);
-      checkTriggers(t, ['targets', i, 'triggers'], ctx);
-    });
+    flagDuplicateNames(config.targets, 'targets', 'target', ctx);
+    config.targets.forEach((t, i) => checkTriggers(t, ['targets', i, 'triggers'], ctx));
   });
 
 export type TargetConfig = z.infer<typeof TargetSchema>;
