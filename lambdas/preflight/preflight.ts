@@ -57,9 +57,9 @@ import { TfStateError } from '../shared/tfstate/errors';
 import { findInstance } from '../shared/tfstate/lookup';
 import { parseS3StateUrl, stateObjectKey } from '../shared/tfstate/s3-keys';
 import { readStateUtf8, type StateV4 } from '../shared/tfstate/state';
+import { checkMaintenanceWindow } from '../shared/window';
 import { servingPlanFields } from './plan-fields';
 import { planRollback } from './rollback-plan';
-import { checkMaintenanceWindow } from './window';
 
 /**
  * Preflight: everything that can be known before a single resource changes. Every check reads; the

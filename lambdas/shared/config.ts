@@ -240,7 +240,7 @@ export const TerraformSchema = z
 /**
  * Triggers (issue 6): what, besides an operator, may start a replacement of a target. Each automatic
  * trigger is opt-in; lib/triggers.ts deploys the rules and schedules, lambdas/trigger turns their events
- * into executions, and preflight holds them to `maintenanceWindows` (lambdas/preflight/window.ts).
+ * into executions, and preflight holds them to `maintenanceWindows` (lambdas/shared/window.ts).
  */
 export const TRIGGER_KINDS = ['imageParameter', 'imageBuilder', 'schedule', 'selfHeal'] as const;
 export type TriggerKind = (typeof TRIGGER_KINDS)[number];
@@ -317,7 +317,7 @@ export const TriggersSchema = z
       })
       .strict()
       .optional(),
-    /** When set, automatic triggers outside every window are refused by preflight (nothing changes). */
+    /** When set, automatic triggers outside every window are deferred to the next opening (preflight refuses any that still arrive outside). */
     maintenanceWindows: z.array(MaintenanceWindowSchema).min(1).max(10).optional(),
   })
   .strict();

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { CreateScheduleCommand, type SchedulerClient } from '@aws-sdk/client-scheduler';
-import { inWindow, localTime } from '../preflight/window';
 import { awsCall, hasCode } from '../shared/aws-errors';
 import type { MaintenanceWindow } from '../shared/config';
+import { inWindow, localTime } from '../shared/window';
 
 /**
  * Deferring a trigger instead of starting a run that preflight would refuse: the execution name is the

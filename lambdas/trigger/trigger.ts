@@ -10,7 +10,6 @@ import type { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { checkMaintenanceWindow } from '../preflight/window';
 import { awsCall, hasCode } from '../shared/aws-errors';
 import {
   formatIssues,
@@ -25,6 +24,7 @@ import { lockHolder } from '../shared/lock';
 import { correlate, logger } from '../shared/logger';
 import { type ExecutionInput, ExecutionInputSchema } from '../shared/schemas';
 import { loadTargetConfig, parameterValue } from '../shared/targets';
+import { checkMaintenanceWindow } from '../shared/window';
 import { afterLock, type DeferralSettings, deferTrigger, nextOpening } from './defer';
 
 /**

@@ -2,13 +2,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { checkMaintenanceWindow, inWindow } from '../../lambdas/preflight/window';
 import {
   ConfigError,
   MaintenanceWindowSchema,
   parseConfig,
   type UnderstudyConfig,
 } from '../../lambdas/shared/config';
+import { checkMaintenanceWindow, inWindow } from '../../lambdas/shared/window';
 import { asList, flatten } from '../../lib/nag-findings';
 import type { UnderstudyStack } from '../../lib/understudy-stack';
 import { applyInputTransformer, type InputTransformer } from '../../sandbox/aws/events';

@@ -1,7 +1,7 @@
-import type { MaintenanceWindow, TargetConfig, Weekday } from '../shared/config';
-import { WEEKDAYS } from '../shared/config';
-import { refused } from '../shared/errors';
-import type { ExecutionInput } from '../shared/schemas';
+import type { MaintenanceWindow, TargetConfig, Weekday } from './config';
+import { WEEKDAYS } from './config';
+import { refused } from './errors';
+import type { ExecutionInput } from './schemas';
 
 /**
  * Maintenance windows (config `triggers.maintenanceWindows`). The trigger function applies the same
