@@ -18,6 +18,8 @@ export interface StackInfo {
   /** Where the stack keeps each target's configuration (`<prefix>/targets/<name>`). */
   readonly parameterPrefix: string;
   readonly region: string;
+  /** The fleet machine (`replace --group`); stacks deployed before fleets existed have none. */
+  readonly fleetStateMachineArn?: string;
 }
 
 export const operatorClients = () => ({
@@ -79,7 +81,14 @@ export const describeStack = async (clients: OperatorClients, stackName: string)
   }
   // The ARN carries the region the stack lives in, whatever the caller's default is.
   const region = stateMachineArn.split(':')[3] ?? '';
-  return { stackName, stateMachineArn, runsBucket, parameterPrefix: parameterPrefixOf(stackName), region };
+  return {
+    stackName,
+    stateMachineArn,
+    runsBucket,
+    parameterPrefix: parameterPrefixOf(stackName),
+    region,
+    ...(outputs.FleetStateMachineArn ? { fleetStateMachineArn: outputs.FleetStateMachineArn } : {}),
+  };
 };
 
 export const consoleLink = (region: string, executionArn: string): string =>

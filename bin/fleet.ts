@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { DescribeExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { type GroupConfig, type GroupedConfig, groupTargets } from '../lambdas/shared/config';
 import type { ExecutionInput } from '../lambdas/shared/schemas';
@@ -97,13 +96,8 @@ export interface FleetDocument {
   readonly exitCode: ExitCode;
 }
 
-const fleetArnOf = async (ctx: OperatorContext): Promise<string> => {
-  const answer = await ctx.clients.cloudformation
-    .send(new DescribeStacksCommand({ StackName: ctx.stack.stackName }))
-    .catch((error: unknown) => {
-      throw awsFailure(`reading the outputs of stack ${ctx.stack.stackName}`, error);
-    });
-  const arn = answer.Stacks?.[0]?.Outputs?.find((o) => o.OutputKey === 'FleetStateMachineArn')?.OutputValue;
+const fleetArnOf = (ctx: OperatorContext): string => {
+  const arn = ctx.stack.fleetStateMachineArn;
   if (!arn) {
     throw new CliError(
       EXIT.aws,
@@ -140,7 +134,7 @@ export const runFleet = async (groupName: string, options: FleetOptions, io: Cli
     io,
     async (ctx) => {
       const request = input as FleetInput;
-      const fleetArn = await fleetArnOf(ctx);
+      const fleetArn = fleetArnOf(ctx);
       const name = fleetExecutionName(request, new Date());
       const started = await ctx.clients.sfn
         .send(new StartExecutionCommand({ stateMachineArn: fleetArn, name, input: JSON.stringify(request) }))
