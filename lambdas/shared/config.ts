@@ -592,7 +592,9 @@ export const ConfigSchema = z
   .superRefine((config, ctx) => {
     checkGroups(config, ctx);
     flagDuplicateNames(config.targets, 'targets', 'target', ctx);
-    config.targets.forEach((t, i) => checkTriggers(t, ['targets', i, 'triggers'], ctx));
+    config.targets.forEach((t, i) => {
+      checkTriggers(t, ['targets', i, 'triggers'], ctx);
+    });
   });
 
 export type TargetConfig = z.infer<typeof TargetSchema>;
